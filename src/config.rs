@@ -1,0 +1,635 @@
+//! [`Builder`]: a pool's settings, their defaults (r2d2's, plus sluice's own), and their
+//! validation.
+//!
+//! Setters never panic; `build` checks every setting and names the one that is wrong. Durations
+//! are used exactly as given: nothing is rounded or clamped.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::event::HandleEvent;
+use crate::manager::{
+    CustomizeConnection, HandleError, LoggingErrorHandler, ManageConnection,
+    NopConnectionCustomizer,
+};
+use crate::pool::Pool;
+
+/// Names pools that were not given one: `pool-1`, `pool-2`, …
+static POOL_NUMBER: AtomicU64 = AtomicU64::new(1);
+
+/// Configures and builds a [`Pool`].
+///
+/// | setting | default |
+/// |---|---|
+/// | [`max_size`](Builder::max_size) | 10 |
+/// | [`min_idle`](Builder::min_idle) | `None` (= `max_size`) |
+/// | [`test_on_check_out`](Builder::test_on_check_out) | `true` |
+/// | [`validation_skip_window`](Builder::validation_skip_window) | 500 ms |
+/// | [`max_lifetime`](Builder::max_lifetime) | 30 min |
+/// | [`idle_timeout`](Builder::idle_timeout) | 10 min |
+/// | [`connection_timeout`](Builder::connection_timeout) | 30 s |
+/// | [`reaper_rate`](Builder::reaper_rate) | 30 s |
+/// | [`pool_name`](Builder::pool_name) | `pool-N` |
+/// | [`error_handler`](Builder::error_handler) | [`LoggingErrorHandler`] |
+/// | [`event_handler`](Builder::event_handler) | none |
+/// | [`connection_customizer`](Builder::connection_customizer) | [`NopConnectionCustomizer`] |
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// # struct Manager;
+/// # impl sluice::ManageConnection for Manager {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+/// # }
+///
+/// let pool = sluice::Pool::builder()
+///     .pool_name("orders")
+///     .max_size(16)
+///     .min_idle(Some(4))
+///     .connection_timeout(Duration::from_secs(5))
+///     .build(Manager)?;
+/// assert_eq!(pool.max_size(), 16);
+/// # Ok::<(), sluice::Error>(())
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct Builder<M>
+where
+    M: ManageConnection,
+{
+    max_size: u32,
+    min_idle: Option<u32>,
+    test_on_check_out: bool,
+    validation_skip_window: Duration,
+    max_lifetime: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    connection_timeout: Duration,
+    reaper_rate: Duration,
+    pool_name: Option<String>,
+    error_handler: Box<dyn HandleError<M::Error>>,
+    event_handler: Option<Box<dyn HandleEvent>>,
+    connection_customizer: Box<dyn CustomizeConnection<M::Connection, M::Error>>,
+    _manager: PhantomData<fn() -> M>,
+}
+
+impl<M> Default for Builder<M>
+where
+    M: ManageConnection,
+{
+    fn default() -> Builder<M> {
+        Builder {
+            max_size: 10,
+            min_idle: None,
+            test_on_check_out: true,
+            validation_skip_window: Duration::from_millis(500),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+            idle_timeout: Some(Duration::from_secs(10 * 60)),
+            connection_timeout: Duration::from_secs(30),
+            reaper_rate: Duration::from_secs(30),
+            pool_name: None,
+            error_handler: Box::new(LoggingErrorHandler),
+            event_handler: None,
+            connection_customizer: Box::new(NopConnectionCustomizer),
+            _manager: PhantomData,
+        }
+    }
+}
+
+impl<M> Builder<M>
+where
+    M: ManageConnection,
+{
+    /// A builder with every setting at its default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Builder::new().build(Manager)?;
+    /// assert_eq!(pool.max_size(), 10);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn new() -> Builder<M> {
+        Builder::default()
+    }
+
+    /// The most connections the pool keeps open at once, counting those being opened and
+    /// closed. Default 10; must be at least 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let err = sluice::Pool::builder().max_size(0).build(Manager).err().unwrap();
+    /// assert!(err.to_string().contains("max_size"));
+    /// ```
+    pub fn max_size(mut self, max_size: u32) -> Builder<M> {
+        self.max_size = max_size;
+        self
+    }
+
+    /// How many idle connections the pool keeps ready. `None` (the default) means `max_size`:
+    /// the pool opens every connection it may. Must not exceed `max_size`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().max_size(8).min_idle(Some(2)).build(Manager)?;
+    /// assert_eq!(pool.state().connections, 2);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn min_idle(mut self, min_idle: Option<u32>) -> Builder<M> {
+        self.min_idle = min_idle;
+        self
+    }
+
+    /// Whether a check-out checks the connection with
+    /// [`is_valid`](ManageConnection::is_valid) first (default `true`). See
+    /// [`validation_skip_window`](Builder::validation_skip_window) for when it is skipped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().test_on_check_out(false).build(Manager)?;
+    /// assert!(!pool.test_on_check_out());
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn test_on_check_out(mut self, test_on_check_out: bool) -> Builder<M> {
+        self.test_on_check_out = test_on_check_out;
+        self
+    }
+
+    /// With `test_on_check_out(true)`, a connection checked in less than this long ago is handed
+    /// out without [`is_valid`](ManageConnection::is_valid): it just proved itself. Default
+    /// 500 ms; `Duration::ZERO` validates every check-out.
+    ///
+    /// Windows of 100 ms and more are measured with the kernel's coarse clock (a few
+    /// milliseconds of resolution, much cheaper to read); shorter ones with the precise clock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// // Behind a proxy that may drop connections at any moment: check every time.
+    /// let pool = sluice::Pool::builder()
+    ///     .validation_skip_window(Duration::ZERO)
+    ///     .build(Manager)?;
+    /// assert_eq!(pool.validation_skip_window(), Duration::ZERO);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn validation_skip_window(mut self, window: Duration) -> Builder<M> {
+        self.validation_skip_window = window;
+        self
+    }
+
+    /// Connections older than this are closed: idle ones by the background sweep, checked-out
+    /// ones when they come back. Default 30 minutes; `None` keeps connections forever; zero is
+    /// invalid. Pick it below any idle cut-off of the database or a proxy in between.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder()
+    ///     .max_lifetime(Some(Duration::from_secs(15 * 60)))
+    ///     .build(Manager)?;
+    /// assert_eq!(pool.max_lifetime(), Some(Duration::from_secs(900)));
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn max_lifetime(mut self, max_lifetime: Option<Duration>) -> Builder<M> {
+        self.max_lifetime = max_lifetime;
+        self
+    }
+
+    /// Idle connections beyond `min_idle` that have not been used for this long are closed by
+    /// the background sweep. Default 10 minutes; `None` keeps them; zero is invalid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().idle_timeout(None).build(Manager)?;
+    /// assert_eq!(pool.idle_timeout(), None);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn idle_timeout(mut self, idle_timeout: Option<Duration>) -> Builder<M> {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// How long [`Pool::get`] waits for a connection, and `build` for its first `min_idle`
+    /// connections. Default 30 seconds; zero is invalid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder()
+    ///     .connection_timeout(Duration::from_millis(250))
+    ///     .build(Manager)?;
+    /// assert_eq!(pool.connection_timeout(), Duration::from_millis(250));
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn connection_timeout(mut self, connection_timeout: Duration) -> Builder<M> {
+        self.connection_timeout = connection_timeout;
+        self
+    }
+
+    /// How often the background thread sweeps the idle connections for expired ones. Default
+    /// 30 seconds; zero is invalid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder()
+    ///     .reaper_rate(Duration::from_millis(100))
+    ///     .build(Manager)?;
+    /// assert_eq!(pool.reaper_rate(), Duration::from_millis(100));
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn reaper_rate(mut self, reaper_rate: Duration) -> Builder<M> {
+        self.reaper_rate = reaper_rate;
+        self
+    }
+
+    /// The pool's name, used in its thread's name (`sluice-<name>`), its log lines and its
+    /// errors. Default `pool-N`, numbered in the order pools are built.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().pool_name("reports").build(Manager)?;
+    /// assert_eq!(pool.name(), "reports");
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn pool_name(mut self, name: impl Into<String>) -> Builder<M> {
+        self.pool_name = Some(name.into());
+        self
+    }
+
+    /// Receives the errors of `connect`, `is_valid` and the customizer's `on_acquire`.
+    /// Default [`LoggingErrorHandler`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder()
+    ///     .error_handler(Box::new(sluice::NopErrorHandler))
+    ///     .build(Manager)?;
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn error_handler(mut self, error_handler: Box<dyn HandleError<M::Error>>) -> Builder<M> {
+        self.error_handler = error_handler;
+        self
+    }
+
+    /// Receives the pool's [events](crate::event). None by default, and then the pool does not
+    /// read the clock to time check-outs and check-ins.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder()
+    ///     .event_handler(Box::new(sluice::NopEventHandler))
+    ///     .build(Manager)?;
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn event_handler(mut self, event_handler: Box<dyn HandleEvent>) -> Builder<M> {
+        self.event_handler = Some(event_handler);
+        self
+    }
+
+    /// Adjusts connections as they are opened and closed. Default [`NopConnectionCustomizer`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder()
+    ///     .connection_customizer(Box::new(sluice::NopConnectionCustomizer))
+    ///     .build(Manager)?;
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn connection_customizer(
+        mut self,
+        connection_customizer: Box<dyn CustomizeConnection<M::Connection, M::Error>>,
+    ) -> Builder<M> {
+        self.connection_customizer = connection_customizer;
+        self
+    }
+
+    /// Builds the pool and waits until its first `min_idle` connections (`max_size` when
+    /// `min_idle` is `None`) are open.
+    ///
+    /// # Errors
+    ///
+    /// - A setting is invalid: the error names it.
+    /// - The connections did not open within `connection_timeout`: a timeout error carrying the
+    ///   database's last error.
+    /// - The pool's thread could not be started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().max_size(4).build(Manager)?;
+    /// assert_eq!(pool.state().idle_connections, 4);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn build(self, manager: M) -> Result<Pool<M>, Error> {
+        let config = self.into_config()?;
+        let pool = Pool::start(config, manager);
+        pool.wait_until_ready()?;
+        Ok(pool)
+    }
+
+    /// Builds the pool without waiting for any connection to open.
+    ///
+    /// Invalid settings do not panic: the pool comes back closed, and every check-out returns
+    /// the error that names the setting (it is also logged).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().min_idle(Some(0)).build_unchecked(Manager);
+    /// assert_eq!(pool.state().connections, 0);
+    /// let conn = pool.get()?; // opened on demand
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn build_unchecked(self, manager: M) -> Pool<M> {
+        let problem = self.validate().err();
+        let config = self.config_unvalidated();
+        match problem {
+            None => Pool::start(config, manager),
+            Some(err) => {
+                log::error!("pool {:?} not started: {err}", config.name);
+                Pool::unusable(config, manager, err)
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.max_size == 0 {
+            return Err(Error::config("max_size", "must be at least 1, got 0"));
+        }
+        if let Some(min_idle) = self.min_idle {
+            if min_idle > self.max_size {
+                return Err(Error::config(
+                    "min_idle",
+                    format!("must not exceed max_size ({}), got {min_idle}", self.max_size),
+                ));
+            }
+        }
+        let positive = [
+            ("connection_timeout", Some(self.connection_timeout)),
+            ("reaper_rate", Some(self.reaper_rate)),
+            ("max_lifetime", self.max_lifetime),
+            ("idle_timeout", self.idle_timeout),
+        ];
+        for (setting, value) in positive {
+            if value == Some(Duration::ZERO) {
+                let none = if setting.ends_with("_rate") || setting == "connection_timeout" {
+                    ""
+                } else {
+                    "; use None for no limit"
+                };
+                return Err(Error::config(
+                    setting,
+                    format!("must be longer than zero{none}"),
+                ));
+            }
+        }
+        if let Some(name) = &self.pool_name {
+            if name.is_empty() {
+                return Err(Error::config("pool_name", "must not be empty"));
+            }
+            if name.contains('\0') {
+                return Err(Error::config(
+                    "pool_name",
+                    "must not contain a NUL character (it names a thread)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn into_config(self) -> Result<Config<M::Connection, M::Error>, Error> {
+        self.validate()?;
+        Ok(self.config_unvalidated())
+    }
+
+    fn config_unvalidated(self) -> Config<M::Connection, M::Error> {
+        let name = self.pool_name.unwrap_or_else(|| {
+            format!("pool-{}", POOL_NUMBER.fetch_add(1, Ordering::Relaxed))
+        });
+        Config {
+            max_size: self.max_size,
+            min_idle: self.min_idle,
+            test_on_check_out: self.test_on_check_out,
+            validation_skip_window: self.validation_skip_window,
+            max_lifetime: self.max_lifetime,
+            idle_timeout: self.idle_timeout,
+            connection_timeout: self.connection_timeout,
+            reaper_rate: self.reaper_rate,
+            name: name.into(),
+            error_handler: self.error_handler,
+            events: self.event_handler.is_some(),
+            event_handler: self
+                .event_handler
+                .unwrap_or_else(|| Box::new(crate::event::NopEventHandler)),
+            customizer: self.connection_customizer,
+        }
+    }
+}
+
+// By hand: a derive would require `M: Debug`.
+impl<M> fmt::Debug for Builder<M>
+where
+    M: ManageConnection,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("pool_name", &self.pool_name)
+            .field("max_size", &self.max_size)
+            .field("min_idle", &self.min_idle)
+            .field("test_on_check_out", &self.test_on_check_out)
+            .field("validation_skip_window", &self.validation_skip_window)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("reaper_rate", &self.reaper_rate)
+            .field("error_handler", &self.error_handler)
+            .field("event_handler", &self.event_handler)
+            .field("connection_customizer", &self.connection_customizer)
+            .finish()
+    }
+}
+
+/// A pool's settings after `build` checked them.
+pub(crate) struct Config<C, E> {
+    pub(crate) max_size: u32,
+    pub(crate) min_idle: Option<u32>,
+    pub(crate) test_on_check_out: bool,
+    pub(crate) validation_skip_window: Duration,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) connection_timeout: Duration,
+    pub(crate) reaper_rate: Duration,
+    pub(crate) name: Arc<str>,
+    pub(crate) error_handler: Box<dyn HandleError<E>>,
+    /// Whether the user set an event handler: without one the pool skips timing its events.
+    pub(crate) events: bool,
+    pub(crate) event_handler: Box<dyn HandleEvent>,
+    pub(crate) customizer: Box<dyn CustomizeConnection<C, E>>,
+}
+
+impl<C, E> Config<C, E> {
+    /// How many idle connections the pool keeps ready.
+    pub(crate) fn min_idle_target(&self) -> u32 {
+        self.min_idle.unwrap_or(self.max_size)
+    }
+}
+
+// By hand: a derive would require `C: Debug` and `E: Debug`.
+impl<C, E> fmt::Debug for Config<C, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("max_size", &self.max_size)
+            .field("min_idle", &self.min_idle)
+            .field("test_on_check_out", &self.test_on_check_out)
+            .field("validation_skip_window", &self.validation_skip_window)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("reaper_rate", &self.reaper_rate)
+            .field("error_handler", &self.error_handler)
+            .field("event_handler", &self.event_handler)
+            .field("connection_customizer", &self.customizer)
+            .finish()
+    }
+}

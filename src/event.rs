@@ -1,0 +1,256 @@
+//! Events a pool reports to its [`HandleEvent`] (the same events, with the same accessors, as r2d2).
+//!
+//! Every event is delivered on the thread where it happened and never while the pool's lock is
+//! held, so a handler may call back into the pool (`pool.state()`, `pool.metrics()`). A handler
+//! runs inline on the check-out and check-in paths: keep it short.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Receives the events of a pool. Every method has an empty default body.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use sluice::event::{CheckoutEvent, HandleEvent};
+///
+/// #[derive(Debug, Default)]
+/// struct SlowCheckouts(Arc<AtomicU64>);
+///
+/// impl HandleEvent for SlowCheckouts {
+///     fn handle_checkout(&self, event: CheckoutEvent) {
+///         if event.duration().as_millis() > 100 {
+///             self.0.fetch_add(1, Ordering::Relaxed);
+///         }
+///     }
+/// }
+///
+/// # struct Manager;
+/// # impl sluice::ManageConnection for Manager {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+/// # }
+/// let slow = Arc::new(AtomicU64::new(0));
+/// let pool = sluice::Pool::builder()
+///     .event_handler(Box::new(SlowCheckouts(slow.clone())))
+///     .build(Manager)?;
+/// drop(pool.get()?);
+/// assert_eq!(slow.load(Ordering::Relaxed), 0);
+/// # Ok::<(), sluice::Error>(())
+/// ```
+pub trait HandleEvent: fmt::Debug + Sync + Send {
+    /// Called when the pool has opened a new connection.
+    #[allow(unused_variables)]
+    fn handle_acquire(&self, event: AcquireEvent) {}
+
+    /// Called when the pool closes a connection.
+    #[allow(unused_variables)]
+    fn handle_release(&self, event: ReleaseEvent) {}
+
+    /// Called when a connection is checked out.
+    #[allow(unused_variables)]
+    fn handle_checkout(&self, event: CheckoutEvent) {}
+
+    /// Called when a check-out gives up waiting.
+    #[allow(unused_variables)]
+    fn handle_timeout(&self, event: TimeoutEvent) {}
+
+    /// Called when a connection is checked back in.
+    #[allow(unused_variables)]
+    fn handle_checkin(&self, event: CheckinEvent) {}
+}
+
+/// A [`HandleEvent`] that ignores every event (the default).
+///
+/// # Examples
+///
+/// ```
+/// # struct Manager;
+/// # impl sluice::ManageConnection for Manager {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+/// # }
+/// let builder = sluice::Pool::<Manager>::builder()
+///     .event_handler(Box::new(sluice::NopEventHandler));
+/// ```
+#[derive(Copy, Clone, Debug, Default)]
+pub struct NopEventHandler;
+
+impl HandleEvent for NopEventHandler {}
+
+/// A connection was opened.
+///
+/// # Examples
+///
+/// ```
+/// use sluice::event::{AcquireEvent, HandleEvent};
+///
+/// #[derive(Debug)]
+/// struct Opened;
+/// impl HandleEvent for Opened {
+///     fn handle_acquire(&self, event: AcquireEvent) {
+///         println!("opened connection {}", event.connection_id());
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct AcquireEvent {
+    pub(crate) id: u64,
+}
+
+impl AcquireEvent {
+    /// The connection's id, unique within the process.
+    #[inline]
+    #[must_use]
+    pub fn connection_id(&self) -> u64 {
+        self.id
+    }
+}
+
+/// A connection was closed.
+///
+/// # Examples
+///
+/// ```
+/// use sluice::event::{HandleEvent, ReleaseEvent};
+///
+/// #[derive(Debug)]
+/// struct Closed;
+/// impl HandleEvent for Closed {
+///     fn handle_release(&self, event: ReleaseEvent) {
+///         println!("closed connection {} after {:?}", event.connection_id(), event.age());
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct ReleaseEvent {
+    pub(crate) id: u64,
+    pub(crate) age: Duration,
+}
+
+impl ReleaseEvent {
+    /// The connection's id.
+    #[inline]
+    #[must_use]
+    pub fn connection_id(&self) -> u64 {
+        self.id
+    }
+
+    /// How long the connection existed.
+    #[inline]
+    #[must_use]
+    pub fn age(&self) -> Duration {
+        self.age
+    }
+}
+
+/// A connection was checked out.
+///
+/// # Examples
+///
+/// ```
+/// use sluice::event::{CheckoutEvent, HandleEvent};
+///
+/// #[derive(Debug)]
+/// struct Waits;
+/// impl HandleEvent for Waits {
+///     fn handle_checkout(&self, event: CheckoutEvent) {
+///         println!("got {} after {:?}", event.connection_id(), event.duration());
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct CheckoutEvent {
+    pub(crate) id: u64,
+    pub(crate) duration: Duration,
+}
+
+impl CheckoutEvent {
+    /// The connection's id.
+    #[inline]
+    #[must_use]
+    pub fn connection_id(&self) -> u64 {
+        self.id
+    }
+
+    /// How long the check-out took, waiting and validation included.
+    #[inline]
+    #[must_use]
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+}
+
+/// A check-out timed out.
+///
+/// # Examples
+///
+/// ```
+/// use sluice::event::{HandleEvent, TimeoutEvent};
+///
+/// #[derive(Debug)]
+/// struct Timeouts;
+/// impl HandleEvent for Timeouts {
+///     fn handle_timeout(&self, event: TimeoutEvent) {
+///         eprintln!("gave up after {:?}", event.timeout());
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct TimeoutEvent {
+    pub(crate) timeout: Duration,
+}
+
+impl TimeoutEvent {
+    /// The timeout the check-out was given.
+    #[inline]
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// A connection was checked back in.
+///
+/// # Examples
+///
+/// ```
+/// use sluice::event::{CheckinEvent, HandleEvent};
+///
+/// #[derive(Debug)]
+/// struct Usage;
+/// impl HandleEvent for Usage {
+///     fn handle_checkin(&self, event: CheckinEvent) {
+///         println!("{} was held for {:?}", event.connection_id(), event.duration());
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct CheckinEvent {
+    pub(crate) id: u64,
+    pub(crate) duration: Duration,
+}
+
+impl CheckinEvent {
+    /// The connection's id.
+    #[inline]
+    #[must_use]
+    pub fn connection_id(&self) -> u64 {
+        self.id
+    }
+
+    /// How long the connection was checked out.
+    #[inline]
+    #[must_use]
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+}

@@ -1,0 +1,174 @@
+//! [`Extensions`]: a type map that travels with a physical connection.
+//!
+//! The map belongs to the connection, not to a check-out: what one borrower stores (a prepared
+//! statement cache, a session flag) the next borrower of the same connection finds. It is dropped
+//! with the connection.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+
+/// A map from types to one value of each type, kept with a pooled connection.
+///
+/// Reach it through [`PooledConnection::extensions`](crate::PooledConnection::extensions) and
+/// [`PooledConnection::extensions_mut`](crate::PooledConnection::extensions_mut).
+///
+/// # Examples
+///
+/// ```
+/// use sluice::Extensions;
+///
+/// struct StatementCache(Vec<String>);
+///
+/// let mut ext = Extensions::new();
+/// assert!(ext.insert(StatementCache(vec!["SELECT 1".into()])).is_none());
+/// assert_eq!(ext.get::<StatementCache>().map(|c| c.0.len()), Some(1));
+/// ext.get_mut::<StatementCache>().unwrap().0.clear();
+/// assert!(ext.remove::<StatementCache>().unwrap().0.is_empty());
+/// assert!(ext.get::<StatementCache>().is_none());
+/// ```
+#[derive(Default)]
+pub struct Extensions(HashMap<TypeId, Box<dyn Any + Send + Sync>>);
+
+impl Extensions {
+    /// Returns an empty map.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ext = sluice::Extensions::new();
+    /// assert!(ext.get::<u32>().is_none());
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn new() -> Extensions {
+        Extensions::default()
+    }
+
+    /// Stores `value`, returning the value of the same type stored before, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut ext = sluice::Extensions::new();
+    /// assert_eq!(ext.insert(1u32), None);
+    /// assert_eq!(ext.insert(2u32), Some(1));
+    /// ```
+    pub fn insert<T>(&mut self, value: T) -> Option<T>
+    where
+        T: Send + Sync + 'static,
+    {
+        self.0
+            .insert(TypeId::of::<T>(), Box::new(value))
+            .and_then(|old| old.downcast::<T>().ok())
+            .map(|old| *old)
+    }
+
+    /// Returns the stored value of type `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut ext = sluice::Extensions::new();
+    /// ext.insert("tenant-7");
+    /// assert_eq!(ext.get::<&str>(), Some(&"tenant-7"));
+    /// ```
+    pub fn get<T>(&self) -> Option<&T>
+    where
+        T: Send + Sync + 'static,
+    {
+        self.0.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref())
+    }
+
+    /// Returns the stored value of type `T` for changing in place.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut ext = sluice::Extensions::new();
+    /// ext.insert(0u64);
+    /// *ext.get_mut::<u64>().unwrap() += 1;
+    /// assert_eq!(ext.get::<u64>(), Some(&1));
+    /// ```
+    pub fn get_mut<T>(&mut self) -> Option<&mut T>
+    where
+        T: Send + Sync + 'static,
+    {
+        self.0
+            .get_mut(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_mut())
+    }
+
+    /// Removes and returns the stored value of type `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut ext = sluice::Extensions::new();
+    /// ext.insert(5i32);
+    /// assert_eq!(ext.remove::<i32>(), Some(5));
+    /// assert_eq!(ext.remove::<i32>(), None);
+    /// ```
+    pub fn remove<T>(&mut self) -> Option<T>
+    where
+        T: Send + Sync + 'static,
+    {
+        self.0
+            .remove(&TypeId::of::<T>())
+            .and_then(|v| v.downcast::<T>().ok())
+            .map(|v| *v)
+    }
+
+    /// Removes every value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut ext = sluice::Extensions::new();
+    /// ext.insert(1u8);
+    /// ext.clear();
+    /// assert!(ext.is_empty());
+    /// ```
+    #[inline]
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// How many values are stored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut ext = sluice::Extensions::new();
+    /// ext.insert(1u8);
+    /// ext.insert(2u16);
+    /// assert_eq!(ext.len(), 2);
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing is stored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(sluice::Extensions::new().is_empty());
+    /// ```
+    #[inline]
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+// By hand: the values are type-erased and need not be `Debug`.
+impl fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Extensions")
+            .field("len", &self.0.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,100 @@
+//! A fast, fair connection pool for blocking database drivers, used from OS threads, and a
+//! drop-in for r2d2: the same [`ManageConnection`] trait, the same [`Builder`], the same
+//! [`PooledConnection`] guard.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::thread;
+//!
+//! // Any r2d2-style manager works; a driver crate provides one for its database.
+//! struct Manager;
+//!
+//! impl sluice::ManageConnection for Manager {
+//!     type Connection = Vec<String>;
+//!     type Error = std::io::Error;
+//!     fn connect(&self) -> Result<Vec<String>, std::io::Error> { Ok(Vec::new()) }
+//!     fn is_valid(&self, _: &mut Vec<String>) -> Result<(), std::io::Error> { Ok(()) }
+//!     fn has_broken(&self, _: &mut Vec<String>) -> bool { false }
+//! }
+//!
+//! let pool = sluice::Pool::builder().pool_name("app").max_size(4).build(Manager)?;
+//! let handles: Vec<_> = (0..16)
+//!     .map(|i| {
+//!         let pool = pool.clone();
+//!         thread::spawn(move || -> Result<(), sluice::Error> {
+//!             let mut conn = pool.get()?;
+//!             conn.push(format!("request {i}"));
+//!             Ok(())
+//!         })
+//!     })
+//!     .collect();
+//! for handle in handles {
+//!     handle.join().unwrap()?;
+//! }
+//! println!("{:?}", pool.metrics());
+//! # Ok::<(), sluice::Error>(())
+//! ```
+//!
+//! # How a check-out works
+//!
+//! 1. An idle connection is taken at once, most recently used first.
+//! 2. With none idle, the caller waits in a strict first-come, first-served queue; a connection
+//!    that comes back goes straight to the longest-waiting caller. Meanwhile the pool's own
+//!    thread opens a connection if callers outnumber the connections already being opened
+//!    (never more than `max_size` in all). Callers never open connections themselves.
+//! 3. With `test_on_check_out(true)` (the default), the connection is checked with
+//!    [`ManageConnection::is_valid`] on the caller's thread, unless it was checked in less than
+//!    [`validation_skip_window`](Builder::validation_skip_window) ago (500 ms by default). A
+//!    connection that fails is closed and the caller goes on with the next one, within its
+//!    original deadline.
+//! 4. If nothing arrives within the timeout, the [`Error`] says which pool, how long the caller
+//!    waited, how many connections were in use, idle, being opened and waited for, and the
+//!    database's last error with its whole `source()` chain.
+//!
+//! When a connection comes back, [`ManageConnection::has_broken`] runs on the returning thread;
+//! a broken connection, one marked with [`PooledConnection::mark_broken`], one past its
+//! `max_lifetime`, and one dropped while its thread panics are closed instead of reused.
+//!
+//! The pool's lock is held only to move connections and change counts: no driver call, handler,
+//! log line or connection drop ever happens under it.
+//!
+//! # Moving from r2d2
+//!
+//! Change `r2d2::` to `sluice::`. What differs:
+//!
+//! - A returning thread cannot take its connection back ahead of a waiting one (r2d2 lets it
+//!   barge), so waits under load stay close to their mean.
+//! - Connections are validated on check-out only when they have been idle for
+//!   `validation_skip_window` (r2d2 validates every check-out, a round trip each time).
+//! - Every timed-out caller gets the last database error (r2d2 gives some `Error(None)`).
+//! - A panic in `connect` or in a customizer costs one attempt, not a pool slot; a connection
+//!   dropped during a panic is closed, not reused; `max_lifetime` is checked when connections
+//!   come back; dropping the last `Pool` handle stops the pool's thread and closes its idle
+//!   connections.
+//! - Invalid settings make `build` return an error naming the setting instead of panicking in
+//!   the setter. `Builder::thread_pool` does not exist: each pool has one thread of its own.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod clock;
+mod config;
+mod error;
+pub mod event;
+mod extensions;
+mod manager;
+mod metrics;
+mod pool;
+mod slots;
+mod worker;
+
+pub use crate::config::Builder;
+pub use crate::error::Error;
+pub use crate::event::{HandleEvent, NopEventHandler};
+pub use crate::extensions::Extensions;
+pub use crate::manager::{
+    CustomizeConnection, HandleError, LoggingErrorHandler, ManageConnection,
+    NopConnectionCustomizer, NopErrorHandler,
+};
+pub use crate::metrics::{Metrics, State};
+pub use crate::pool::{Pool, PooledConnection};

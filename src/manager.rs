@@ -1,0 +1,208 @@
+//! What a driver implements ([`ManageConnection`]) and the hooks a user can plug into a pool
+//! ([`HandleError`], [`CustomizeConnection`]). The traits have r2d2's names and signatures, so a
+//! manager written for r2d2 compiles against sluice unchanged.
+//!
+//! The pool calls every method here without holding its lock, and catches a panic in `connect`,
+//! `on_acquire`, `is_valid` and `has_broken` so that a misbehaving driver costs one connection
+//! attempt, never a pool slot.
+
+use std::error;
+use std::fmt;
+
+use crate::error::Chain;
+
+/// Opens and checks connections of one kind: the part of a pool that knows the database.
+///
+/// # Examples
+///
+/// A manager for an imaginary in-memory store:
+///
+/// ```
+/// use sluice::ManageConnection;
+///
+/// struct KvConnection { open: bool }
+///
+/// struct KvManager { address: String }
+///
+/// impl ManageConnection for KvManager {
+///     type Connection = KvConnection;
+///     type Error = std::io::Error;
+///
+///     fn connect(&self) -> Result<KvConnection, std::io::Error> {
+///         Ok(KvConnection { open: !self.address.is_empty() })
+///     }
+///
+///     fn is_valid(&self, conn: &mut KvConnection) -> Result<(), std::io::Error> {
+///         if conn.open { Ok(()) } else { Err(std::io::Error::other("closed")) }
+///     }
+///
+///     fn has_broken(&self, conn: &mut KvConnection) -> bool {
+///         !conn.open
+///     }
+/// }
+///
+/// let pool = sluice::Pool::builder()
+///     .max_size(2)
+///     .build(KvManager { address: "127.0.0.1:7000".into() })?;
+/// assert!(pool.get()?.open);
+/// # Ok::<(), sluice::Error>(())
+/// ```
+pub trait ManageConnection: Send + Sync + 'static {
+    /// The connection type this manager opens.
+    type Connection: Send + 'static;
+
+    /// The error type its operations return.
+    type Error: error::Error + 'static;
+
+    /// Opens a new connection.
+    ///
+    /// Runs on the pool's background thread, never on a thread that is waiting for a connection.
+    ///
+    /// # Errors
+    ///
+    /// Whatever keeps the connection from opening; the pool retries with back-off while
+    /// connections are wanted, and shows the error (with its `source()` chain) to check-outs that
+    /// time out.
+    fn connect(&self) -> Result<Self::Connection, Self::Error>;
+
+    /// Checks that a connection still works, usually with a round trip such as `SELECT 1`.
+    ///
+    /// Runs on the checking-out thread when `test_on_check_out` is on and the connection was
+    /// last checked in longer ago than `validation_skip_window`.
+    ///
+    /// # Errors
+    ///
+    /// An error closes the connection; the check-out goes on with another one.
+    fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error>;
+
+    /// Tells, *quickly* and without I/O, whether a connection is known to be unusable.
+    ///
+    /// Runs on every check-in, on the returning thread. `true` closes the connection.
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool;
+}
+
+/// Receives the errors a pool's manager reports: failed connects, failed validations and
+/// failing customizers.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use sluice::HandleError;
+///
+/// #[derive(Debug, Default)]
+/// struct CountingHandler(AtomicUsize);
+///
+/// impl<E: std::error::Error> HandleError<E> for CountingHandler {
+///     fn handle_error(&self, error: E) {
+///         self.0.fetch_add(1, Ordering::Relaxed);
+///         eprintln!("database error: {error}");
+///     }
+/// }
+/// ```
+pub trait HandleError<E>: fmt::Debug + Send + Sync + 'static {
+    /// Handles one error. Called off the pool's lock, on the thread that met the error.
+    fn handle_error(&self, error: E);
+}
+
+/// A [`HandleError`] that drops errors.
+///
+/// # Examples
+///
+/// ```
+/// # struct Manager;
+/// # impl sluice::ManageConnection for Manager {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+/// # }
+/// let builder = sluice::Pool::<Manager>::builder()
+///     .error_handler(Box::new(sluice::NopErrorHandler));
+/// ```
+#[derive(Copy, Clone, Debug, Default)]
+pub struct NopErrorHandler;
+
+impl<E> HandleError<E> for NopErrorHandler {
+    fn handle_error(&self, _: E) {}
+}
+
+/// A [`HandleError`] that logs each error, with its `source()` chain, at `error` level (the
+/// default).
+///
+/// # Examples
+///
+/// ```
+/// use sluice::{HandleError, LoggingErrorHandler};
+///
+/// LoggingErrorHandler.handle_error(std::io::Error::other("connection refused"));
+/// ```
+#[derive(Copy, Clone, Debug, Default)]
+pub struct LoggingErrorHandler;
+
+impl<E> HandleError<E> for LoggingErrorHandler
+where
+    E: error::Error + 'static,
+{
+    fn handle_error(&self, error: E) {
+        log::error!("{}", Chain(&error));
+    }
+}
+
+/// Adjusts connections as the pool opens and closes them.
+///
+/// # Examples
+///
+/// ```
+/// use sluice::CustomizeConnection;
+///
+/// #[derive(Debug)]
+/// struct SessionSetup;
+///
+/// struct Session { timezone: &'static str }
+///
+/// impl CustomizeConnection<Session, std::io::Error> for SessionSetup {
+///     fn on_acquire(&self, conn: &mut Session) -> Result<(), std::io::Error> {
+///         conn.timezone = "UTC";
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait CustomizeConnection<C, E>: fmt::Debug + Send + Sync + 'static {
+    /// Called on the background thread with each connection right after `connect` opened it.
+    ///
+    /// # Errors
+    ///
+    /// An error discards the connection and counts as a failed connect.
+    #[allow(unused_variables)]
+    fn on_acquire(&self, conn: &mut C) -> Result<(), E> {
+        Ok(())
+    }
+
+    /// Called with each connection the pool closes (broken, invalid, expired, evicted, or the
+    /// pool closed); dropping `conn` closes it.
+    #[allow(unused_variables)]
+    fn on_release(&self, conn: C) {}
+}
+
+/// A [`CustomizeConnection`] that changes nothing (the default).
+///
+/// # Examples
+///
+/// ```
+/// # struct Manager;
+/// # impl sluice::ManageConnection for Manager {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+/// # }
+/// let builder = sluice::Pool::<Manager>::builder()
+///     .connection_customizer(Box::new(sluice::NopConnectionCustomizer));
+/// ```
+#[derive(Copy, Clone, Debug, Default)]
+pub struct NopConnectionCustomizer;
+
+impl<C, E> CustomizeConnection<C, E> for NopConnectionCustomizer {}

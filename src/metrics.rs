@@ -1,0 +1,139 @@
+//! Snapshots of a pool: [`State`] (r2d2's two gauges) and [`Metrics`] (every gauge and
+//! counter).
+//!
+//! Both are taken under the pool's lock in one go, so their numbers agree with each other:
+//! `connections == idle + in_use`, `connections + opening + closing <= max_size`, and
+//! `created == connections + closed() + detached`.
+
+use std::time::Duration;
+
+/// The pool's size at one moment, as r2d2 reports it.
+///
+/// # Examples
+///
+/// ```
+/// # struct Manager;
+/// # impl sluice::ManageConnection for Manager {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+/// # }
+/// let pool = sluice::Pool::builder().max_size(3).build(Manager)?;
+/// let _conn = pool.get()?;
+/// let state = pool.state();
+/// assert_eq!((state.connections, state.idle_connections), (3, 2));
+/// # Ok::<(), sluice::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct State {
+    /// Open connections: idle plus checked out.
+    pub connections: u32,
+    /// Connections ready to be checked out.
+    pub idle_connections: u32,
+}
+
+/// Everything a pool counts, at one moment.
+///
+/// Gauges say how things are now; counters only grow, from the pool's start.
+///
+/// # Examples
+///
+/// ```
+/// # struct Manager;
+/// # impl sluice::ManageConnection for Manager {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+/// # }
+/// let pool = sluice::Pool::builder().max_size(2).build(Manager)?;
+/// let mut conn = pool.get()?;
+/// sluice::PooledConnection::mark_broken(&mut conn);
+/// drop(conn);
+/// let m = pool.metrics();
+/// assert_eq!(m.checkouts, 1);
+/// assert_eq!(m.closed_broken, 1);
+/// assert_eq!(m.created, u64::from(m.connections) + m.closed() + m.detached);
+/// # Ok::<(), sluice::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Gauge: the configured most connections.
+    pub max_size: u32,
+    /// Gauge: open connections, idle plus in use.
+    pub connections: u32,
+    /// Gauge: connections ready to be checked out.
+    pub idle: u32,
+    /// Gauge: connections checked out (or handed to a waiting thread that is waking up).
+    pub in_use: u32,
+    /// Gauge: threads waiting for a connection.
+    pub waiting: u32,
+    /// Gauge: connections being opened by the pool's thread.
+    pub opening: u32,
+    /// Gauge: connections the pool has decided to close that are still closing. They count
+    /// toward `max_size` until they are gone, so the database never sees more than `max_size`.
+    pub closing: u32,
+    /// Counter: successful check-outs.
+    pub checkouts: u64,
+    /// Counter: check-outs that had to wait for a connection.
+    pub waited: u64,
+    /// Counter: total time check-outs spent waiting.
+    pub wait_time: Duration,
+    /// Counter: check-outs that timed out.
+    pub timeouts: u64,
+    /// Counter: connections opened.
+    pub created: u64,
+    /// Counter: failed connects (errors, customizer errors and panics).
+    pub connect_failures: u64,
+    /// Counter: connections closed because `has_broken` said so, `mark_broken` was called, or
+    /// they were dropped while their thread was panicking.
+    pub closed_broken: u64,
+    /// Counter: connections closed because `is_valid` failed.
+    pub closed_invalid: u64,
+    /// Counter: connections closed because they outlived `max_lifetime`.
+    pub closed_max_lifetime: u64,
+    /// Counter: connections closed because they sat idle longer than `idle_timeout`.
+    pub closed_idle_timeout: u64,
+    /// Counter: connections closed by [`Pool::evict_all`](crate::Pool::evict_all).
+    pub closed_evicted: u64,
+    /// Counter: connections closed because the pool was closed.
+    pub closed_shutdown: u64,
+    /// Counter: connections taken out of the pool with
+    /// [`PooledConnection::detach`](crate::PooledConnection::detach).
+    pub detached: u64,
+}
+
+impl Metrics {
+    /// All connections the pool has closed, for whatever reason.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().max_size(2).build(Manager)?;
+    /// pool.close();
+    /// assert_eq!(pool.metrics().closed(), 2);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn closed(&self) -> u64 {
+        self.closed_broken
+            + self.closed_invalid
+            + self.closed_max_lifetime
+            + self.closed_idle_timeout
+            + self.closed_evicted
+            + self.closed_shutdown
+    }
+}

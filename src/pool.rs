@@ -1,0 +1,1202 @@
+//! [`Pool`] and [`PooledConnection`]: the public face, and the three paths a connection takes
+//! through a pool: check-out ([`Shared::checkout`]), check-in ([`Shared::check_in`]) and closing
+//! ([`Shared::close_conn`]).
+//!
+//! The pool's lock (`Shared::slots`) is only ever held to move a connection or change a count:
+//! every driver call, handler call, log line and connection drop happens after it is released.
+//! A `Pool` is a handle to a `Handle`; when the last handle goes, the pool closes, even if
+//! guards are still out (they hold the shared state, not a handle, and close their connection on
+//! return).
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use crate::clock::{Clock, Stamp};
+use crate::config::{Builder, Config};
+use crate::error::{Cause, Error, Kind, Phase, TimedOut};
+use crate::event::{CheckinEvent, CheckoutEvent, ReleaseEvent, TimeoutEvent};
+use crate::extensions::Extensions;
+use crate::manager::ManageConnection;
+use crate::metrics::{Metrics, State};
+use crate::slots::{Conn, Retire, Slots};
+use crate::worker;
+
+/// A pool of connections, shared by cloning.
+///
+/// # Fairness
+///
+/// Check-outs are served strictly first come, first served: when no connection is idle a
+/// caller joins a queue, and a connection coming back goes straight to the caller that has
+/// waited longest. A thread that returns a connection and asks again goes to the back of the
+/// queue. Idle connections are reused most recently used first, which keeps the set of
+/// connections in use small and lets the rest age out.
+///
+/// # Closing
+///
+/// The pool closes on [`Pool::close`] or when the last `Pool` handle is dropped: its thread
+/// exits, idle connections close at once, checked-out ones when they come back, and every
+/// check-out fails.
+///
+/// # Examples
+///
+/// ```
+/// use std::thread;
+/// # struct Manager;
+/// # impl sluice::ManageConnection for Manager {
+/// #     type Connection = Vec<u32>;
+/// #     type Error = std::io::Error;
+/// #     fn connect(&self) -> Result<Vec<u32>, std::io::Error> { Ok(Vec::new()) }
+/// #     fn is_valid(&self, _: &mut Vec<u32>) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn has_broken(&self, _: &mut Vec<u32>) -> bool { false }
+/// # }
+///
+/// let pool = sluice::Pool::builder().max_size(4).build(Manager)?;
+/// let workers: Vec<_> = (0..8)
+///     .map(|i| {
+///         let pool = pool.clone();
+///         thread::spawn(move || {
+///             let mut conn = pool.get().expect("a connection");
+///             conn.push(i);
+///         })
+///     })
+///     .collect();
+/// for worker in workers {
+///     worker.join().unwrap();
+/// }
+/// assert_eq!(pool.metrics().checkouts, 8);
+/// # Ok::<(), sluice::Error>(())
+/// ```
+pub struct Pool<M>(Arc<Handle<M>>)
+where
+    M: ManageConnection;
+
+/// What a user's `Pool` handles share; dropping the last one closes the pool.
+struct Handle<M>
+where
+    M: ManageConnection,
+{
+    shared: Arc<Shared<M>>,
+}
+
+impl<M> Drop for Handle<M>
+where
+    M: ManageConnection,
+{
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+/// The pool itself, shared by the user's handles, the guards and (weakly) the pool's thread.
+pub(crate) struct Shared<M>
+where
+    M: ManageConnection,
+{
+    pub(crate) slots: Mutex<Slots<M::Connection>>,
+    /// `build` waits here for its connections.
+    pub(crate) progress: Condvar,
+    pub(crate) config: Config<M::Connection, M::Error>,
+    pub(crate) manager: M,
+    /// The clock connections are stamped with on the hot path.
+    pub(crate) clock: Clock,
+    /// Wakes the pool's thread; its closing (when this is dropped) tells the thread to exit.
+    wake: Sender<()>,
+}
+
+impl<M> Clone for Pool<M>
+where
+    M: ManageConnection,
+{
+    fn clone(&self) -> Pool<M> {
+        Pool(self.0.clone())
+    }
+}
+
+impl<M> fmt::Debug for Pool<M>
+where
+    M: ManageConnection + fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name())
+            .field("state", &self.state())
+            .field("config", &self.shared().config)
+            .field("manager", &self.shared().manager)
+            .finish()
+    }
+}
+
+impl<M> Pool<M>
+where
+    M: ManageConnection,
+{
+    /// Builds a pool with the default settings and waits for its connections to open.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::build`]: the connections did not open within the default 30 s
+    /// `connection_timeout` (the error carries the database's), or the pool's thread could not
+    /// start.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::new(Manager)?;
+    /// assert_eq!(pool.state().connections, 10);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn new(manager: M) -> Result<Pool<M>, Error> {
+        Pool::builder().build(manager)
+    }
+
+    /// A [`Builder`] with the default settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().max_size(2).build(Manager)?;
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn builder() -> Builder<M> {
+        Builder::new()
+    }
+
+    /// Starts a pool with checked settings. If its thread cannot start, the pool is closed and
+    /// refuses every check-out with that error.
+    pub(crate) fn start(config: Config<M::Connection, M::Error>, manager: M) -> Pool<M> {
+        let (wake, woken) = crossbeam_channel::bounded(1);
+        let thread_name = format!("sluice-{}", config.name);
+        let shared = Arc::new(Shared::new(config, manager, wake));
+        let weak = Arc::downgrade(&shared);
+        let spawned = thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || worker::run(weak, woken));
+        if let Err(err) = spawned {
+            let pool = shared.config.name.clone();
+            shared.refuse(Error::new(Kind::Spawn {
+                pool,
+                reason: err.to_string(),
+            }));
+        }
+        Pool(Arc::new(Handle { shared }))
+    }
+
+    /// A pool that never starts: closed, refusing every check-out with `error`.
+    pub(crate) fn unusable(
+        config: Config<M::Connection, M::Error>,
+        manager: M,
+        error: Error,
+    ) -> Pool<M> {
+        let (wake, _) = crossbeam_channel::bounded(1);
+        let shared = Arc::new(Shared::new(config, manager, wake));
+        shared.refuse(error);
+        Pool(Arc::new(Handle { shared }))
+    }
+
+    /// Waits until the connections `build` promises are open.
+    pub(crate) fn wait_until_ready(&self) -> Result<(), Error> {
+        let shared = self.shared();
+        let target = shared.config.min_idle_target();
+        let start = Instant::now();
+        let deadline = start.checked_add(shared.config.connection_timeout);
+        let mut slots = shared.slots.lock();
+        loop {
+            if slots.is_closed() {
+                return Err(slots.refusal(&shared.config.name));
+            }
+            if slots.has_open(target) {
+                return Ok(());
+            }
+            let timed_out = match deadline {
+                Some(deadline) => shared.progress.wait_until(&mut slots, deadline).timed_out(),
+                None => {
+                    shared.progress.wait(&mut slots);
+                    false
+                }
+            };
+            if timed_out && !slots.has_open(target) {
+                return Err(shared.timed_out(&slots, start, Phase::Build { target }));
+            }
+        }
+    }
+
+    #[inline]
+    fn shared(&self) -> &Arc<Shared<M>> {
+        &self.0.shared
+    }
+
+    /// Checks out a connection, waiting up to the configured
+    /// [`connection_timeout`](Builder::connection_timeout).
+    ///
+    /// # Errors
+    ///
+    /// A timeout (see [`Error::is_timeout`]) naming the pool, how long the caller waited, the
+    /// pool's counts and the database's last error; or [`Error::is_closed`] when the pool is
+    /// closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = String;
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<String, std::io::Error> { Ok(String::new()) }
+    /// #     fn is_valid(&self, _: &mut String) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut String) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::new(Manager)?;
+    /// let mut conn = pool.get()?;
+    /// conn.push_str("used");
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn get(&self) -> Result<PooledConnection<M>, Error> {
+        self.get_timeout(self.shared().config.connection_timeout)
+    }
+
+    /// Checks out a connection, waiting up to `timeout` (of any size: `Duration::MAX` waits
+    /// for as long as it takes; `Duration::ZERO` does not wait).
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::get`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+    /// let conn = pool.get_timeout(Duration::from_millis(100))?;
+    /// assert!(pool.get_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<PooledConnection<M>, Error> {
+        match self.shared().checkout(Some(timeout)) {
+            Ok(conn) => Ok(conn),
+            Err(err) => Err(err.expect("a waiting check-out always says why it failed")),
+        }
+    }
+
+    /// Checks out an idle connection if there is one, without waiting (it may still validate
+    /// it). Returns `None` when every connection is in use, threads are waiting, or the pool is
+    /// closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+    /// let first = pool.try_get();
+    /// assert!(first.is_some());
+    /// assert!(pool.try_get().is_none());
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use = "the connection returns to the pool at once if unused"]
+    pub fn try_get(&self) -> Option<PooledConnection<M>> {
+        self.shared().checkout(None).ok()
+    }
+
+    /// The pool's size now: open connections and idle ones.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().max_size(2).build(Manager)?;
+    /// assert_eq!(pool.state().idle_connections, 2);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn state(&self) -> State {
+        self.shared().slots.lock().state()
+    }
+
+    /// Every gauge and counter of the pool, taken at one moment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().max_size(2).build(Manager)?;
+    /// let conn = pool.get()?;
+    /// let m = pool.metrics();
+    /// assert_eq!((m.in_use, m.idle, m.checkouts, m.created), (1, 1, 1, 2));
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn metrics(&self) -> Metrics {
+        self.shared().slots.lock().metrics()
+    }
+
+    /// Closes the pool. Idempotent.
+    ///
+    /// Waiting check-outs fail at once, later ones fail too, idle connections close now (on
+    /// this thread), checked-out ones when they come back, and the pool's thread exits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().max_size(2).build(Manager)?;
+    /// let conn = pool.get()?;
+    /// pool.close();
+    /// assert!(pool.is_closed());
+    /// assert_eq!(pool.state().connections, 1); // the one still out
+    /// drop(conn);
+    /// assert_eq!(pool.state().connections, 0);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.shared().close();
+    }
+
+    /// Whether the pool is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::new(Manager)?;
+    /// assert!(!pool.is_closed());
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.shared().slots.lock().is_closed()
+    }
+
+    /// Retires every current connection and refills the pool with new ones: idle connections
+    /// close now, checked-out ones when they come back, and connections being opened when they
+    /// arrive. For after a failover or a credential rotation.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().max_size(2).build(Manager)?;
+    /// let old = sluice::PooledConnection::id(&pool.get()?);
+    /// pool.evict_all();
+    /// let new = pool.get()?;
+    /// assert_ne!(sluice::PooledConnection::id(&new), old);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn evict_all(&self) {
+        let shared = self.shared();
+        let evicted = shared.slots.lock().evict_all();
+        for conn in evicted {
+            shared.close_conn(conn);
+        }
+        shared.wake_worker();
+    }
+
+    /// The pool's name, as given to [`Builder::pool_name`] or `pool-N`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::new(Manager)?;
+    /// assert!(pool.name().starts_with("pool-"));
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.shared().config.name
+    }
+
+    /// The configured [`max_size`](Builder::max_size).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// assert_eq!(sluice::Pool::new(Manager)?.max_size(), 10);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn max_size(&self) -> u32 {
+        self.shared().config.max_size
+    }
+
+    /// The configured [`min_idle`](Builder::min_idle).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// assert_eq!(sluice::Pool::new(Manager)?.min_idle(), None);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn min_idle(&self) -> Option<u32> {
+        self.shared().config.min_idle
+    }
+
+    /// The configured [`test_on_check_out`](Builder::test_on_check_out).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// assert!(sluice::Pool::new(Manager)?.test_on_check_out());
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn test_on_check_out(&self) -> bool {
+        self.shared().config.test_on_check_out
+    }
+
+    /// The configured [`validation_skip_window`](Builder::validation_skip_window).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::new(Manager)?;
+    /// assert_eq!(pool.validation_skip_window(), Duration::from_millis(500));
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn validation_skip_window(&self) -> Duration {
+        self.shared().config.validation_skip_window
+    }
+
+    /// The configured [`max_lifetime`](Builder::max_lifetime).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::new(Manager)?;
+    /// assert_eq!(pool.max_lifetime(), Some(Duration::from_secs(1800)));
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn max_lifetime(&self) -> Option<Duration> {
+        self.shared().config.max_lifetime
+    }
+
+    /// The configured [`idle_timeout`](Builder::idle_timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::new(Manager)?;
+    /// assert_eq!(pool.idle_timeout(), Some(Duration::from_secs(600)));
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.shared().config.idle_timeout
+    }
+
+    /// The configured [`connection_timeout`](Builder::connection_timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::new(Manager)?;
+    /// assert_eq!(pool.connection_timeout(), Duration::from_secs(30));
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn connection_timeout(&self) -> Duration {
+        self.shared().config.connection_timeout
+    }
+
+    /// The configured [`reaper_rate`](Builder::reaper_rate).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::new(Manager)?;
+    /// assert_eq!(pool.reaper_rate(), Duration::from_secs(30));
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn reaper_rate(&self) -> Duration {
+        self.shared().config.reaper_rate
+    }
+}
+
+impl<M> Shared<M>
+where
+    M: ManageConnection,
+{
+    fn new(config: Config<M::Connection, M::Error>, manager: M, wake: Sender<()>) -> Shared<M> {
+        // The hot path compares stamps against the skip window and the lifetime.
+        let window = (config.test_on_check_out && !config.validation_skip_window.is_zero())
+            .then_some(config.validation_skip_window);
+        let finest = [window, config.max_lifetime].into_iter().flatten().min();
+        Shared {
+            slots: Mutex::new(Slots::new(config.max_size, config.min_idle_target())),
+            progress: Condvar::new(),
+            clock: Clock::for_finest(finest),
+            config,
+            manager,
+            wake,
+        }
+    }
+
+    /// Wakes the pool's thread to look at the pool again.
+    pub(crate) fn wake_worker(&self) {
+        // A full channel already holds a wake-up the thread has not seen.
+        let _ = self.wake.try_send(());
+    }
+
+    /// Closes the pool for good, failing every check-out with `error`.
+    fn refuse(&self, error: Error) {
+        let drained = self.slots.lock().refuse(error);
+        debug_assert!(drained.is_empty());
+    }
+
+    fn close(&self) {
+        let drained = {
+            let mut slots = self.slots.lock();
+            let drained = slots.shut_down();
+            self.progress.notify_all();
+            drained
+        };
+        self.wake_worker();
+        for conn in drained {
+            self.close_conn(conn);
+        }
+    }
+
+    /// Checks a connection out: an idle one at once, or one handed over after waiting in line
+    /// (`timeout: None` means do not wait). Every connection is then checked off-lock: one past
+    /// its lifetime or failing validation is closed and the search goes on, within the same
+    /// deadline.
+    ///
+    /// `Err(None)` means "nothing idle" for a check-out that does not wait.
+    fn checkout(
+        self: &Arc<Self>,
+        timeout: Option<Duration>,
+    ) -> Result<PooledConnection<M>, Option<Error>> {
+        // Read the precise clock only when something needs it: an event handler, a wait, or a
+        // validation (each of which costs far more than the read).
+        let mut started = self.config.events.then(Instant::now);
+        let mut requeue_at_front = false;
+        loop {
+            let mut now = self.clock.now();
+            let mut slots = self.slots.lock();
+            let conn = match slots.take_idle() {
+                Some(conn) => {
+                    let wanted = slots.wants_connection();
+                    drop(slots);
+                    if wanted {
+                        self.wake_worker();
+                    }
+                    conn
+                }
+                None => {
+                    if slots.is_closed() {
+                        return Err(Some(slots.refusal(&self.config.name)));
+                    }
+                    let timeout = timeout.ok_or(None)?;
+                    let start = *started.get_or_insert_with(Instant::now);
+                    let conn = self.wait_in_line(slots, start, timeout, requeue_at_front)?;
+                    requeue_at_front = true;
+                    now = self.clock.now();
+                    conn
+                }
+            };
+            if let Some(conn) = self.ready(conn, now, &mut started) {
+                return Ok(PooledConnection::new(self.clone(), conn, started));
+            }
+        }
+    }
+
+    /// Waits in line until a connection is handed over, the pool closes, or the deadline.
+    fn wait_in_line(
+        &self,
+        mut slots: MutexGuard<'_, Slots<M::Connection>>,
+        start: Instant,
+        timeout: Duration,
+        front: bool,
+    ) -> Result<Box<Conn<M::Connection>>, Error> {
+        let wake = Arc::new(Condvar::new());
+        let ticket = slots.enqueue(wake.clone(), front);
+        if slots.wants_connection() {
+            self.wake_worker();
+        }
+        let deadline = start.checked_add(timeout);
+        loop {
+            if let Some(conn) = slots.take_handed(ticket) {
+                slots.record_wait(start.elapsed());
+                return Ok(conn);
+            }
+            if slots.is_closed() {
+                slots.leave(ticket);
+                return Err(slots.refusal(&self.config.name));
+            }
+            let timed_out = match deadline {
+                Some(deadline) => wake.wait_until(&mut slots, deadline).timed_out(),
+                None => {
+                    wake.wait(&mut slots);
+                    false
+                }
+            };
+            if timed_out {
+                // A connection handed over as the timer fired is taken, not lost.
+                if let Some(conn) = slots.take_handed(ticket) {
+                    slots.record_wait(start.elapsed());
+                    return Ok(conn);
+                }
+                slots.leave(ticket);
+                slots.record_timeout();
+                let err = self.timed_out(&slots, start, Phase::Checkout);
+                drop(slots);
+                if self.config.events {
+                    let event = TimeoutEvent { timeout };
+                    self.config.event_handler.handle_timeout(event);
+                }
+                return Err(err);
+            }
+        }
+    }
+
+    /// The error for a wait that ran out, with the pool as it is now.
+    fn timed_out(&self, slots: &Slots<M::Connection>, start: Instant, phase: Phase) -> Error {
+        Error::new(Kind::Timeout(TimedOut {
+            pool: self.config.name.clone(),
+            waited: start.elapsed(),
+            phase,
+            counts: slots.counts(),
+            last_error: slots.last_error(),
+        }))
+    }
+
+    /// Checks a connection just taken from the pool; `None` if it had to be closed.
+    fn ready(
+        &self,
+        mut conn: Box<Conn<M::Connection>>,
+        now: Stamp,
+        started: &mut Option<Instant>,
+    ) -> Option<Box<Conn<M::Connection>>> {
+        if conn.expires <= now {
+            self.retire(conn, Retire::MaxLifetime);
+            return None;
+        }
+        let config = &self.config;
+        if !config.test_on_check_out || now.since(conn.checked_in) < config.validation_skip_window
+        {
+            return Some(conn);
+        }
+        started.get_or_insert_with(Instant::now);
+        let checked = catch_unwind(AssertUnwindSafe(|| self.manager.is_valid(&mut conn.raw)));
+        let (cause, err) = match checked {
+            Ok(Ok(())) => return Some(conn),
+            Ok(Err(err)) => (Cause::capture(&err), Some(err)),
+            Err(panic) => {
+                let cause = Cause::message(format!("is_valid panicked: {}", panic_text(&panic)));
+                log::error!("pool {:?}: {cause}", config.name);
+                (cause, None)
+            }
+        };
+        {
+            let mut slots = self.slots.lock();
+            slots.record_invalid(Arc::new(cause));
+            slots.retire(Retire::Invalid);
+        }
+        self.close_conn(conn);
+        if let Some(err) = err {
+            config.error_handler.handle_error(err);
+        }
+        None
+    }
+
+    /// Closes a checked-out connection for `reason`.
+    fn retire(&self, conn: Box<Conn<M::Connection>>, reason: Retire) {
+        self.slots.lock().retire(reason);
+        self.close_conn(conn);
+    }
+
+    /// What happens when a connection comes back: the returning thread asks the driver whether
+    /// it broke and checks its lifetime, off-lock; then, under the lock, the connection goes to
+    /// the longest-waiting thread or the idle stack, unless it (or the pool) is done, in which
+    /// case it is closed after the lock is released.
+    fn check_in(
+        &self,
+        mut conn: Box<Conn<M::Connection>>,
+        marked_broken: bool,
+        checked_out: Option<Instant>,
+    ) {
+        if let Some(at) = checked_out.filter(|_| self.config.events) {
+            let event = CheckinEvent {
+                id: conn.id,
+                duration: at.elapsed(),
+            };
+            self.config.event_handler.handle_checkin(event);
+        }
+        // A connection dropped by a panicking thread may be mid-transaction or mid-protocol.
+        let broken = marked_broken
+            || thread::panicking()
+            || catch_unwind(AssertUnwindSafe(|| self.manager.has_broken(&mut conn.raw)))
+                .unwrap_or(true);
+        let now = self.clock.now();
+        let verdict = if broken {
+            Some(Retire::Broken)
+        } else if conn.expires <= now {
+            Some(Retire::MaxLifetime)
+        } else {
+            None
+        };
+        let retired = self.slots.lock().check_in(conn, verdict, now);
+        if let Some((conn, _)) = retired {
+            self.close_conn(conn);
+        }
+    }
+
+    /// Closes a connection already counted as closing (off-lock), then frees its place.
+    pub(crate) fn close_conn(&self, conn: Box<Conn<M::Connection>>) {
+        let Conn {
+            raw,
+            id,
+            born,
+            extensions,
+            ..
+        } = *conn;
+        let config = &self.config;
+        let released = catch_unwind(AssertUnwindSafe(|| {
+            if config.events {
+                let age = Clock::Precise.now().since(born);
+                config.event_handler.handle_release(ReleaseEvent { id, age });
+            }
+            config.customizer.on_release(raw);
+            drop(extensions);
+        }));
+        if let Err(panic) = released {
+            log::error!(
+                "pool {:?}: closing connection {id} panicked: {}",
+                config.name,
+                panic_text(&panic)
+            );
+        }
+        let wanted = {
+            let mut slots = self.slots.lock();
+            slots.closed_one();
+            slots.wants_connection()
+        };
+        if wanted {
+            self.wake_worker();
+        }
+    }
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s
+    } else {
+        "a non-string payload"
+    }
+}
+
+/// A connection checked out of a [`Pool`]. Dereferences to the connection; dropping it returns
+/// the connection to the pool.
+///
+/// # Examples
+///
+/// ```
+/// # struct Manager;
+/// # impl sluice::ManageConnection for Manager {
+/// #     type Connection = Vec<u8>;
+/// #     type Error = std::io::Error;
+/// #     fn connect(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
+/// #     fn is_valid(&self, _: &mut Vec<u8>) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn has_broken(&self, _: &mut Vec<u8>) -> bool { false }
+/// # }
+/// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+/// {
+///     let mut conn = pool.get()?;
+///     conn.extend_from_slice(b"hello"); // DerefMut to the connection
+/// } // returned here
+/// assert_eq!(&**pool.get()?, b"hello");
+/// # Ok::<(), sluice::Error>(())
+/// ```
+#[must_use = "if unused the connection returns to the pool at once"]
+pub struct PooledConnection<M>
+where
+    M: ManageConnection,
+{
+    shared: Arc<Shared<M>>,
+    /// `None` only after `detach`.
+    conn: Option<Box<Conn<M::Connection>>>,
+    /// When it was checked out, if an event handler wants to know.
+    checked_out: Option<Instant>,
+    broken: bool,
+}
+
+impl<M> PooledConnection<M>
+where
+    M: ManageConnection,
+{
+    fn new(
+        shared: Arc<Shared<M>>,
+        conn: Box<Conn<M::Connection>>,
+        started: Option<Instant>,
+    ) -> PooledConnection<M> {
+        let checked_out = if shared.config.events {
+            let now = Instant::now();
+            let event = CheckoutEvent {
+                id: conn.id,
+                duration: started.map_or(Duration::ZERO, |s| now.duration_since(s)),
+            };
+            shared.config.event_handler.handle_checkout(event);
+            Some(now)
+        } else {
+            None
+        };
+        PooledConnection {
+            shared,
+            conn: Some(conn),
+            checked_out,
+            broken: false,
+        }
+    }
+
+    #[inline]
+    fn inner(&self) -> &Conn<M::Connection> {
+        match &self.conn {
+            Some(conn) => conn,
+            None => unreachable!("a PooledConnection holds its connection until it is dropped"),
+        }
+    }
+
+    #[inline]
+    fn inner_mut(&mut self) -> &mut Conn<M::Connection> {
+        match &mut self.conn {
+            Some(conn) => conn,
+            None => unreachable!("a PooledConnection holds its connection until it is dropped"),
+        }
+    }
+
+    /// The values kept with this physical connection (an associated function, as in r2d2, so
+    /// it cannot clash with a method of the connection).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// use sluice::PooledConnection;
+    ///
+    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+    /// PooledConnection::extensions_mut(&mut pool.get()?).insert(42u32);
+    /// assert_eq!(PooledConnection::extensions(&pool.get()?).get::<u32>(), Some(&42));
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn extensions(this: &Self) -> &Extensions {
+        &this.inner().extensions
+    }
+
+    /// The values kept with this physical connection, for changing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::new(Manager)?;
+    /// let mut conn = pool.get()?;
+    /// sluice::PooledConnection::extensions_mut(&mut conn).insert("cached");
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn extensions_mut(this: &mut Self) -> &mut Extensions {
+        &mut this.inner_mut().extensions
+    }
+
+    /// The connection's id (the one in the pool's events and logs).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+    /// let first = sluice::PooledConnection::id(&pool.get()?);
+    /// assert_eq!(sluice::PooledConnection::id(&pool.get()?), first);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn id(this: &Self) -> u64 {
+        this.inner().id
+    }
+
+    /// Takes the connection out of the pool for good. Its place in the pool frees at once (the
+    /// pool may open a replacement); the pool never sees the connection again and does not call
+    /// the customizer's `on_release` for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = String;
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<String, std::io::Error> { Ok("session".into()) }
+    /// #     fn is_valid(&self, _: &mut String) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut String) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+    /// let mine: String = sluice::PooledConnection::detach(pool.get()?);
+    /// assert_eq!(pool.metrics().detached, 1);
+    /// let another = pool.get()?; // the pool opened a replacement
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use = "the detached connection closes if unused"]
+    pub fn detach(mut this: Self) -> M::Connection {
+        let conn = match this.conn.take() {
+            Some(conn) => conn,
+            None => unreachable!("a PooledConnection holds its connection until it is dropped"),
+        };
+        let wanted = {
+            let mut slots = this.shared.slots.lock();
+            slots.detach();
+            slots.wants_connection()
+        };
+        if wanted {
+            this.shared.wake_worker();
+        }
+        conn.raw
+    }
+
+    /// Marks the connection as unusable: when this guard is dropped the connection is closed
+    /// instead of returned (counted in `closed_broken`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+    /// let mut conn = pool.get()?;
+    /// // ... the protocol went out of sync ...
+    /// sluice::PooledConnection::mark_broken(&mut conn);
+    /// drop(conn);
+    /// assert_eq!(pool.metrics().closed_broken, 1);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn mark_broken(this: &mut Self) {
+        this.broken = true;
+    }
+}
+
+impl<M> Drop for PooledConnection<M>
+where
+    M: ManageConnection,
+{
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.shared.check_in(conn, self.broken, self.checked_out);
+        }
+    }
+}
+
+impl<M> Deref for PooledConnection<M>
+where
+    M: ManageConnection,
+{
+    type Target = M::Connection;
+
+    #[inline]
+    fn deref(&self) -> &M::Connection {
+        &self.inner().raw
+    }
+}
+
+impl<M> DerefMut for PooledConnection<M>
+where
+    M: ManageConnection,
+{
+    #[inline]
+    fn deref_mut(&mut self) -> &mut M::Connection {
+        &mut self.inner_mut().raw
+    }
+}
+
+impl<M> fmt::Debug for PooledConnection<M>
+where
+    M: ManageConnection,
+    M::Connection: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledConnection")
+            .field("pool", &self.shared.config.name)
+            .field("id", &self.inner().id)
+            .field("connection", &self.inner().raw)
+            .finish()
+    }
+}

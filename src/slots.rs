@@ -1,0 +1,554 @@
+//! The state behind a pool's lock: idle connections, the queue of waiting threads, and the
+//! counts that keep the pool within `max_size`. Nothing here calls a driver, a handler or the
+//! logger, or drops a connection: methods that retire connections hand them back to the caller,
+//! who closes them after unlocking.
+//!
+//! Invariants, true whenever the lock is free:
+//! 1. Every open connection is in exactly one place: `idle`, `handed` (given to a waiting thread
+//!    that has not picked it up yet), or checked out (owned by a `PooledConnection`). `open`
+//!    counts all three; `opening` and `closing` count connections on their way in and out.
+//! 2. `open + opening + closing <= max_size`.
+//! 3. No connection is idle while a thread waits: a connection that comes back or is opened goes
+//!    to the longest-waiting thread first, so `!idle.is_empty()` implies `waiters.is_empty()`.
+//! 4. A waiting thread's ticket is in `waiters` until it is handed a connection (then it is in
+//!    `handed`), gives up, or the pool closes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Condvar;
+
+use crate::clock::Stamp;
+use crate::error::{Cause, Counts, Error, Failed, LastError};
+use crate::extensions::Extensions;
+use crate::metrics::{Metrics, State};
+
+/// A physical connection and what the pool knows about it. Boxed, so that moving it between
+/// the idle stack, a waiter and a guard copies one pointer.
+pub(crate) struct Conn<C> {
+    pub(crate) raw: C,
+    pub(crate) id: u64,
+    pub(crate) born: Stamp,
+    /// When `max_lifetime` runs out ([`Stamp::NEVER`] without one).
+    pub(crate) expires: Stamp,
+    /// The pool's generation when the connection was opened; `evict_all` starts a new one.
+    pub(crate) generation: u64,
+    /// When the connection last came back (or was opened).
+    pub(crate) checked_in: Stamp,
+    pub(crate) extensions: Extensions,
+}
+
+/// Why the pool closes a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Retire {
+    Broken,
+    Invalid,
+    MaxLifetime,
+    IdleTimeout,
+    Evicted,
+    Shutdown,
+}
+
+/// A thread waiting in line for a connection.
+struct Waiter {
+    ticket: u64,
+    wake: Arc<Condvar>,
+}
+
+/// The pool's counters (the gauges are derived from the collections).
+#[derive(Default)]
+struct Counters {
+    checkouts: u64,
+    waited: u64,
+    wait_time: Duration,
+    timeouts: u64,
+    created: u64,
+    connect_failures: u64,
+    closed_broken: u64,
+    closed_invalid: u64,
+    closed_max_lifetime: u64,
+    closed_idle_timeout: u64,
+    closed_evicted: u64,
+    closed_shutdown: u64,
+    detached: u64,
+}
+
+/// How many connections the pool opens at once: one, on its own thread. This bounds the load a
+/// pool puts on a database that is struggling or coming back up.
+const MAX_OPENING: u32 = 1;
+
+pub(crate) struct Slots<C> {
+    /// Most recently used last.
+    idle: Vec<Box<Conn<C>>>,
+    /// Longest waiting first.
+    waiters: VecDeque<Waiter>,
+    handed: Vec<(u64, Box<Conn<C>>)>,
+    next_ticket: u64,
+    open: u32,
+    opening: u32,
+    closing: u32,
+    max_size: u32,
+    min_idle: u32,
+    closed: bool,
+    generation: u64,
+    /// Connect failures in a row, for back-off.
+    failures: u32,
+    /// No connect before this, after a failure.
+    retry_at: Option<Instant>,
+    last_error: Option<(Arc<Cause>, Failed, Instant)>,
+    /// Why a pool that could not start refuses check-outs.
+    refusal: Option<Error>,
+    counters: Counters,
+}
+
+impl<C> Slots<C> {
+    pub(crate) fn new(max_size: u32, min_idle: u32) -> Slots<C> {
+        Slots {
+            idle: Vec::with_capacity(max_size.min(1024) as usize),
+            waiters: VecDeque::new(),
+            handed: Vec::new(),
+            next_ticket: 0,
+            open: 0,
+            opening: 0,
+            closing: 0,
+            max_size,
+            min_idle,
+            closed: false,
+            generation: 0,
+            failures: 0,
+            retry_at: None,
+            last_error: None,
+            refusal: None,
+            counters: Counters::default(),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Takes the most recently used idle connection. Never takes one ahead of a waiting thread
+    /// (by invariant 3 there is none idle while a thread waits).
+    #[inline]
+    pub(crate) fn take_idle(&mut self) -> Option<Box<Conn<C>>> {
+        debug_assert!(self.idle.is_empty() || self.waiters.is_empty());
+        let conn = self.idle.pop()?;
+        self.counters.checkouts += 1;
+        Some(conn)
+    }
+
+    /// Whether the pool's thread should open a connection now (back-off aside): some thread
+    /// waits that no connection being opened will serve, or there are fewer idle connections
+    /// than `min_idle`, and there is room.
+    #[inline]
+    pub(crate) fn wants_connection(&self) -> bool {
+        self.open + self.opening + self.closing < self.max_size
+            && self.opening < MAX_OPENING
+            && !self.closed
+            && (self.waiters.len() as u32 > self.opening
+                || self.idle.len() as u32 + self.opening < self.min_idle)
+    }
+
+    /// When the pool's thread may try to connect again after failures (`None`: now).
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
+    /// Puts the calling thread in line; `front` for a thread that already waited its turn and
+    /// lost the connection it was given to a failed validation.
+    pub(crate) fn enqueue(&mut self, wake: Arc<Condvar>, front: bool) -> u64 {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let waiter = Waiter { ticket, wake };
+        if front {
+            self.waiters.push_front(waiter);
+        } else {
+            self.waiters.push_back(waiter);
+        }
+        ticket
+    }
+
+    /// The connection handed to `ticket`, if one was.
+    pub(crate) fn take_handed(&mut self, ticket: u64) -> Option<Box<Conn<C>>> {
+        let at = self.handed.iter().position(|(t, _)| *t == ticket)?;
+        self.counters.checkouts += 1;
+        Some(self.handed.swap_remove(at).1)
+    }
+
+    /// Takes `ticket` out of line (it gave up, or the pool closed).
+    pub(crate) fn leave(&mut self, ticket: u64) {
+        if let Some(at) = self.waiters.iter().position(|w| w.ticket == ticket) {
+            self.waiters.remove(at);
+        }
+    }
+
+    /// Records a wait that ended with a connection.
+    pub(crate) fn record_wait(&mut self, waited: Duration) {
+        self.counters.waited += 1;
+        self.counters.wait_time += waited;
+    }
+
+    /// Records a wait that timed out.
+    pub(crate) fn record_timeout(&mut self) {
+        self.counters.timeouts += 1;
+    }
+
+    /// Makes `conn` available: to the longest-waiting thread, else to the idle stack.
+    pub(crate) fn give(&mut self, conn: Box<Conn<C>>) {
+        match self.waiters.pop_front() {
+            Some(waiter) => {
+                self.handed.push((waiter.ticket, conn));
+                waiter.wake.notify_one();
+            }
+            None => self.idle.push(conn),
+        }
+    }
+
+    /// Takes back a checked-out connection, or says why it must close instead: `verdict` is
+    /// the returning thread's own finding (broken, expired), and the pool adds its own (closed,
+    /// evicted). A retired connection counts as closing until [`Slots::closed_one`].
+    pub(crate) fn check_in(
+        &mut self,
+        mut conn: Box<Conn<C>>,
+        verdict: Option<Retire>,
+        now: Stamp,
+    ) -> Option<(Box<Conn<C>>, Retire)> {
+        let verdict = verdict.or(if self.closed {
+            Some(Retire::Shutdown)
+        } else if conn.generation != self.generation {
+            Some(Retire::Evicted)
+        } else {
+            None
+        });
+        match verdict {
+            Some(reason) => {
+                self.retire(reason);
+                Some((conn, reason))
+            }
+            None => {
+                conn.checked_in = now;
+                self.give(conn);
+                None
+            }
+        }
+    }
+
+    /// Counts a connection that leaves `open` to be closed for `reason`.
+    pub(crate) fn retire(&mut self, reason: Retire) {
+        self.open -= 1;
+        self.closing += 1;
+        let c = &mut self.counters;
+        match reason {
+            Retire::Broken => c.closed_broken += 1,
+            Retire::Invalid => c.closed_invalid += 1,
+            Retire::MaxLifetime => c.closed_max_lifetime += 1,
+            Retire::IdleTimeout => c.closed_idle_timeout += 1,
+            Retire::Evicted => c.closed_evicted += 1,
+            Retire::Shutdown => c.closed_shutdown += 1,
+        }
+    }
+
+    /// A retired connection has finished closing: its place is free.
+    pub(crate) fn closed_one(&mut self) {
+        self.closing -= 1;
+    }
+
+    /// A checked-out connection leaves the pool for good.
+    pub(crate) fn detach(&mut self) {
+        self.open -= 1;
+        self.counters.detached += 1;
+    }
+
+    /// Records a validation failure as the last error.
+    pub(crate) fn record_invalid(&mut self, cause: Arc<Cause>) {
+        self.last_error = Some((cause, Failed::Validation, Instant::now()));
+    }
+
+    /// The pool's thread starts opening a connection; returns the generation it will belong to.
+    pub(crate) fn begin_open(&mut self) -> u64 {
+        self.opening += 1;
+        self.generation
+    }
+
+    /// A connection opened: it joins the pool, or, if the pool closed or was evicted meanwhile,
+    /// comes back to be closed.
+    pub(crate) fn opened(&mut self, conn: Box<Conn<C>>) -> Option<(Box<Conn<C>>, Retire)> {
+        self.opening -= 1;
+        self.open += 1;
+        self.counters.created += 1;
+        self.failures = 0;
+        self.retry_at = None;
+        if self
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.1 == Failed::Connect)
+        {
+            self.last_error = None;
+        }
+        let now = conn.checked_in;
+        self.check_in(conn, None, now)
+    }
+
+    /// A connect failed; the next try waits for `backoff(failures in a row)`.
+    pub(crate) fn open_failed(&mut self, cause: Arc<Cause>, backoff: impl Fn(u32) -> Duration) {
+        self.opening -= 1;
+        self.counters.connect_failures += 1;
+        self.failures = self.failures.saturating_add(1);
+        let now = Instant::now();
+        self.retry_at = now.checked_add(backoff(self.failures));
+        self.last_error = Some((cause, Failed::Connect, now));
+    }
+
+    /// Closes the pool: every waiting thread is woken to fail, and the idle connections (and
+    /// those handed to a waiter not yet awake) come back to be closed.
+    pub(crate) fn shut_down(&mut self) -> Vec<Box<Conn<C>>> {
+        if self.closed {
+            return Vec::new();
+        }
+        self.closed = true;
+        for waiter in self.waiters.drain(..) {
+            waiter.wake.notify_one();
+        }
+        let mut out: Vec<_> = self.idle.drain(..).collect();
+        out.extend(self.handed.drain(..).map(|(_, conn)| conn));
+        for _ in 0..out.len() {
+            self.retire(Retire::Shutdown);
+        }
+        out
+    }
+
+    /// Closes a pool that cannot work, for good: every check-out fails with `error`.
+    pub(crate) fn refuse(&mut self, error: Error) -> Vec<Box<Conn<C>>> {
+        self.refusal = Some(error);
+        self.shut_down()
+    }
+
+    /// The error a closed pool answers a check-out with.
+    pub(crate) fn refusal(&self, pool: &Arc<str>) -> Error {
+        match &self.refusal {
+            Some(error) => error.clone(),
+            None => Error::closed(pool),
+        }
+    }
+
+    /// Starts a new generation: idle connections come back to be closed now, checked-out ones
+    /// will close when they return, connections being opened when they arrive.
+    pub(crate) fn evict_all(&mut self) -> Vec<Box<Conn<C>>> {
+        self.generation += 1;
+        let out: Vec<_> = self.idle.drain(..).collect();
+        for _ in 0..out.len() {
+            self.retire(Retire::Evicted);
+        }
+        out
+    }
+
+    /// Takes out the idle connections past their lifetime, and those beyond `min_idle` idle
+    /// since before `idle_since` (oldest first), to be closed.
+    pub(crate) fn sweep(
+        &mut self,
+        now: Stamp,
+        idle_since: Option<Stamp>,
+    ) -> Vec<(Box<Conn<C>>, Retire)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < self.idle.len() {
+            if self.idle[at].expires <= now {
+                out.push((self.idle.remove(at), Retire::MaxLifetime));
+            } else {
+                at += 1;
+            }
+        }
+        if let Some(cutoff) = idle_since {
+            // Least recently used first, never below min_idle.
+            while self.idle.len() as u32 > self.min_idle
+                && self.idle.first().is_some_and(|c| c.checked_in <= cutoff)
+            {
+                out.push((self.idle.remove(0), Retire::IdleTimeout));
+            }
+        }
+        for (_, reason) in &out {
+            self.retire(*reason);
+        }
+        out
+    }
+
+    /// Whether `build` has its connections: `target` open, or the pool closed.
+    pub(crate) fn has_open(&self, target: u32) -> bool {
+        self.open >= target
+    }
+
+    /// The gauges, for an error message.
+    pub(crate) fn counts(&self) -> Counts {
+        Counts {
+            max_size: self.max_size,
+            in_use: self.open - self.idle.len() as u32,
+            idle: self.idle.len() as u32,
+            opening: self.opening,
+            waiting: self.waiters.len() as u32,
+        }
+    }
+
+    /// The last connect or validation error, with its age.
+    pub(crate) fn last_error(&self) -> Option<LastError> {
+        self.last_error.as_ref().map(|(cause, what, at)| LastError {
+            cause: cause.clone(),
+            what: *what,
+            age: at.elapsed(),
+        })
+    }
+
+    pub(crate) fn state(&self) -> State {
+        State {
+            connections: self.open,
+            idle_connections: self.idle.len() as u32,
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> Metrics {
+        let c = &self.counters;
+        let idle = self.idle.len() as u32;
+        Metrics {
+            max_size: self.max_size,
+            connections: self.open,
+            idle,
+            in_use: self.open - idle,
+            waiting: self.waiters.len() as u32,
+            opening: self.opening,
+            closing: self.closing,
+            checkouts: c.checkouts,
+            waited: c.waited,
+            wait_time: c.wait_time,
+            timeouts: c.timeouts,
+            created: c.created,
+            connect_failures: c.connect_failures,
+            closed_broken: c.closed_broken,
+            closed_invalid: c.closed_invalid,
+            closed_max_lifetime: c.closed_max_lifetime,
+            closed_idle_timeout: c.closed_idle_timeout,
+            closed_evicted: c.closed_evicted,
+            closed_shutdown: c.closed_shutdown,
+            detached: c.detached,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: u64) -> Stamp {
+        Stamp::ORIGIN.after(Duration::from_secs(secs))
+    }
+
+    fn conn(id: u64, generation: u64) -> Box<Conn<u64>> {
+        Box::new(Conn {
+            raw: id,
+            id,
+            born: t(0),
+            expires: Stamp::NEVER,
+            generation,
+            checked_in: t(0),
+            extensions: Extensions::new(),
+        })
+    }
+
+    fn open_one(slots: &mut Slots<u64>, id: u64) {
+        let generation = slots.begin_open();
+        assert!(slots.opened(conn(id, generation)).is_none());
+    }
+
+    #[test]
+    fn idle_is_most_recently_used_first() {
+        let mut s = Slots::new(3, 3);
+        for id in 0..3 {
+            open_one(&mut s, id);
+        }
+        let a = s.take_idle().unwrap();
+        let b = s.take_idle().unwrap();
+        assert_eq!((a.id, b.id), (2, 1));
+        assert!(s.check_in(b, None, t(1)).is_none());
+        assert!(s.check_in(a, None, t(2)).is_none());
+        assert_eq!(s.take_idle().unwrap().id, 2);
+    }
+
+    #[test]
+    fn returned_connection_goes_to_the_longest_waiter() {
+        let mut s = Slots::new(1, 1);
+        open_one(&mut s, 7);
+        let held = s.take_idle().unwrap();
+        let first = s.enqueue(Arc::new(Condvar::new()), false);
+        let second = s.enqueue(Arc::new(Condvar::new()), false);
+        assert!(s.check_in(held, None, t(1)).is_none());
+        // It was handed over, not left idle for a newcomer to take.
+        assert!(s.take_idle().is_none());
+        assert!(s.take_handed(second).is_none());
+        assert_eq!(s.take_handed(first).unwrap().id, 7);
+        assert_eq!(s.counts().waiting, 1);
+    }
+
+    #[test]
+    fn demand_counts_connections_being_opened() {
+        let mut s: Slots<u64> = Slots::new(10, 0);
+        assert!(!s.wants_connection());
+        s.enqueue(Arc::new(Condvar::new()), false);
+        assert!(s.wants_connection());
+        s.begin_open();
+        // One waiter, one connection on its way: nothing more to open.
+        assert!(!s.wants_connection());
+    }
+
+    #[test]
+    fn eviction_retires_idle_now_and_checked_out_on_return() {
+        let mut s = Slots::new(2, 0);
+        open_one(&mut s, 1);
+        open_one(&mut s, 2);
+        let out = s.take_idle().unwrap();
+        assert_eq!(s.evict_all().len(), 1);
+        let (back, why) = s.check_in(out, None, t(1)).unwrap();
+        assert_eq!((back.id, why), (2, Retire::Evicted));
+        let m = s.metrics();
+        assert_eq!((m.connections, m.closing, m.closed_evicted), (0, 2, 2));
+        s.closed_one();
+        s.closed_one();
+        assert_eq!(s.metrics().closing, 0);
+    }
+
+    #[test]
+    fn sweep_keeps_min_idle_and_closes_oldest_first() {
+        let mut s = Slots::new(4, 1);
+        for id in 0..3 {
+            open_one(&mut s, id);
+        }
+        let (a, b, c) = (
+            s.take_idle().unwrap(),
+            s.take_idle().unwrap(),
+            s.take_idle().unwrap(),
+        );
+        s.check_in(c, None, t(10));
+        s.check_in(b, None, t(20));
+        s.check_in(a, None, t(30));
+        let out = s.sweep(t(100), Some(t(25)));
+        let ids: Vec<_> = out.iter().map(|(c, _)| c.id).collect();
+        assert_eq!(ids, vec![0, 1]);
+        assert_eq!(s.state().idle_connections, 1);
+    }
+
+    #[test]
+    fn shut_down_wakes_waiters_and_drains_everything_idle_or_handed() {
+        let mut s = Slots::new(2, 0);
+        open_one(&mut s, 1);
+        open_one(&mut s, 2);
+        let held = s.take_idle().unwrap();
+        let held2 = s.take_idle().unwrap();
+        let ticket = s.enqueue(Arc::new(Condvar::new()), false);
+        s.check_in(held, None, t(1));
+        let drained = s.shut_down();
+        assert_eq!(drained.len(), 1);
+        assert!(s.take_handed(ticket).is_none());
+        assert_eq!(s.counts().waiting, 0);
+        let (_, why) = s.check_in(held2, None, t(2)).unwrap();
+        assert_eq!(why, Retire::Shutdown);
+        assert!(s.shut_down().is_empty());
+    }
+}

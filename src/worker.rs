@@ -1,0 +1,221 @@
+//! The pool's background thread, `sluice-<pool name>`: it opens connections when they are
+//! wanted (one at a time, with capped exponential back-off after failures) and sweeps the idle
+//! connections every `reaper_rate` for ones past their lifetime or idle timeout.
+//!
+//! Between jobs it holds only a weak reference to the pool, so it never keeps a pool alive; it
+//! exits when the pool closes or its state is dropped (the wake-up channel disconnects). It
+//! never holds the pool's lock while connecting, closing a connection, logging or calling a
+//! handler, and a panic in any of those costs one attempt, never the thread.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::clock::{Clock, Stamp};
+use crate::error::Cause;
+use crate::event::AcquireEvent;
+use crate::extensions::Extensions;
+use crate::manager::ManageConnection;
+use crate::pool::{Shared, panic_text};
+use crate::slots::Conn;
+
+/// Connection ids, unique within the process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The first retry after a failed connect waits this long; each further failure doubles it.
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Retries never wait longer than this (nor longer than a quarter of `connection_timeout`), so
+/// a pool notices within seconds that its database is back.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How long to wait before the next connect after `failures` failures in a row.
+fn backoff(failures: u32, connection_timeout: Duration) -> Duration {
+    let doubled = FIRST_BACKOFF.saturating_mul(1 << failures.saturating_sub(1).min(20));
+    doubled.min(MAX_BACKOFF).min(connection_timeout / 4)
+}
+
+/// What the thread does next.
+enum Job {
+    Exit,
+    /// Open a connection for this generation of the pool.
+    Open(u64),
+    Sweep,
+    /// Nothing to do until this time (or forever), or until woken.
+    Sleep(Option<Instant>),
+}
+
+/// The thread's body.
+pub(crate) fn run<M>(pool: Weak<Shared<M>>, woken: Receiver<()>)
+where
+    M: ManageConnection,
+{
+    let mut next_sweep = None;
+    if let Some(shared) = pool.upgrade() {
+        next_sweep = shared.first_sweep();
+    }
+    loop {
+        let Some(shared) = pool.upgrade() else {
+            return;
+        };
+        let job = shared.next_job(&mut next_sweep);
+        let until = match job {
+            Job::Exit => return,
+            Job::Sleep(until) => until,
+            Job::Open(generation) => {
+                shared.guarded(|| shared.open(generation));
+                continue;
+            }
+            Job::Sweep => {
+                shared.guarded(|| shared.sweep());
+                continue;
+            }
+        };
+        drop(shared);
+        let disconnected = match until {
+            Some(deadline) => woken.recv_deadline(deadline) == Err(RecvTimeoutError::Disconnected),
+            None => woken.recv().is_err(),
+        };
+        if disconnected {
+            return;
+        }
+    }
+}
+
+impl<M> Shared<M>
+where
+    M: ManageConnection,
+{
+    /// When the first sweep is due, if the pool has anything to sweep for.
+    fn first_sweep(&self) -> Option<Instant> {
+        let config = &self.config;
+        if config.max_lifetime.is_none() && config.idle_timeout.is_none() {
+            return None;
+        }
+        Instant::now().checked_add(config.reaper_rate)
+    }
+
+    fn next_job(&self, next_sweep: &mut Option<Instant>) -> Job {
+        let mut slots = self.slots.lock();
+        if slots.is_closed() {
+            return Job::Exit;
+        }
+        let now = Instant::now();
+        if next_sweep.is_some_and(|at| at <= now) {
+            *next_sweep = now.checked_add(self.config.reaper_rate);
+            return Job::Sweep;
+        }
+        if slots.wants_connection() {
+            match slots.retry_at() {
+                Some(retry) if retry > now => {
+                    return Job::Sleep(Some(next_sweep.map_or(retry, |s| s.min(retry))));
+                }
+                _ => return Job::Open(slots.begin_open()),
+            }
+        }
+        Job::Sleep(*next_sweep)
+    }
+
+    /// Runs a job so that a panic from a user's handler is logged and the thread goes on.
+    fn guarded(&self, job: impl FnOnce()) {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(job)) {
+            log::error!(
+                "pool {:?}: a handler panicked on the pool's thread: {}",
+                self.config.name,
+                panic_text(&panic)
+            );
+        }
+    }
+
+    /// Opens one connection (already counted as opening) and adds it to the pool.
+    fn open(&self, generation: u64) {
+        let attempt = catch_unwind(AssertUnwindSafe(|| {
+            let mut raw = self.manager.connect()?;
+            self.config.customizer.on_acquire(&mut raw)?;
+            Ok(raw)
+        }));
+        let raw = match attempt {
+            Ok(Ok(raw)) => raw,
+            Ok(Err(err)) => {
+                self.open_failed(Cause::capture(&err));
+                self.config.error_handler.handle_error(err);
+                return;
+            }
+            Err(panic) => {
+                let cause = Cause::message(format!("connect panicked: {}", panic_text(&panic)));
+                log::error!("pool {:?}: {cause}", self.config.name);
+                self.open_failed(cause);
+                return;
+            }
+        };
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        // Stamped precisely: this is off the hot path, and release events report the age.
+        let born = Clock::Precise.now();
+        let expires = self
+            .config
+            .max_lifetime
+            .map_or(Stamp::NEVER, |lifetime| born.after(lifetime));
+        let conn = Box::new(Conn {
+            raw,
+            id,
+            born,
+            expires,
+            generation,
+            checked_in: self.clock.now(),
+            extensions: Extensions::new(),
+        });
+        if self.config.events {
+            self.config
+                .event_handler
+                .handle_acquire(AcquireEvent { id });
+        }
+        let retired = {
+            let mut slots = self.slots.lock();
+            let retired = slots.opened(conn);
+            self.progress.notify_all();
+            retired
+        };
+        if let Some((conn, _)) = retired {
+            self.close_conn(conn);
+        }
+    }
+
+    fn open_failed(&self, cause: Cause) {
+        let timeout = self.config.connection_timeout;
+        let mut slots = self.slots.lock();
+        slots.open_failed(Arc::new(cause), |failures| backoff(failures, timeout));
+        self.progress.notify_all();
+    }
+
+    /// Closes the idle connections past their lifetime or idle timeout.
+    fn sweep(&self) {
+        let now = self.clock.now();
+        let idle_since = self.config.idle_timeout.map(|timeout| now.before(timeout));
+        let retired = self.slots.lock().sweep(now, idle_since);
+        for (conn, _) in retired {
+            self.close_conn(conn);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_caps() {
+        let long = Duration::from_secs(30);
+        assert_eq!(backoff(1, long), Duration::from_millis(10));
+        assert_eq!(backoff(2, long), Duration::from_millis(20));
+        assert_eq!(backoff(5, long), Duration::from_millis(160));
+        assert_eq!(backoff(40, long), MAX_BACKOFF);
+        assert_eq!(backoff(u32::MAX, long), MAX_BACKOFF);
+        assert_eq!(
+            backoff(40, Duration::from_millis(200)),
+            Duration::from_millis(50)
+        );
+    }
+}
