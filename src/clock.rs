@@ -154,9 +154,15 @@ mod tests {
 
     #[test]
     fn short_durations_get_the_precise_clock() {
-        assert_eq!(Clock::for_finest(Some(Duration::from_micros(1))), Clock::Precise);
+        assert_eq!(
+            Clock::for_finest(Some(Duration::from_micros(1))),
+            Clock::Precise
+        );
         if sys::coarse_resolution().is_some() {
-            assert_eq!(Clock::for_finest(Some(Duration::from_secs(10))), Clock::Coarse);
+            assert_eq!(
+                Clock::for_finest(Some(Duration::from_secs(10))),
+                Clock::Coarse
+            );
             assert_eq!(Clock::for_finest(None), Clock::Coarse);
         }
     }

@@ -501,7 +501,10 @@ where
             if min_idle > self.max_size {
                 return Err(Error::config(
                     "min_idle",
-                    format!("must not exceed max_size ({}), got {min_idle}", self.max_size),
+                    format!(
+                        "must not exceed max_size ({}), got {min_idle}",
+                        self.max_size
+                    ),
                 ));
             }
         }
@@ -544,9 +547,9 @@ where
     }
 
     fn config_unvalidated(self) -> Config<M::Connection, M::Error> {
-        let name = self.pool_name.unwrap_or_else(|| {
-            format!("pool-{}", POOL_NUMBER.fetch_add(1, Ordering::Relaxed))
-        });
+        let name = self
+            .pool_name
+            .unwrap_or_else(|| format!("pool-{}", POOL_NUMBER.fetch_add(1, Ordering::Relaxed)));
         Config {
             max_size: self.max_size,
             min_idle: self.min_idle,

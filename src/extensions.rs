@@ -77,7 +77,9 @@ impl Extensions {
     where
         T: Send + Sync + 'static,
     {
-        self.0.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref())
+        self.0
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref())
     }
 
     /// Returns the stored value of type `T` for changing in place.

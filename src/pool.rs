@@ -94,12 +94,34 @@ where
     }
 }
 
-/// The pool itself, shared by the user's handles, the guards and (weakly) the pool's thread.
+/// A connection's way back to its pool: a strong reference to the pool, one per connection,
+/// shared by that connection's guards.
+///
+/// A guard must keep the pool alive, but if every guard cloned the pool's own `Arc`, every
+/// check-out and check-in on every core would fight over that one reference count (it halves
+/// throughput on two cores). A connection's home is only touched by whoever holds the
+/// connection, so its count travels with the connection instead.
+pub(crate) struct Home<M>(pub(crate) Arc<Shared<M>>)
+where
+    M: ManageConnection;
+
+/// A connection as the pool stores it.
+pub(crate) type Pooled<M> = Box<Conn<<M as ManageConnection>::Connection, Arc<Home<M>>>>;
+
+/// The pool's lock-protected state, for this manager.
+pub(crate) type PoolSlots<M> = Slots<<M as ManageConnection>::Connection, Arc<Home<M>>>;
+
+/// The pool itself, shared by the user's handles and every connection's home (which keep it
+/// alive) and, weakly, by the pool's thread.
+///
+/// Idle connections hold their pool through their home, a cycle that closing the pool breaks:
+/// it drains every idle connection, and every connection that comes back to a closed pool is
+/// closed.
 pub(crate) struct Shared<M>
 where
     M: ManageConnection,
 {
-    pub(crate) slots: Mutex<Slots<M::Connection>>,
+    pub(crate) slots: CacheLine<Mutex<PoolSlots<M>>>,
     /// `build` waits here for its connections.
     pub(crate) progress: Condvar,
     pub(crate) config: Config<M::Connection, M::Error>,
@@ -108,6 +130,21 @@ where
     pub(crate) clock: Clock,
     /// Wakes the pool's thread; its closing (when this is dropped) tells the thread to exit.
     wake: Sender<()>,
+}
+
+/// Keeps the pool's lock and the fields it guards on cache lines of their own (two, for CPUs
+/// that fetch lines in pairs), away from the reference counts and the settings that every core
+/// reads: otherwise each check-out on one core would evict them from the others.
+#[repr(align(128))]
+pub(crate) struct CacheLine<T>(T);
+
+impl<T> Deref for CacheLine<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 impl<M> Clone for Pool<M>
@@ -673,7 +710,10 @@ where
             .then_some(config.validation_skip_window);
         let finest = [window, config.max_lifetime].into_iter().flatten().min();
         Shared {
-            slots: Mutex::new(Slots::new(config.max_size, config.min_idle_target())),
+            slots: CacheLine(Mutex::new(Slots::new(
+                config.max_size,
+                config.min_idle_target(),
+            ))),
             progress: Condvar::new(),
             clock: Clock::for_finest(finest),
             config,
@@ -713,10 +753,7 @@ where
     /// deadline.
     ///
     /// `Err(None)` means "nothing idle" for a check-out that does not wait.
-    fn checkout(
-        self: &Arc<Self>,
-        timeout: Option<Duration>,
-    ) -> Result<PooledConnection<M>, Option<Error>> {
+    fn checkout(&self, timeout: Option<Duration>) -> Result<PooledConnection<M>, Option<Error>> {
         // Read the precise clock only when something needs it: an event handler, a wait, or a
         // validation (each of which costs far more than the read).
         let mut started = self.config.events.then(Instant::now);
@@ -739,26 +776,60 @@ where
                     }
                     let timeout = timeout.ok_or(None)?;
                     let start = *started.get_or_insert_with(Instant::now);
-                    let conn = self.wait_in_line(slots, start, timeout, requeue_at_front)?;
-                    requeue_at_front = true;
+                    let conn = match self.yield_for_idle(slots) {
+                        Ok(conn) => conn,
+                        Err(slots) => {
+                            let conn =
+                                self.wait_in_line(slots, start, timeout, requeue_at_front)?;
+                            requeue_at_front = true;
+                            conn
+                        }
+                    };
                     now = self.clock.now();
                     conn
                 }
             };
             if let Some(conn) = self.ready(conn, now, &mut started) {
-                return Ok(PooledConnection::new(self.clone(), conn, started));
+                return Ok(PooledConnection::new(conn, started));
             }
         }
+    }
+
+    /// Before joining the queue, gives the CPU away a few times and looks again.
+    ///
+    /// When threads outnumber CPUs, "no idle connection" mostly means that the threads holding
+    /// them were preempted between check-out and check-in. Queueing at once would start a
+    /// convoy: each returned connection goes to a sleeping waiter, the returning thread finds
+    /// nothing idle and sleeps in turn, and every check-out pays two context switches. Yielding
+    /// lets those holders run and return their connections first. This never takes a
+    /// connection ahead of a waiting thread: while one waits, returned connections go to it, not
+    /// to the idle stack.
+    fn yield_for_idle<'a>(
+        &'a self,
+        mut slots: MutexGuard<'a, PoolSlots<M>>,
+    ) -> Result<Pooled<M>, MutexGuard<'a, PoolSlots<M>>> {
+        for _ in 0..YIELDS_BEFORE_QUEUEING {
+            drop(slots);
+            thread::yield_now();
+            slots = self.slots.lock();
+            if slots.is_closed() {
+                break;
+            }
+            if let Some(conn) = slots.take_idle() {
+                return Ok(conn);
+            }
+        }
+        Err(slots)
     }
 
     /// Waits in line until a connection is handed over, the pool closes, or the deadline.
     fn wait_in_line(
         &self,
-        mut slots: MutexGuard<'_, Slots<M::Connection>>,
+        mut slots: MutexGuard<'_, PoolSlots<M>>,
         start: Instant,
         timeout: Duration,
         front: bool,
-    ) -> Result<Box<Conn<M::Connection>>, Error> {
+    ) -> Result<Pooled<M>, Error> {
         let wake = Arc::new(Condvar::new());
         let ticket = slots.enqueue(wake.clone(), front);
         if slots.wants_connection() {
@@ -801,7 +872,7 @@ where
     }
 
     /// The error for a wait that ran out, with the pool as it is now.
-    fn timed_out(&self, slots: &Slots<M::Connection>, start: Instant, phase: Phase) -> Error {
+    fn timed_out(&self, slots: &PoolSlots<M>, start: Instant, phase: Phase) -> Error {
         Error::new(Kind::Timeout(TimedOut {
             pool: self.config.name.clone(),
             waited: start.elapsed(),
@@ -814,17 +885,16 @@ where
     /// Checks a connection just taken from the pool; `None` if it had to be closed.
     fn ready(
         &self,
-        mut conn: Box<Conn<M::Connection>>,
+        mut conn: Pooled<M>,
         now: Stamp,
         started: &mut Option<Instant>,
-    ) -> Option<Box<Conn<M::Connection>>> {
+    ) -> Option<Pooled<M>> {
         if conn.expires <= now {
             self.retire(conn, Retire::MaxLifetime);
             return None;
         }
         let config = &self.config;
-        if !config.test_on_check_out || now.since(conn.checked_in) < config.validation_skip_window
-        {
+        if !config.test_on_check_out || now.since(conn.checked_in) < config.validation_skip_window {
             return Some(conn);
         }
         started.get_or_insert_with(Instant::now);
@@ -851,7 +921,7 @@ where
     }
 
     /// Closes a checked-out connection for `reason`.
-    fn retire(&self, conn: Box<Conn<M::Connection>>, reason: Retire) {
+    fn retire(&self, conn: Pooled<M>, reason: Retire) {
         self.slots.lock().retire(reason);
         self.close_conn(conn);
     }
@@ -860,12 +930,7 @@ where
     /// it broke and checks its lifetime, off-lock; then, under the lock, the connection goes to
     /// the longest-waiting thread or the idle stack, unless it (or the pool) is done, in which
     /// case it is closed after the lock is released.
-    fn check_in(
-        &self,
-        mut conn: Box<Conn<M::Connection>>,
-        marked_broken: bool,
-        checked_out: Option<Instant>,
-    ) {
+    fn check_in(&self, mut conn: Pooled<M>, marked_broken: bool, checked_out: Option<Instant>) {
         if let Some(at) = checked_out.filter(|_| self.config.events) {
             let event = CheckinEvent {
                 id: conn.id,
@@ -893,7 +958,7 @@ where
     }
 
     /// Closes a connection already counted as closing (off-lock), then frees its place.
-    pub(crate) fn close_conn(&self, conn: Box<Conn<M::Connection>>) {
+    pub(crate) fn close_conn(&self, conn: Pooled<M>) {
         let Conn {
             raw,
             id,
@@ -905,7 +970,9 @@ where
         let released = catch_unwind(AssertUnwindSafe(|| {
             if config.events {
                 let age = Clock::Precise.now().since(born);
-                config.event_handler.handle_release(ReleaseEvent { id, age });
+                config
+                    .event_handler
+                    .handle_release(ReleaseEvent { id, age });
             }
             config.customizer.on_release(raw);
             drop(extensions);
@@ -927,6 +994,11 @@ where
         }
     }
 }
+
+/// How many times a check-out that finds nothing idle yields the CPU before it joins the queue
+/// (each yield costs about a microsecond when other threads are runnable, and nothing when none
+/// are).
+const YIELDS_BEFORE_QUEUEING: u32 = 8;
 
 /// The text of a panic's payload.
 pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
@@ -966,9 +1038,10 @@ pub struct PooledConnection<M>
 where
     M: ManageConnection,
 {
-    shared: Arc<Shared<M>>,
+    /// The connection's home (a clone of `conn.home`): the way back to the pool.
+    home: Arc<Home<M>>,
     /// `None` only after `detach`.
-    conn: Option<Box<Conn<M::Connection>>>,
+    conn: Option<Pooled<M>>,
     /// When it was checked out, if an event handler wants to know.
     checked_out: Option<Instant>,
     broken: bool,
@@ -978,11 +1051,9 @@ impl<M> PooledConnection<M>
 where
     M: ManageConnection,
 {
-    fn new(
-        shared: Arc<Shared<M>>,
-        conn: Box<Conn<M::Connection>>,
-        started: Option<Instant>,
-    ) -> PooledConnection<M> {
+    fn new(conn: Pooled<M>, started: Option<Instant>) -> PooledConnection<M> {
+        let home = conn.home.clone();
+        let shared = &home.0;
         let checked_out = if shared.config.events {
             let now = Instant::now();
             let event = CheckoutEvent {
@@ -995,7 +1066,7 @@ where
             None
         };
         PooledConnection {
-            shared,
+            home,
             conn: Some(conn),
             checked_out,
             broken: false,
@@ -1003,7 +1074,7 @@ where
     }
 
     #[inline]
-    fn inner(&self) -> &Conn<M::Connection> {
+    fn inner(&self) -> &Conn<M::Connection, Arc<Home<M>>> {
         match &self.conn {
             Some(conn) => conn,
             None => unreachable!("a PooledConnection holds its connection until it is dropped"),
@@ -1011,7 +1082,7 @@ where
     }
 
     #[inline]
-    fn inner_mut(&mut self) -> &mut Conn<M::Connection> {
+    fn inner_mut(&mut self) -> &mut Conn<M::Connection, Arc<Home<M>>> {
         match &mut self.conn {
             Some(conn) => conn,
             None => unreachable!("a PooledConnection holds its connection until it is dropped"),
@@ -1116,13 +1187,14 @@ where
             Some(conn) => conn,
             None => unreachable!("a PooledConnection holds its connection until it is dropped"),
         };
+        let shared = &this.home.0;
         let wanted = {
-            let mut slots = this.shared.slots.lock();
+            let mut slots = shared.slots.lock();
             slots.detach();
             slots.wants_connection()
         };
         if wanted {
-            this.shared.wake_worker();
+            shared.wake_worker();
         }
         conn.raw
     }
@@ -1160,7 +1232,7 @@ where
 {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.shared.check_in(conn, self.broken, self.checked_out);
+            self.home.0.check_in(conn, self.broken, self.checked_out);
         }
     }
 }
@@ -1194,7 +1266,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PooledConnection")
-            .field("pool", &self.shared.config.name)
+            .field("pool", &self.home.0.config.name)
             .field("id", &self.inner().id)
             .field("connection", &self.inner().raw)
             .finish()

@@ -19,7 +19,7 @@ use crate::error::Cause;
 use crate::event::AcquireEvent;
 use crate::extensions::Extensions;
 use crate::manager::ManageConnection;
-use crate::pool::{Shared, panic_text};
+use crate::pool::{Home, Shared, panic_text};
 use crate::slots::Conn;
 
 /// Connection ids, unique within the process.
@@ -131,7 +131,7 @@ where
     }
 
     /// Opens one connection (already counted as opening) and adds it to the pool.
-    fn open(&self, generation: u64) {
+    fn open(self: &Arc<Self>, generation: u64) {
         let attempt = catch_unwind(AssertUnwindSafe(|| {
             let mut raw = self.manager.connect()?;
             self.config.customizer.on_acquire(&mut raw)?;
@@ -160,6 +160,7 @@ where
             .map_or(Stamp::NEVER, |lifetime| born.after(lifetime));
         let conn = Box::new(Conn {
             raw,
+            home: Arc::new(Home(self.clone())),
             id,
             born,
             expires,

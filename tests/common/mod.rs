@@ -1,0 +1,274 @@
+//! A scriptable fake database for sluice's tests.
+//!
+//! `FakeManager` opens `FakeConn`s. What each `connect` and `is_valid` does is scripted through
+//! the shared `Script`: queue outcomes for the next calls (`plan_connect`, `plan_validation`) or
+//! set what happens when the queue is empty (`set_connect_default`, `fail_validation`). The
+//! script counts every call and every live connection, so tests can check what the pool did
+//! to the "database" without reaching into the pool.
+#![allow(dead_code)]
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use parking_lot::Mutex;
+
+/// An error with an optional cause, like a driver's ("db error" → "FATAL: …").
+#[derive(Debug, Clone)]
+pub struct FakeError {
+    pub message: String,
+    pub source: Option<Box<FakeError>>,
+}
+
+impl FakeError {
+    pub fn new(message: impl Into<String>) -> FakeError {
+        FakeError {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// `message`, caused by `cause`.
+    pub fn caused_by(message: impl Into<String>, cause: impl Into<String>) -> FakeError {
+        FakeError {
+            message: message.into(),
+            source: Some(Box::new(FakeError::new(cause))),
+        }
+    }
+}
+
+impl fmt::Display for FakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for FakeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|s| s as _)
+    }
+}
+
+/// What one `connect` call does.
+pub enum Connect {
+    Ok,
+    Fail(FakeError),
+    Panic(&'static str),
+    /// Sleep, then succeed (a slow database).
+    Delay(Duration),
+    /// Block until the test sends on (or drops) the channel's sender, then succeed.
+    Gate(Receiver<()>),
+}
+
+/// What `connect` does when no outcome is queued.
+#[derive(Clone)]
+pub enum ConnectDefault {
+    Ok,
+    Fail(FakeError),
+    Delay(Duration),
+}
+
+pub struct Script {
+    connect_plan: Mutex<VecDeque<Connect>>,
+    connect_default: Mutex<ConnectDefault>,
+    validation_plan: Mutex<VecDeque<Result<(), FakeError>>>,
+    validation_fails: Mutex<Option<FakeError>>,
+    /// Connection ids `has_broken` reports as broken.
+    broken: Mutex<HashSet<u64>>,
+    broken_all: AtomicBool,
+    next_id: AtomicU64,
+    /// Calls to `connect`, successful or not.
+    pub connects: AtomicU64,
+    pub validations: AtomicU64,
+    pub has_broken_calls: AtomicU64,
+    /// `FakeConn`s that exist right now (opened and not yet dropped).
+    pub live: AtomicI64,
+    /// The most `FakeConn`s that ever existed at once.
+    pub max_live: AtomicI64,
+    /// Ids of the connections dropped, in order.
+    pub dropped: Mutex<Vec<u64>>,
+}
+
+impl Default for Script {
+    fn default() -> Script {
+        Script {
+            connect_plan: Mutex::new(VecDeque::new()),
+            connect_default: Mutex::new(ConnectDefault::Ok),
+            validation_plan: Mutex::new(VecDeque::new()),
+            validation_fails: Mutex::new(None),
+            broken: Mutex::new(HashSet::new()),
+            broken_all: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            connects: AtomicU64::new(0),
+            validations: AtomicU64::new(0),
+            has_broken_calls: AtomicU64::new(0),
+            live: AtomicI64::new(0),
+            max_live: AtomicI64::new(0),
+            dropped: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Script {
+    /// Queues what the next `connect` calls do, in order.
+    pub fn plan_connect(&self, outcomes: impl IntoIterator<Item = Connect>) {
+        self.connect_plan.lock().extend(outcomes);
+    }
+
+    /// What `connect` does once the queue is empty.
+    pub fn set_connect_default(&self, default: ConnectDefault) {
+        *self.connect_default.lock() = default;
+    }
+
+    /// Queues the results of the next `is_valid` calls, in order.
+    pub fn plan_validation(&self, results: impl IntoIterator<Item = Result<(), FakeError>>) {
+        self.validation_plan.lock().extend(results);
+    }
+
+    /// Makes every `is_valid` (once the queue is empty) fail with `error`, or pass with `None`.
+    pub fn fail_validation(&self, error: Option<FakeError>) {
+        *self.validation_fails.lock() = error;
+    }
+
+    /// Makes `has_broken` report connection `id` as broken.
+    pub fn break_conn(&self, id: u64) {
+        self.broken.lock().insert(id);
+    }
+
+    /// Makes `has_broken` report every connection as broken.
+    pub fn break_all(&self, broken: bool) {
+        self.broken_all.store(broken, Ordering::SeqCst);
+    }
+
+    pub fn live(&self) -> i64 {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    pub fn max_live(&self) -> i64 {
+        self.max_live.load(Ordering::SeqCst)
+    }
+
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::SeqCst)
+    }
+
+    pub fn validations(&self) -> u64 {
+        self.validations.load(Ordering::SeqCst)
+    }
+
+    fn open(self: &Arc<Self>) -> FakeConn {
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let live = self.live.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_live.fetch_max(live, Ordering::SeqCst);
+        FakeConn {
+            id,
+            uses: 0,
+            script: self.clone(),
+        }
+    }
+}
+
+/// A fake connection. `uses` is free for tests to count with.
+pub struct FakeConn {
+    pub id: u64,
+    pub uses: u64,
+    script: Arc<Script>,
+}
+
+impl fmt::Debug for FakeConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeConn").field("id", &self.id).finish()
+    }
+}
+
+impl Drop for FakeConn {
+    fn drop(&mut self) {
+        self.script.live.fetch_sub(1, Ordering::SeqCst);
+        self.script.dropped.lock().push(self.id);
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct FakeManager {
+    pub script: Arc<Script>,
+}
+
+impl FakeManager {
+    pub fn new() -> FakeManager {
+        FakeManager::default()
+    }
+}
+
+impl fmt::Debug for FakeManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad("FakeManager")
+    }
+}
+
+impl sluice::ManageConnection for FakeManager {
+    type Connection = FakeConn;
+    type Error = FakeError;
+
+    fn connect(&self) -> Result<FakeConn, FakeError> {
+        self.script.connects.fetch_add(1, Ordering::SeqCst);
+        let planned = self.script.connect_plan.lock().pop_front();
+        let outcome = match planned {
+            Some(outcome) => outcome,
+            None => match self.script.connect_default.lock().clone() {
+                ConnectDefault::Ok => Connect::Ok,
+                ConnectDefault::Fail(err) => Connect::Fail(err),
+                ConnectDefault::Delay(d) => Connect::Delay(d),
+            },
+        };
+        match outcome {
+            Connect::Ok => Ok(self.script.open()),
+            Connect::Fail(err) => Err(err),
+            Connect::Panic(message) => panic!("{message}"),
+            Connect::Delay(d) => {
+                std::thread::sleep(d);
+                Ok(self.script.open())
+            }
+            Connect::Gate(gate) => {
+                let _ = gate.recv();
+                Ok(self.script.open())
+            }
+        }
+    }
+
+    fn is_valid(&self, _conn: &mut FakeConn) -> Result<(), FakeError> {
+        self.script.validations.fetch_add(1, Ordering::SeqCst);
+        if let Some(result) = self.script.validation_plan.lock().pop_front() {
+            return result;
+        }
+        match &*self.script.validation_fails.lock() {
+            Some(err) => Err(err.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn has_broken(&self, conn: &mut FakeConn) -> bool {
+        self.script.has_broken_calls.fetch_add(1, Ordering::SeqCst);
+        self.script.broken_all.load(Ordering::SeqCst) || self.script.broken.lock().contains(&conn.id)
+    }
+}
+
+/// Polls `condition` until it holds or `within` passes; for effects of the pool's own thread,
+/// which the test cannot synchronise with directly. Returns whether it held.
+pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Generous bound for things that should happen "at once" on a loaded two-core machine.
+pub const SOON: Duration = Duration::from_secs(10);
