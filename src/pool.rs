@@ -958,6 +958,10 @@ where
     }
 
     /// Closes a connection already counted as closing (off-lock), then frees its place.
+    #[allow(
+        clippy::boxed_local,
+        reason = "every caller holds the connection boxed; unboxing there would copy it"
+    )]
     pub(crate) fn close_conn(&self, conn: Pooled<M>) {
         let Conn {
             raw,
