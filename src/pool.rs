@@ -763,11 +763,7 @@ where
             let mut slots = self.slots.lock();
             let conn = match slots.take_idle() {
                 Some(conn) => {
-                    let wanted = slots.wants_connection();
-                    drop(slots);
-                    if wanted {
-                        self.wake_worker();
-                    }
+                    self.unlock_after_take(slots);
                     conn
                 }
                 None => {
@@ -816,10 +812,22 @@ where
                 break;
             }
             if let Some(conn) = slots.take_idle() {
+                self.unlock_after_take(slots);
                 return Ok(conn);
             }
         }
         Err(slots)
+    }
+
+    /// Releases the lock after an idle connection was taken, and wakes the pool's thread if
+    /// that left fewer idle connections than `min_idle`.
+    #[inline]
+    fn unlock_after_take(&self, slots: MutexGuard<'_, PoolSlots<M>>) {
+        let wanted = slots.wants_connection();
+        drop(slots);
+        if wanted {
+            self.wake_worker();
+        }
     }
 
     /// Waits in line until a connection is handed over, the pool closes, or the deadline.

@@ -251,7 +251,8 @@ impl sluice::ManageConnection for FakeManager {
 
     fn has_broken(&self, conn: &mut FakeConn) -> bool {
         self.script.has_broken_calls.fetch_add(1, Ordering::SeqCst);
-        self.script.broken_all.load(Ordering::SeqCst) || self.script.broken.lock().contains(&conn.id)
+        self.script.broken_all.load(Ordering::SeqCst)
+            || self.script.broken.lock().contains(&conn.id)
     }
 }
 
@@ -272,3 +273,30 @@ pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool
 
 /// Generous bound for things that should happen "at once" on a loaded two-core machine.
 pub const SOON: Duration = Duration::from_secs(10);
+
+/// Runs `f` on its own thread and returns its result, failing the test if it does not finish
+/// within `within` (a deadlock shows up as a failure, not a hung test run).
+pub fn finishes_within<T: Send + 'static>(
+    within: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(within) {
+        Ok(value) => value,
+        Err(_) => panic!("did not finish within {within:?}: deadlock?"),
+    }
+}
+
+/// Names of this process's threads (Linux: /proc/self/task/*/comm; 15 characters at most).
+pub fn thread_names() -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_string())
+        .collect()
+}

@@ -1,0 +1,333 @@
+//! Check-out: most-recently-used reuse, the strict FIFO queue and its direct hand-off, the
+//! timeout race, and validation on check-out with its skip window.
+
+mod common;
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{FakeError, FakeManager, SOON, eventually};
+use parking_lot::Mutex;
+use sluice::{NopErrorHandler, Pool, PooledConnection};
+
+fn pool(max_size: u32) -> (Pool<FakeManager>, FakeManager) {
+    let manager = FakeManager::new();
+    let pool = Pool::builder()
+        .max_size(max_size)
+        .error_handler(Box::new(NopErrorHandler))
+        .build(manager.clone())
+        .unwrap();
+    (pool, manager)
+}
+
+/// Waits until exactly `n` threads are queued in `pool`.
+fn until_waiting(pool: &Pool<FakeManager>, n: u32) {
+    assert!(
+        eventually(SOON, || pool.metrics().waiting == n),
+        "expected {n} waiting, have {}",
+        pool.metrics().waiting
+    );
+}
+
+#[test]
+fn idle_connections_are_reused_most_recently_used_first() {
+    let (pool, _) = pool(3);
+    let a = pool.get().unwrap();
+    let b = pool.get().unwrap();
+    let c = pool.get().unwrap();
+    let (ida, idb, idc) = (a.id, b.id, c.id);
+    drop(b);
+    drop(c);
+    drop(a);
+    // Last returned, first handed out.
+    assert_eq!(pool.get().unwrap().id, ida);
+    let first = pool.get().unwrap();
+    let second = pool.get().unwrap();
+    assert_eq!((first.id, second.id), (ida, idc));
+    let third = pool.get().unwrap();
+    assert_eq!(third.id, idb);
+}
+
+#[test]
+fn waiters_are_served_in_the_order_they_arrived() {
+    let (pool, _) = pool(1);
+    let held = pool.get().unwrap();
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let mut threads = Vec::new();
+    for i in 0..6 {
+        let handle = pool.clone();
+        let served = served.clone();
+        threads.push(thread::spawn(move || {
+            let conn = handle.get().unwrap();
+            served.lock().push(i);
+            drop(conn);
+        }));
+        until_waiting(&pool, i + 1);
+    }
+    drop(held);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(*served.lock(), vec![0, 1, 2, 3, 4, 5]);
+    let m = pool.metrics();
+    assert_eq!(m.waited, 6);
+    assert!(m.wait_time > Duration::ZERO);
+}
+
+#[test]
+fn a_returning_thread_cannot_take_its_connection_back_ahead_of_a_waiter() {
+    let (pool, _) = pool(1);
+    let held = pool.get().unwrap();
+    let id = held.id;
+    let (got_tx, got_rx) = crossbeam_channel::bounded(1);
+    let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
+    let waiter = {
+        let pool = pool.clone();
+        thread::spawn(move || {
+            let conn = pool.get().unwrap();
+            got_tx.send(conn.id).unwrap();
+            release_rx.recv().unwrap();
+        })
+    };
+    until_waiting(&pool, 1);
+    drop(held);
+    // The connection already belongs to the waiter: neither try_get nor a short get may have it.
+    assert!(pool.try_get().is_none());
+    assert!(
+        pool.get_timeout(Duration::from_millis(20))
+            .unwrap_err()
+            .is_timeout()
+    );
+    assert_eq!(got_rx.recv().unwrap(), id);
+    release_tx.send(()).unwrap();
+    waiter.join().unwrap();
+    assert_eq!(pool.get().unwrap().id, id);
+}
+
+#[test]
+fn a_newcomer_queues_behind_waiters_even_when_a_connection_is_returned() {
+    let (pool, _) = pool(1);
+    let held = pool.get().unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let spawn = |name: &'static str| {
+        let pool = pool.clone();
+        let order = order.clone();
+        thread::spawn(move || {
+            let conn = pool.get().unwrap();
+            order.lock().push(name);
+            drop(conn);
+        })
+    };
+    let first = spawn("first");
+    until_waiting(&pool, 1);
+    drop(held);
+    let second = spawn("second");
+    first.join().unwrap();
+    second.join().unwrap();
+    assert_eq!(*order.lock(), vec!["first", "second"]);
+}
+
+#[test]
+fn a_connection_handed_over_as_the_timeout_fires_is_never_lost() {
+    let (pool, _) = pool(1);
+    // Race a waiter's timeout against the return of the only connection, many times, with the
+    // two landing within microseconds of each other. Whoever wins, the connection must end up
+    // either with the waiter or back in the pool: never stranded.
+    let timeout = Duration::from_millis(2);
+    let (mut served, mut timed_out) = (0, 0);
+    for round in 0..300u64 {
+        let held = pool.get().unwrap();
+        let (asking_tx, asking_rx) = crossbeam_channel::bounded(1);
+        let waiter = {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                asking_tx.send(Instant::now()).unwrap();
+                pool.get_timeout(timeout).map(|c| c.id)
+            })
+        };
+        // Return the connection between 400 µs before and 400 µs after the waiter's deadline.
+        let asked = asking_rx.recv().unwrap();
+        let offset = Duration::from_micros((round % 9) * 100);
+        let release_at = asked + timeout - Duration::from_micros(400) + offset;
+        while Instant::now() < release_at {
+            std::hint::spin_loop();
+        }
+        drop(held);
+        match waiter.join().unwrap() {
+            Ok(_) => served += 1,
+            Err(err) => {
+                assert!(err.is_timeout(), "{err}");
+                timed_out += 1;
+            }
+        }
+        let state = pool.state();
+        assert_eq!(
+            (state.connections, state.idle_connections),
+            (1, 1),
+            "round {round}: the connection was stranded"
+        );
+        assert!(pool.try_get().is_some(), "round {round}");
+        assert_eq!(pool.metrics().waiting, 0);
+    }
+    // Both outcomes happened, so the race was really run.
+    assert!(
+        served > 0 && timed_out > 0,
+        "{served} served, {timed_out} timed out"
+    );
+}
+
+#[test]
+fn validation_runs_on_the_checking_out_thread() {
+    let manager = FakeManager::new();
+    let pool = Pool::builder()
+        .max_size(1)
+        .validation_skip_window(Duration::ZERO)
+        .build(manager.clone())
+        .unwrap();
+    let before = manager.script.validations();
+    let conn = pool.get().unwrap();
+    assert_eq!(manager.script.validations(), before + 1);
+    drop(conn);
+    let _conn = pool.get().unwrap();
+    assert_eq!(manager.script.validations(), before + 2);
+}
+
+#[test]
+fn a_connection_checked_in_within_the_skip_window_is_not_validated() {
+    let manager = FakeManager::new();
+    let pool = Pool::builder()
+        .max_size(1)
+        .validation_skip_window(Duration::from_secs(3600))
+        .build(manager.clone())
+        .unwrap();
+    for _ in 0..10 {
+        drop(pool.get().unwrap());
+    }
+    assert_eq!(manager.script.validations(), 0);
+}
+
+#[test]
+fn a_connection_idle_longer_than_the_skip_window_is_validated() {
+    let manager = FakeManager::new();
+    let window = Duration::from_millis(50);
+    let pool = Pool::builder()
+        .max_size(1)
+        .validation_skip_window(window)
+        .build(manager.clone())
+        .unwrap();
+    drop(pool.get().unwrap());
+    assert_eq!(manager.script.validations(), 0);
+    // Time is the behaviour here: let the window pass.
+    thread::sleep(window * 3);
+    drop(pool.get().unwrap());
+    assert_eq!(manager.script.validations(), 1);
+}
+
+#[test]
+fn no_validation_when_test_on_check_out_is_off() {
+    let manager = FakeManager::new();
+    let pool = Pool::builder()
+        .max_size(1)
+        .test_on_check_out(false)
+        .validation_skip_window(Duration::ZERO)
+        .build(manager.clone())
+        .unwrap();
+    for _ in 0..5 {
+        drop(pool.get().unwrap());
+    }
+    assert_eq!(manager.script.validations(), 0);
+}
+
+#[test]
+fn a_connection_failing_validation_is_closed_and_the_next_one_is_used() {
+    let manager = FakeManager::new();
+    let pool = Pool::builder()
+        .max_size(2)
+        .validation_skip_window(Duration::ZERO)
+        .error_handler(Box::new(NopErrorHandler))
+        .build(manager.clone())
+        .unwrap();
+    manager
+        .script
+        .plan_validation([Err(FakeError::new("gone away")), Ok(())]);
+    let conn = pool.get().unwrap();
+    let m = pool.metrics();
+    assert_eq!(m.closed_invalid, 1);
+    assert_eq!(manager.script.validations(), 2);
+    // The bad connection was closed: only this one and a replacement remain.
+    assert_eq!(manager.script.dropped.lock().len(), 1);
+    assert_ne!(manager.script.dropped.lock()[0], conn.id);
+}
+
+#[test]
+fn a_waiter_whose_handed_connection_fails_validation_keeps_its_place_and_deadline() {
+    let manager = FakeManager::new();
+    let pool = Pool::builder()
+        .max_size(1)
+        .validation_skip_window(Duration::ZERO)
+        .error_handler(Box::new(NopErrorHandler))
+        .build(manager.clone())
+        .unwrap();
+    let held = pool.get().unwrap();
+    let waiter = {
+        let pool = pool.clone();
+        thread::spawn(move || {
+            let start = Instant::now();
+            let got = pool.get_timeout(Duration::from_secs(30)).map(|c| c.id);
+            (got, start.elapsed())
+        })
+    };
+    until_waiting(&pool, 1);
+    let old = held.id;
+    manager
+        .script
+        .plan_validation([Err(FakeError::new("stale"))]);
+    drop(held);
+    let (got, _) = waiter.join().unwrap();
+    let got = got.unwrap();
+    assert_ne!(got, old, "the invalid connection must not be handed out");
+    assert_eq!(pool.metrics().closed_invalid, 1);
+}
+
+#[test]
+fn when_every_validation_fails_the_timeout_reports_the_validation_error() {
+    let manager = FakeManager::new();
+    let pool = Pool::builder()
+        .max_size(2)
+        .validation_skip_window(Duration::ZERO)
+        .connection_timeout(Duration::from_millis(300))
+        .error_handler(Box::new(NopErrorHandler))
+        .build(manager.clone())
+        .unwrap();
+    manager
+        .script
+        .fail_validation(Some(FakeError::new("validation boom")));
+    let start = Instant::now();
+    let err = pool.get().unwrap_err();
+    let waited = start.elapsed();
+    assert!(err.is_timeout(), "{err}");
+    assert!(err.to_string().contains("validation boom"), "{err}");
+    assert!(err.to_string().contains("last validation error"), "{err}");
+    assert!(waited >= Duration::from_millis(290), "{waited:?}");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+    assert!(pool.metrics().closed_invalid >= 2);
+}
+
+#[test]
+fn try_get_does_not_wait_and_respects_the_queue() {
+    let (pool, _) = pool(1);
+    let held = pool.get().unwrap();
+    let start = Instant::now();
+    assert!(pool.try_get().is_none());
+    assert!(start.elapsed() < Duration::from_secs(1));
+    let waiter = {
+        let pool = pool.clone();
+        thread::spawn(move || drop(pool.get().unwrap()))
+    };
+    until_waiting(&pool, 1);
+    drop(held);
+    waiter.join().unwrap();
+    let conn = pool.try_get().expect("idle again once the waiter is done");
+    assert!(PooledConnection::id(&conn) > 0);
+}
