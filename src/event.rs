@@ -2,7 +2,8 @@
 //!
 //! Every event is delivered on the thread where it happened and never while the pool's lock is
 //! held, so a handler may call back into the pool (`pool.state()`, `pool.metrics()`). A handler
-//! runs inline on the check-out and check-in paths: keep it short.
+//! runs inline on the check-out and check-in paths: keep it short. A handler that panics is
+//! logged and otherwise ignored: it never costs the pool a connection.
 
 use std::fmt;
 use std::time::Duration;

@@ -2,9 +2,11 @@
 //! ([`HandleError`], [`CustomizeConnection`]). The traits have r2d2's names and signatures, so a
 //! manager written for r2d2 compiles against sluice unchanged.
 //!
-//! The pool calls every method here without holding its lock, and catches a panic in `connect`,
-//! `on_acquire`, `is_valid` and `has_broken` so that a misbehaving driver costs one connection
-//! attempt, never a pool slot.
+//! The pool calls every method here without holding its lock. A panic in `connect` or
+//! `on_acquire` counts as a failed connect, one in `is_valid` as a failed validation, one in
+//! `has_broken` as a broken connection, and one in a handler or `on_release` is logged: a
+//! misbehaving driver or hook costs at most one connection, never a pool slot or the pool's
+//! thread.
 
 use std::error;
 use std::fmt;

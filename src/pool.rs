@@ -871,8 +871,10 @@ where
                 let err = self.timed_out(&slots, start, Phase::Checkout);
                 drop(slots);
                 if self.config.events {
-                    let event = TimeoutEvent { timeout };
-                    self.config.event_handler.handle_timeout(event);
+                    self.shielded("the timeout event handler", || {
+                        let event = TimeoutEvent { timeout };
+                        self.config.event_handler.handle_timeout(event);
+                    });
                 }
                 return Err(err);
             }
@@ -923,9 +925,24 @@ where
         }
         self.close_conn(conn);
         if let Some(err) = err {
-            config.error_handler.handle_error(err);
+            self.shielded("the error handler", || {
+                config.error_handler.handle_error(err)
+            });
         }
         None
+    }
+
+    /// Runs user code (a handler, a customizer, a driver's drop) where a panic must not escape:
+    /// on the pool's thread, or before the pool has finished its own bookkeeping. The panic is
+    /// logged with what was being done.
+    pub(crate) fn shielded(&self, doing: &str, f: impl FnOnce()) {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
+            log::error!(
+                "pool {:?}: panic while {doing}: {}",
+                self.config.name,
+                panic_text(&panic)
+            );
+        }
     }
 
     /// Closes a checked-out connection for `reason`.
@@ -944,7 +961,9 @@ where
                 id: conn.id,
                 duration: at.elapsed(),
             };
-            self.config.event_handler.handle_checkin(event);
+            self.shielded("the checkin event handler", || {
+                self.config.event_handler.handle_checkin(event);
+            });
         }
         // A connection dropped by a panicking thread may be mid-transaction or mid-protocol.
         let broken = marked_broken
@@ -979,7 +998,7 @@ where
             ..
         } = *conn;
         let config = &self.config;
-        let released = catch_unwind(AssertUnwindSafe(|| {
+        self.shielded("closing a connection", || {
             if config.events {
                 let age = Clock::Precise.now().since(born);
                 config
@@ -988,14 +1007,7 @@ where
             }
             config.customizer.on_release(raw);
             drop(extensions);
-        }));
-        if let Err(panic) = released {
-            log::error!(
-                "pool {:?}: closing connection {id} panicked: {}",
-                config.name,
-                panic_text(&panic)
-            );
-        }
+        });
         let wanted = {
             let mut slots = self.slots.lock();
             slots.closed_one();
@@ -1072,7 +1084,9 @@ where
                 id: conn.id,
                 duration: started.map_or(Duration::ZERO, |s| now.duration_since(s)),
             };
-            shared.config.event_handler.handle_checkout(event);
+            shared.shielded("the checkout event handler", || {
+                shared.config.event_handler.handle_checkout(event);
+            });
             Some(now)
         } else {
             None

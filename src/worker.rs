@@ -20,6 +20,7 @@ use crate::event::AcquireEvent;
 use crate::extensions::Extensions;
 use crate::manager::ManageConnection;
 use crate::pool::{Home, Shared, panic_text};
+
 use crate::slots::Conn;
 
 /// Connection ids, unique within the process.
@@ -66,11 +67,11 @@ where
             Job::Exit => return,
             Job::Sleep(until) => until,
             Job::Open(generation) => {
-                shared.guarded(|| shared.open(generation));
+                shared.shielded("opening a connection", || shared.open(generation));
                 continue;
             }
             Job::Sweep => {
-                shared.guarded(|| shared.sweep());
+                shared.shielded("sweeping idle connections", || shared.sweep());
                 continue;
             }
         };
@@ -119,17 +120,6 @@ where
         Job::Sleep(*next_sweep)
     }
 
-    /// Runs a job so that a panic from a user's handler is logged and the thread goes on.
-    fn guarded(&self, job: impl FnOnce()) {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(job)) {
-            log::error!(
-                "pool {:?}: a handler panicked on the pool's thread: {}",
-                self.config.name,
-                panic_text(&panic)
-            );
-        }
-    }
-
     /// Opens one connection (already counted as opening) and adds it to the pool.
     fn open(self: &Arc<Self>, generation: u64) {
         let attempt = catch_unwind(AssertUnwindSafe(|| {
@@ -141,7 +131,9 @@ where
             Ok(Ok(raw)) => raw,
             Ok(Err(err)) => {
                 self.open_failed(Cause::capture(&err));
-                self.config.error_handler.handle_error(err);
+                self.shielded("the error handler", || {
+                    self.config.error_handler.handle_error(err);
+                });
                 return;
             }
             Err(panic) => {
@@ -169,9 +161,13 @@ where
             extensions: Extensions::new(),
         });
         if self.config.events {
-            self.config
-                .event_handler
-                .handle_acquire(AcquireEvent { id });
+            // Before the connection is counted (so that its acquire comes before its checkout),
+            // hence shielded: a panicking handler must not lose the connection being opened.
+            self.shielded("the acquire event handler", || {
+                self.config
+                    .event_handler
+                    .handle_acquire(AcquireEvent { id });
+            });
         }
         let retired = {
             let mut slots = self.slots.lock();
