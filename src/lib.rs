@@ -85,6 +85,7 @@ mod extensions;
 mod manager;
 mod metrics;
 mod pool;
+mod shared;
 mod slots;
 mod worker;
 

@@ -1,31 +1,23 @@
-//! [`Pool`] and [`PooledConnection`]: the public face, and the three paths a connection takes
-//! through a pool: check-out ([`Shared::checkout`]), check-in ([`Shared::check_in`]) and closing
-//! ([`Shared::close_conn`]).
+//! [`Pool`] and [`PooledConnection`]: the public face. The work happens in `shared`.
 //!
-//! The pool's lock (`Shared::slots`) is only ever held to move a connection or change a count:
-//! every driver call, handler call, log line and connection drop happens after it is released.
-//! A `Pool` is a handle to a `Handle`; when the last handle goes, the pool closes, even if
-//! guards are still out (they hold the shared state, not a handle, and close their connection on
-//! return).
+//! A `Pool` is a handle to a `Handle`; when the last `Pool` goes, the pool closes, even if
+//! guards are still out: they reach the pool through their connection's home, not through a
+//! handle, and close their connection when it comes back.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-use parking_lot::{Condvar, Mutex, MutexGuard};
-
-use crate::clock::{Clock, Stamp};
 use crate::config::{Builder, Config};
-use crate::error::{Cause, Error, Kind, Phase, TimedOut};
-use crate::event::{CheckinEvent, CheckoutEvent, ReleaseEvent, TimeoutEvent};
+use crate::error::{Error, Kind, Phase};
+use crate::event::CheckoutEvent;
 use crate::extensions::Extensions;
 use crate::manager::ManageConnection;
 use crate::metrics::{Metrics, State};
-use crate::slots::{Conn, Retire, Slots};
+use crate::shared::{Home, Pooled, Shared};
+use crate::slots::Conn;
 use crate::worker;
 
 /// A pool of connections, shared by cloning.
@@ -91,59 +83,6 @@ where
 {
     fn drop(&mut self) {
         self.shared.close();
-    }
-}
-
-/// A connection's way back to its pool: a strong reference to the pool, one per connection,
-/// shared by that connection's guards.
-///
-/// A guard must keep the pool alive, but if every guard cloned the pool's own `Arc`, every
-/// check-out and check-in on every core would fight over that one reference count (it halves
-/// throughput on two cores). A connection's home is only touched by whoever holds the
-/// connection, so its count travels with the connection instead.
-pub(crate) struct Home<M>(pub(crate) Arc<Shared<M>>)
-where
-    M: ManageConnection;
-
-/// A connection as the pool stores it.
-pub(crate) type Pooled<M> = Box<Conn<<M as ManageConnection>::Connection, Arc<Home<M>>>>;
-
-/// The pool's lock-protected state, for this manager.
-pub(crate) type PoolSlots<M> = Slots<<M as ManageConnection>::Connection, Arc<Home<M>>>;
-
-/// The pool itself, shared by the user's handles and every connection's home (which keep it
-/// alive) and, weakly, by the pool's thread.
-///
-/// Idle connections hold their pool through their home, a cycle that closing the pool breaks:
-/// it drains every idle connection, and every connection that comes back to a closed pool is
-/// closed.
-pub(crate) struct Shared<M>
-where
-    M: ManageConnection,
-{
-    pub(crate) slots: CacheLine<Mutex<PoolSlots<M>>>,
-    /// `build` waits here for its connections.
-    pub(crate) progress: Condvar,
-    pub(crate) config: Config<M::Connection, M::Error>,
-    pub(crate) manager: M,
-    /// The clock connections are stamped with on the hot path.
-    pub(crate) clock: Clock,
-    /// Wakes the pool's thread; its closing (when this is dropped) tells the thread to exit.
-    wake: Sender<()>,
-}
-
-/// Keeps the pool's lock and the fields it guards on cache lines of their own (two, for CPUs
-/// that fetch lines in pairs), away from the reference counts and the settings that every core
-/// reads: otherwise each check-out on one core would evict them from the others.
-#[repr(align(128))]
-pub(crate) struct CacheLine<T>(T);
-
-impl<T> Deref for CacheLine<T> {
-    type Target = T;
-
-    #[inline]
-    fn deref(&self) -> &T {
-        &self.0
     }
 }
 
@@ -491,12 +430,7 @@ where
     /// # Ok::<(), sluice::Error>(())
     /// ```
     pub fn evict_all(&self) {
-        let shared = self.shared();
-        let evicted = shared.slots.lock().evict_all();
-        for conn in evicted {
-            shared.close_conn(conn);
-        }
-        shared.wake_worker();
+        self.shared().evict_all();
     }
 
     /// The pool's name, as given to [`Builder::pool_name`] or `pool-N`.
@@ -700,341 +634,6 @@ where
     }
 }
 
-impl<M> Shared<M>
-where
-    M: ManageConnection,
-{
-    fn new(config: Config<M::Connection, M::Error>, manager: M, wake: Sender<()>) -> Shared<M> {
-        // The hot path compares stamps against the skip window and the lifetime.
-        let window = (config.test_on_check_out && !config.validation_skip_window.is_zero())
-            .then_some(config.validation_skip_window);
-        let finest = [window, config.max_lifetime].into_iter().flatten().min();
-        Shared {
-            slots: CacheLine(Mutex::new(Slots::new(
-                config.max_size,
-                config.min_idle_target(),
-            ))),
-            progress: Condvar::new(),
-            clock: Clock::for_finest(finest),
-            config,
-            manager,
-            wake,
-        }
-    }
-
-    /// Wakes the pool's thread to look at the pool again.
-    pub(crate) fn wake_worker(&self) {
-        // A full channel already holds a wake-up the thread has not seen.
-        let _ = self.wake.try_send(());
-    }
-
-    /// Closes the pool for good, failing every check-out with `error`.
-    fn refuse(&self, error: Error) {
-        let drained = self.slots.lock().refuse(error);
-        debug_assert!(drained.is_empty());
-    }
-
-    fn close(&self) {
-        let drained = {
-            let mut slots = self.slots.lock();
-            let drained = slots.shut_down();
-            self.progress.notify_all();
-            drained
-        };
-        self.wake_worker();
-        for conn in drained {
-            self.close_conn(conn);
-        }
-    }
-
-    /// Checks a connection out: an idle one at once, or one handed over after waiting in line
-    /// (`timeout: None` means do not wait). Every connection is then checked off-lock: one past
-    /// its lifetime or failing validation is closed and the search goes on, within the same
-    /// deadline.
-    ///
-    /// `Err(None)` means "nothing idle" for a check-out that does not wait.
-    fn checkout(&self, timeout: Option<Duration>) -> Result<PooledConnection<M>, Option<Error>> {
-        // Read the precise clock only when something needs it: an event handler, a wait, or a
-        // validation (each of which costs far more than the read).
-        let mut started = self.config.events.then(Instant::now);
-        let mut requeue_at_front = false;
-        loop {
-            let mut now = self.clock.now();
-            let mut slots = self.slots.lock();
-            let conn = match slots.take_idle() {
-                Some(conn) => {
-                    self.unlock_after_take(slots);
-                    conn
-                }
-                None => {
-                    if slots.is_closed() {
-                        return Err(Some(slots.refusal(&self.config.name)));
-                    }
-                    let timeout = timeout.ok_or(None)?;
-                    let start = *started.get_or_insert_with(Instant::now);
-                    let conn = match self.yield_for_idle(slots) {
-                        Ok(conn) => conn,
-                        Err(slots) => {
-                            let conn =
-                                self.wait_in_line(slots, start, timeout, requeue_at_front)?;
-                            requeue_at_front = true;
-                            conn
-                        }
-                    };
-                    now = self.clock.now();
-                    conn
-                }
-            };
-            if let Some(conn) = self.ready(conn, now, &mut started) {
-                return Ok(PooledConnection::new(conn, started));
-            }
-        }
-    }
-
-    /// Before joining the queue, gives the CPU away a few times and looks again.
-    ///
-    /// When threads outnumber CPUs, "no idle connection" mostly means that the threads holding
-    /// them were preempted between check-out and check-in. Queueing at once would start a
-    /// convoy: each returned connection goes to a sleeping waiter, the returning thread finds
-    /// nothing idle and sleeps in turn, and every check-out pays two context switches. Yielding
-    /// lets those holders run and return their connections first. This never takes a
-    /// connection ahead of a waiting thread: while one waits, returned connections go to it, not
-    /// to the idle stack.
-    fn yield_for_idle<'a>(
-        &'a self,
-        mut slots: MutexGuard<'a, PoolSlots<M>>,
-    ) -> Result<Pooled<M>, MutexGuard<'a, PoolSlots<M>>> {
-        for _ in 0..YIELDS_BEFORE_QUEUEING {
-            drop(slots);
-            thread::yield_now();
-            slots = self.slots.lock();
-            if slots.is_closed() {
-                break;
-            }
-            if let Some(conn) = slots.take_idle() {
-                self.unlock_after_take(slots);
-                return Ok(conn);
-            }
-        }
-        Err(slots)
-    }
-
-    /// Releases the lock after an idle connection was taken, and wakes the pool's thread if
-    /// that left fewer idle connections than `min_idle`.
-    #[inline]
-    fn unlock_after_take(&self, slots: MutexGuard<'_, PoolSlots<M>>) {
-        let wanted = slots.wants_connection();
-        drop(slots);
-        if wanted {
-            self.wake_worker();
-        }
-    }
-
-    /// Waits in line until a connection is handed over, the pool closes, or the deadline.
-    fn wait_in_line(
-        &self,
-        mut slots: MutexGuard<'_, PoolSlots<M>>,
-        start: Instant,
-        timeout: Duration,
-        front: bool,
-    ) -> Result<Pooled<M>, Error> {
-        let wake = Arc::new(Condvar::new());
-        let ticket = slots.enqueue(wake.clone(), front);
-        if slots.wants_connection() {
-            self.wake_worker();
-        }
-        let deadline = start.checked_add(timeout);
-        loop {
-            if let Some(conn) = slots.take_handed(ticket) {
-                slots.record_wait(start.elapsed());
-                return Ok(conn);
-            }
-            if slots.is_closed() {
-                slots.leave(ticket);
-                return Err(slots.refusal(&self.config.name));
-            }
-            let timed_out = match deadline {
-                Some(deadline) => wake.wait_until(&mut slots, deadline).timed_out(),
-                None => {
-                    wake.wait(&mut slots);
-                    false
-                }
-            };
-            if timed_out {
-                // A connection handed over as the timer fired is taken, not lost.
-                if let Some(conn) = slots.take_handed(ticket) {
-                    slots.record_wait(start.elapsed());
-                    return Ok(conn);
-                }
-                slots.leave(ticket);
-                slots.record_timeout();
-                let err = self.timed_out(&slots, start, Phase::Checkout);
-                drop(slots);
-                if self.config.events {
-                    self.shielded("the timeout event handler", || {
-                        let event = TimeoutEvent { timeout };
-                        self.config.event_handler.handle_timeout(event);
-                    });
-                }
-                return Err(err);
-            }
-        }
-    }
-
-    /// The error for a wait that ran out, with the pool as it is now.
-    fn timed_out(&self, slots: &PoolSlots<M>, start: Instant, phase: Phase) -> Error {
-        Error::new(Kind::Timeout(TimedOut {
-            pool: self.config.name.clone(),
-            waited: start.elapsed(),
-            phase,
-            counts: slots.counts(),
-            last_error: slots.last_error(),
-        }))
-    }
-
-    /// Checks a connection just taken from the pool; `None` if it had to be closed.
-    fn ready(
-        &self,
-        mut conn: Pooled<M>,
-        now: Stamp,
-        started: &mut Option<Instant>,
-    ) -> Option<Pooled<M>> {
-        if conn.expires <= now {
-            self.retire(conn, Retire::MaxLifetime);
-            return None;
-        }
-        let config = &self.config;
-        if !config.test_on_check_out || now.since(conn.checked_in) < config.validation_skip_window {
-            return Some(conn);
-        }
-        started.get_or_insert_with(Instant::now);
-        let checked = catch_unwind(AssertUnwindSafe(|| self.manager.is_valid(&mut conn.raw)));
-        let (cause, err) = match checked {
-            Ok(Ok(())) => return Some(conn),
-            Ok(Err(err)) => (Cause::capture(&err), Some(err)),
-            Err(panic) => {
-                let cause = Cause::message(format!("is_valid panicked: {}", panic_text(&panic)));
-                log::error!("pool {:?}: {cause}", config.name);
-                (cause, None)
-            }
-        };
-        {
-            let mut slots = self.slots.lock();
-            slots.record_invalid(Arc::new(cause));
-            slots.retire(Retire::Invalid);
-        }
-        self.close_conn(conn);
-        if let Some(err) = err {
-            self.shielded("the error handler", || {
-                config.error_handler.handle_error(err)
-            });
-        }
-        None
-    }
-
-    /// Runs user code (a handler, a customizer, a driver's drop) where a panic must not escape:
-    /// on the pool's thread, or before the pool has finished its own bookkeeping. The panic is
-    /// logged with what was being done.
-    pub(crate) fn shielded(&self, doing: &str, f: impl FnOnce()) {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
-            log::error!(
-                "pool {:?}: panic while {doing}: {}",
-                self.config.name,
-                panic_text(&panic)
-            );
-        }
-    }
-
-    /// Closes a checked-out connection for `reason`.
-    fn retire(&self, conn: Pooled<M>, reason: Retire) {
-        self.slots.lock().retire(reason);
-        self.close_conn(conn);
-    }
-
-    /// What happens when a connection comes back: the returning thread asks the driver whether
-    /// it broke and checks its lifetime, off-lock; then, under the lock, the connection goes to
-    /// the longest-waiting thread or the idle stack, unless it (or the pool) is done, in which
-    /// case it is closed after the lock is released.
-    fn check_in(&self, mut conn: Pooled<M>, marked_broken: bool, checked_out: Option<Instant>) {
-        if let Some(at) = checked_out.filter(|_| self.config.events) {
-            let event = CheckinEvent {
-                id: conn.id,
-                duration: at.elapsed(),
-            };
-            self.shielded("the checkin event handler", || {
-                self.config.event_handler.handle_checkin(event);
-            });
-        }
-        // A connection dropped by a panicking thread may be mid-transaction or mid-protocol.
-        let broken = marked_broken
-            || thread::panicking()
-            || catch_unwind(AssertUnwindSafe(|| self.manager.has_broken(&mut conn.raw)))
-                .unwrap_or(true);
-        let now = self.clock.now();
-        let verdict = if broken {
-            Some(Retire::Broken)
-        } else if conn.expires <= now {
-            Some(Retire::MaxLifetime)
-        } else {
-            None
-        };
-        let retired = self.slots.lock().check_in(conn, verdict, now);
-        if let Some((conn, _)) = retired {
-            self.close_conn(conn);
-        }
-    }
-
-    /// Closes a connection already counted as closing (off-lock), then frees its place.
-    #[allow(
-        clippy::boxed_local,
-        reason = "every caller holds the connection boxed; unboxing there would copy it"
-    )]
-    pub(crate) fn close_conn(&self, conn: Pooled<M>) {
-        let Conn {
-            raw,
-            id,
-            born,
-            extensions,
-            ..
-        } = *conn;
-        let config = &self.config;
-        self.shielded("closing a connection", || {
-            if config.events {
-                let age = Clock::Precise.now().since(born);
-                config
-                    .event_handler
-                    .handle_release(ReleaseEvent { id, age });
-            }
-            config.customizer.on_release(raw);
-            drop(extensions);
-        });
-        let wanted = {
-            let mut slots = self.slots.lock();
-            slots.closed_one();
-            slots.wants_connection()
-        };
-        if wanted {
-            self.wake_worker();
-        }
-    }
-}
-
-/// How many times a check-out that finds nothing idle yields the CPU before it joins the queue
-/// (each yield costs about a microsecond when other threads are runnable, and nothing when none
-/// are).
-const YIELDS_BEFORE_QUEUEING: u32 = 8;
-
-/// The text of a panic's payload.
-pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        s
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s
-    } else {
-        "a non-string payload"
-    }
-}
-
 /// A connection checked out of a [`Pool`]. Dereferences to the connection; dropping it returns
 /// the connection to the pool.
 ///
@@ -1075,7 +674,8 @@ impl<M> PooledConnection<M>
 where
     M: ManageConnection,
 {
-    fn new(conn: Pooled<M>, started: Option<Instant>) -> PooledConnection<M> {
+    /// Hands `conn` to its borrower, reporting the check-out to the event handler.
+    pub(crate) fn new(conn: Pooled<M>, started: Option<Instant>) -> PooledConnection<M> {
         let home = conn.home.clone();
         let shared = &home.0;
         let checked_out = if shared.config.events {
@@ -1213,15 +813,7 @@ where
             Some(conn) => conn,
             None => unreachable!("a PooledConnection holds its connection until it is dropped"),
         };
-        let shared = &this.home.0;
-        let wanted = {
-            let mut slots = shared.slots.lock();
-            slots.detach();
-            slots.wants_connection()
-        };
-        if wanted {
-            shared.wake_worker();
-        }
+        this.home.0.detach();
         conn.raw
     }
 

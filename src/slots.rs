@@ -190,6 +190,16 @@ impl<C, H> Slots<C, H> {
         }
     }
 
+    /// A connection just taken (idle or handed over) failed the taker's checks: it is not a
+    /// check-out after all, and it closes for `reason`.
+    pub(crate) fn reject(&mut self, reason: Retire, cause: Option<Arc<Cause>>) {
+        self.checkouts -= 1;
+        if let Some(cause) = cause {
+            self.record_invalid(cause);
+        }
+        self.retire(reason);
+    }
+
     /// Records a wait that ended with a connection.
     pub(crate) fn record_wait(&mut self, waited: Duration) {
         self.counters.waited += 1;

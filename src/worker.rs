@@ -19,7 +19,7 @@ use crate::error::Cause;
 use crate::event::AcquireEvent;
 use crate::extensions::Extensions;
 use crate::manager::ManageConnection;
-use crate::pool::{Home, Shared, panic_text};
+use crate::shared::{Home, Shared, panic_text};
 
 use crate::slots::Conn;
 

@@ -39,7 +39,7 @@ fn every_timed_out_waiter_gets_the_pool_the_wait_the_counts_and_the_database_err
     let waiters: Vec<_> = (0..4)
         .map(|_| {
             let pool = pool.clone();
-            thread::spawn(move || pool.get().err().expect("must time out"))
+            thread::spawn(move || pool.get().expect_err("must time out"))
         })
         .collect();
     for waiter in waiters {
@@ -154,8 +154,7 @@ fn build_fails_with_the_database_error_within_the_connection_timeout() {
         .connection_timeout(timeout)
         .error_handler(Box::new(NopErrorHandler))
         .build(refusing(password_failure()))
-        .err()
-        .expect("build must fail");
+        .expect_err("build must fail");
     let took = start.elapsed();
     let text = err.to_string();
     assert!(err.is_timeout());
@@ -196,8 +195,7 @@ fn build_unchecked_reports_connect_failures_to_get() {
 fn rejected(builder: sluice::Builder<FakeManager>) -> String {
     let err = builder
         .build(FakeManager::new())
-        .err()
-        .expect("the setting must be rejected");
+        .expect_err("the setting must be rejected");
     assert!(!err.is_timeout() && !err.is_closed());
     err.to_string()
 }

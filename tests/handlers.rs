@@ -115,8 +115,7 @@ fn every_handler_may_call_back_into_the_pool() {
         drop((a, b));
         pool.close();
         slot.lock().take();
-        let seen = seen.lock().clone();
-        seen
+        seen.lock().clone()
     });
     let has = |prefix: &str| seen.iter().any(|line| line.starts_with(prefix));
     for prefix in [

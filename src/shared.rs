@@ -1,0 +1,526 @@
+//! The pool behind the handles, and the three paths a connection takes through it: check-out
+//! ([`Shared::checkout`]), check-in ([`Shared::check_in`]) and closing ([`Shared::close_conn`]).
+//!
+//! The lock (`Shared::slots`) is only ever held to move a connection or change a count: every
+//! driver call, handler call, log line and connection drop happens after it is released. A
+//! thread that joined the queue keeps its place until it leaves with a connection that passed
+//! its checks: if the connection it was handed fails them, it rejoins at the head of the queue
+//! in the same critical section that retires the connection.
+
+use std::ops::Deref;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use crate::clock::{Clock, Stamp};
+use crate::config::Config;
+use crate::error::{Cause, Error, Phase, TimedOut};
+use crate::event::{CheckinEvent, ReleaseEvent, TimeoutEvent};
+use crate::manager::ManageConnection;
+use crate::pool::PooledConnection;
+use crate::slots::{Conn, Retire, Slots};
+
+/// A connection's way back to its pool: a strong reference to the pool, one per connection,
+/// shared by that connection's guards.
+///
+/// A guard must keep the pool alive, but if every guard cloned the pool's own `Arc`, every
+/// check-out and check-in on every core would fight over that one reference count (it halves
+/// throughput on two cores). A connection's home is only touched by whoever holds the
+/// connection, so its count travels with the connection instead.
+pub(crate) struct Home<M>(pub(crate) Arc<Shared<M>>)
+where
+    M: ManageConnection;
+
+/// A connection as the pool stores it.
+pub(crate) type Pooled<M> = Box<Conn<<M as ManageConnection>::Connection, Arc<Home<M>>>>;
+
+/// The pool's lock-protected state, for this manager.
+pub(crate) type PoolSlots<M> = Slots<<M as ManageConnection>::Connection, Arc<Home<M>>>;
+
+/// The pool itself, shared by the user's handles and every connection's home (which keep it
+/// alive) and, weakly, by the pool's thread.
+///
+/// Idle connections hold their pool through their home, a cycle that closing the pool breaks:
+/// it drains every idle connection, and every connection that comes back to a closed pool is
+/// closed.
+pub(crate) struct Shared<M>
+where
+    M: ManageConnection,
+{
+    pub(crate) slots: CacheLine<Mutex<PoolSlots<M>>>,
+    /// `build` waits here for its connections.
+    pub(crate) progress: Condvar,
+    pub(crate) config: Config<M::Connection, M::Error>,
+    pub(crate) manager: M,
+    /// The clock connections are stamped with on the hot path.
+    pub(crate) clock: Clock,
+    /// Wakes the pool's thread; its closing (when this is dropped) tells the thread to exit.
+    wake: Sender<()>,
+}
+
+/// Keeps the pool's lock and the fields it guards on cache lines of their own (two, for CPUs
+/// that fetch lines in pairs), away from the reference counts and the settings that every core
+/// reads: otherwise each check-out on one core would evict them from the others.
+#[repr(align(128))]
+pub(crate) struct CacheLine<T>(T);
+
+impl<T> Deref for CacheLine<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// How many times a check-out that finds nothing idle yields the CPU before it joins the queue
+/// (each yield costs about a microsecond when other threads are runnable, and nothing when none
+/// are).
+const YIELDS_BEFORE_QUEUEING: u32 = 8;
+
+/// A connection that failed its check-out checks, and why.
+struct Rejected<M>
+where
+    M: ManageConnection,
+{
+    conn: Pooled<M>,
+    reason: Retire,
+    /// For the pool's last error.
+    cause: Option<Arc<Cause>>,
+    /// For the error handler.
+    error: Option<M::Error>,
+}
+
+/// Where a check-out goes after its connection was rejected.
+enum Next<M>
+where
+    M: ManageConnection,
+{
+    Take(Pooled<M>),
+    /// Back in line (at its head) with this ticket, still within the original deadline.
+    Wait {
+        ticket: u64,
+        start: Instant,
+        timeout: Duration,
+    },
+    Stop(Option<Error>),
+}
+
+/// A check-out's place in the queue, kept across a rejected connection.
+#[derive(Default)]
+struct Place {
+    wake: Option<Arc<Condvar>>,
+    /// When the check-out started, once it had to wait.
+    since: Option<Instant>,
+}
+
+impl Place {
+    fn wake(&mut self) -> Arc<Condvar> {
+        self.wake
+            .get_or_insert_with(|| Arc::new(Condvar::new()))
+            .clone()
+    }
+}
+
+impl<M> Shared<M>
+where
+    M: ManageConnection,
+{
+    pub(crate) fn new(
+        config: Config<M::Connection, M::Error>,
+        manager: M,
+        wake: Sender<()>,
+    ) -> Shared<M> {
+        // The hot path compares stamps against the skip window and the lifetime.
+        let window = (config.test_on_check_out && !config.validation_skip_window.is_zero())
+            .then_some(config.validation_skip_window);
+        let finest = [window, config.max_lifetime].into_iter().flatten().min();
+        Shared {
+            slots: CacheLine(Mutex::new(Slots::new(
+                config.max_size,
+                config.min_idle_target(),
+            ))),
+            progress: Condvar::new(),
+            clock: Clock::for_finest(finest),
+            config,
+            manager,
+            wake,
+        }
+    }
+
+    /// Wakes the pool's thread to look at the pool again.
+    pub(crate) fn wake_worker(&self) {
+        // A full channel already holds a wake-up the thread has not seen.
+        let _ = self.wake.try_send(());
+    }
+
+    /// Closes the pool for good, failing every check-out with `error`.
+    pub(crate) fn refuse(&self, error: Error) {
+        let drained = self.slots.lock().refuse(error);
+        debug_assert!(drained.is_empty());
+    }
+
+    pub(crate) fn close(&self) {
+        let drained = {
+            let mut slots = self.slots.lock();
+            let drained = slots.shut_down();
+            self.progress.notify_all();
+            drained
+        };
+        self.wake_worker();
+        for conn in drained {
+            self.close_conn(conn);
+        }
+    }
+
+    /// Retires every current connection: idle ones now, the others when they come back.
+    pub(crate) fn evict_all(&self) {
+        let evicted = self.slots.lock().evict_all();
+        for conn in evicted {
+            self.close_conn(conn);
+        }
+        self.wake_worker();
+    }
+
+    /// Checks a connection out: an idle one at once, or one handed over after waiting in line
+    /// (`timeout: None` means do not wait). Every connection is then checked off-lock; one past
+    /// its lifetime or failing validation is closed and the check-out goes on with the next
+    /// idle connection or at the head of the queue, within its original deadline.
+    ///
+    /// `Err(None)` means "nothing idle" for a check-out that does not wait.
+    pub(crate) fn checkout(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<PooledConnection<M>, Option<Error>> {
+        // Read the precise clock only when something needs it: an event handler, a wait, or a
+        // validation (each of which costs far more than the read).
+        let mut started = self.config.events.then(Instant::now);
+        let mut place = Place::default();
+        let mut conn = self.first_take(timeout, &mut started, &mut place)?;
+        loop {
+            let rejected = match self.check(conn, &mut started) {
+                Ok(conn) => {
+                    if let Some(since) = place.since {
+                        self.slots.lock().record_wait(since.elapsed());
+                    }
+                    return Ok(PooledConnection::new(conn, started));
+                }
+                Err(rejected) => rejected,
+            };
+            let next = {
+                let mut slots = self.slots.lock();
+                slots.reject(rejected.reason, rejected.cause);
+                match slots.take_idle() {
+                    Some(conn) => Next::Take(conn),
+                    None if slots.is_closed() => Next::Stop(Some(slots.refusal(&self.config.name))),
+                    None => match timeout {
+                        None => Next::Stop(None),
+                        Some(timeout) => {
+                            let start = *started.get_or_insert_with(Instant::now);
+                            place.since.get_or_insert(start);
+                            let ticket = slots.enqueue(place.wake(), true);
+                            Next::Wait {
+                                ticket,
+                                start,
+                                timeout,
+                            }
+                        }
+                    },
+                }
+            };
+            // Closing frees a place, so the pool's thread opens a replacement if one is wanted.
+            self.close_conn(rejected.conn);
+            if let Some(error) = rejected.error {
+                self.shielded("the error handler", || {
+                    self.config.error_handler.handle_error(error);
+                });
+            }
+            conn = match next {
+                Next::Take(conn) => conn,
+                Next::Stop(err) => return Err(err),
+                Next::Wait {
+                    ticket,
+                    start,
+                    timeout,
+                } => self.await_handoff(self.slots.lock(), &mut place, ticket, start, timeout)?,
+            };
+        }
+    }
+
+    /// The first attempt of a check-out: an idle connection, or a place in line.
+    fn first_take(
+        &self,
+        timeout: Option<Duration>,
+        started: &mut Option<Instant>,
+        place: &mut Place,
+    ) -> Result<Pooled<M>, Option<Error>> {
+        let mut slots = self.slots.lock();
+        if let Some(conn) = slots.take_idle() {
+            self.unlock_after_take(slots);
+            return Ok(conn);
+        }
+        if slots.is_closed() {
+            return Err(Some(slots.refusal(&self.config.name)));
+        }
+        let timeout = timeout.ok_or(None)?;
+        let start = *started.get_or_insert_with(Instant::now);
+        let mut slots = match self.yield_for_idle(slots) {
+            Ok(conn) => return Ok(conn),
+            Err(slots) => slots,
+        };
+        if slots.is_closed() {
+            return Err(Some(slots.refusal(&self.config.name)));
+        }
+        place.since = Some(start);
+        let ticket = slots.enqueue(place.wake(), false);
+        if slots.wants_connection() {
+            self.wake_worker();
+        }
+        Ok(self.await_handoff(slots, place, ticket, start, timeout)?)
+    }
+
+    /// Before joining the queue, gives the CPU away a few times and looks again.
+    ///
+    /// When threads outnumber CPUs, "no idle connection" mostly means that the threads holding
+    /// them were preempted between check-out and check-in. Queueing at once would start a
+    /// convoy: each returned connection goes to a sleeping waiter, the returning thread finds
+    /// nothing idle and sleeps in turn, and every check-out pays two context switches. Yielding
+    /// lets those holders run and return their connections first. This never takes a
+    /// connection ahead of a waiting thread: while one waits, returned connections go to it, not
+    /// to the idle stack.
+    fn yield_for_idle<'a>(
+        &'a self,
+        mut slots: MutexGuard<'a, PoolSlots<M>>,
+    ) -> Result<Pooled<M>, MutexGuard<'a, PoolSlots<M>>> {
+        for _ in 0..YIELDS_BEFORE_QUEUEING {
+            drop(slots);
+            thread::yield_now();
+            slots = self.slots.lock();
+            if slots.is_closed() {
+                break;
+            }
+            if let Some(conn) = slots.take_idle() {
+                self.unlock_after_take(slots);
+                return Ok(conn);
+            }
+        }
+        Err(slots)
+    }
+
+    /// Releases the lock after an idle connection was taken, and wakes the pool's thread if
+    /// that left fewer idle connections than `min_idle`.
+    #[inline]
+    fn unlock_after_take(&self, slots: MutexGuard<'_, PoolSlots<M>>) {
+        let wanted = slots.wants_connection();
+        drop(slots);
+        if wanted {
+            self.wake_worker();
+        }
+    }
+
+    /// Waits, with `ticket` in line, until a connection is handed over, the pool closes, or the
+    /// deadline (`start + timeout`) passes.
+    fn await_handoff(
+        &self,
+        mut slots: MutexGuard<'_, PoolSlots<M>>,
+        place: &mut Place,
+        ticket: u64,
+        start: Instant,
+        timeout: Duration,
+    ) -> Result<Pooled<M>, Error> {
+        let wake = place.wake();
+        let deadline = start.checked_add(timeout);
+        loop {
+            if let Some(conn) = slots.take_handed(ticket) {
+                return Ok(conn);
+            }
+            if slots.is_closed() {
+                slots.leave(ticket);
+                return Err(slots.refusal(&self.config.name));
+            }
+            let timed_out = match deadline {
+                Some(deadline) => wake.wait_until(&mut slots, deadline).timed_out(),
+                None => {
+                    wake.wait(&mut slots);
+                    false
+                }
+            };
+            if timed_out {
+                // A connection handed over as the timer fired is taken, not lost.
+                if let Some(conn) = slots.take_handed(ticket) {
+                    return Ok(conn);
+                }
+                slots.leave(ticket);
+                slots.record_timeout();
+                let err = self.timed_out(&slots, start, Phase::Checkout);
+                drop(slots);
+                if self.config.events {
+                    self.shielded("the timeout event handler", || {
+                        let event = TimeoutEvent { timeout };
+                        self.config.event_handler.handle_timeout(event);
+                    });
+                }
+                return Err(err);
+            }
+        }
+    }
+
+    /// The error for a wait that ran out, with the pool as it is now.
+    pub(crate) fn timed_out(&self, slots: &PoolSlots<M>, start: Instant, phase: Phase) -> Error {
+        Error::new(crate::error::Kind::Timeout(TimedOut {
+            pool: self.config.name.clone(),
+            waited: start.elapsed(),
+            phase,
+            counts: slots.counts(),
+            last_error: slots.last_error(),
+        }))
+    }
+
+    /// Checks a connection just taken from the pool, off-lock: its lifetime, then (unless it
+    /// was checked in within the skip window) `is_valid`.
+    fn check(
+        &self,
+        mut conn: Pooled<M>,
+        started: &mut Option<Instant>,
+    ) -> Result<Pooled<M>, Rejected<M>> {
+        let now: Stamp = self.clock.now();
+        let rejected = |conn, reason, cause: Option<Cause>, error| Rejected {
+            conn,
+            reason,
+            cause: cause.map(Arc::new),
+            error,
+        };
+        if conn.expires <= now {
+            return Err(rejected(conn, Retire::MaxLifetime, None, None));
+        }
+        let config = &self.config;
+        if !config.test_on_check_out || now.since(conn.checked_in) < config.validation_skip_window {
+            return Ok(conn);
+        }
+        started.get_or_insert_with(Instant::now);
+        match catch_unwind(AssertUnwindSafe(|| self.manager.is_valid(&mut conn.raw))) {
+            Ok(Ok(())) => Ok(conn),
+            Ok(Err(err)) => {
+                let cause = Cause::capture(&err);
+                Err(rejected(conn, Retire::Invalid, Some(cause), Some(err)))
+            }
+            Err(panic) => {
+                let cause = Cause::message(format!("is_valid panicked: {}", panic_text(&panic)));
+                log::error!("pool {:?}: {cause}", config.name);
+                Err(rejected(conn, Retire::Invalid, Some(cause), None))
+            }
+        }
+    }
+
+    /// What happens when a connection comes back: the returning thread asks the driver whether
+    /// it broke and checks its lifetime, off-lock; then, under the lock, the connection goes to
+    /// the longest-waiting thread or the idle stack, unless it (or the pool) is done, in which
+    /// case it is closed after the lock is released.
+    pub(crate) fn check_in(
+        &self,
+        mut conn: Pooled<M>,
+        marked_broken: bool,
+        checked_out: Option<Instant>,
+    ) {
+        if let Some(at) = checked_out.filter(|_| self.config.events) {
+            let event = CheckinEvent {
+                id: conn.id,
+                duration: at.elapsed(),
+            };
+            self.shielded("the checkin event handler", || {
+                self.config.event_handler.handle_checkin(event);
+            });
+        }
+        // A connection dropped by a panicking thread may be mid-transaction or mid-protocol.
+        let broken = marked_broken
+            || thread::panicking()
+            || catch_unwind(AssertUnwindSafe(|| self.manager.has_broken(&mut conn.raw)))
+                .unwrap_or(true);
+        let now = self.clock.now();
+        let verdict = if broken {
+            Some(Retire::Broken)
+        } else if conn.expires <= now {
+            Some(Retire::MaxLifetime)
+        } else {
+            None
+        };
+        let retired = self.slots.lock().check_in(conn, verdict, now);
+        if let Some((conn, _)) = retired {
+            self.close_conn(conn);
+        }
+    }
+
+    /// A checked-out connection leaves the pool for good; its place frees at once.
+    pub(crate) fn detach(&self) {
+        let wanted = {
+            let mut slots = self.slots.lock();
+            slots.detach();
+            slots.wants_connection()
+        };
+        if wanted {
+            self.wake_worker();
+        }
+    }
+
+    /// Closes a connection already counted as closing (off-lock), then frees its place.
+    #[allow(
+        clippy::boxed_local,
+        reason = "every caller holds the connection boxed; unboxing there would copy it"
+    )]
+    pub(crate) fn close_conn(&self, conn: Pooled<M>) {
+        let Conn {
+            raw,
+            id,
+            born,
+            extensions,
+            ..
+        } = *conn;
+        let config = &self.config;
+        self.shielded("closing a connection", || {
+            if config.events {
+                let age = Clock::Precise.now().since(born);
+                config
+                    .event_handler
+                    .handle_release(ReleaseEvent { id, age });
+            }
+            config.customizer.on_release(raw);
+            drop(extensions);
+        });
+        let wanted = {
+            let mut slots = self.slots.lock();
+            slots.closed_one();
+            slots.wants_connection()
+        };
+        if wanted {
+            self.wake_worker();
+        }
+    }
+
+    /// Runs user code (a handler, a customizer, a driver's drop) where a panic must not escape:
+    /// on the pool's thread, or before the pool has finished its own bookkeeping. The panic is
+    /// logged with what was being done.
+    pub(crate) fn shielded(&self, doing: &str, f: impl FnOnce()) {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
+            log::error!(
+                "pool {:?}: panic while {doing}: {}",
+                self.config.name,
+                panic_text(&panic)
+            );
+        }
+    }
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s
+    } else {
+        "a non-string payload"
+    }
+}
