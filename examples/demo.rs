@@ -163,7 +163,9 @@ fn main() -> Result<(), sluice::Error> {
     println!("\npool metrics: {:#?}", pool.metrics());
 
     // Run the pool dry: hold every connection and ask for one more.
-    let held: Vec<_> = (0..pool.max_size()).map(|_| pool.get()).collect::<Result<_, _>>()?;
+    let held: Vec<_> = (0..pool.max_size())
+        .map(|_| pool.get())
+        .collect::<Result<_, _>>()?;
     let err = pool
         .get_timeout(Duration::from_millis(50))
         .err()
