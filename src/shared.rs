@@ -260,7 +260,7 @@ where
     ) -> Result<Pooled<M>, Option<Error>> {
         let mut slots = self.slots.lock();
         if let Some(conn) = slots.take_idle() {
-            self.unlock_after_take(slots);
+            self.unlock_and_refill(slots);
             return Ok(conn);
         }
         if slots.is_closed() {
@@ -304,17 +304,17 @@ where
                 break;
             }
             if let Some(conn) = slots.take_idle() {
-                self.unlock_after_take(slots);
+                self.unlock_and_refill(slots);
                 return Ok(conn);
             }
         }
         Err(slots)
     }
 
-    /// Releases the lock after an idle connection was taken, and wakes the pool's thread if
-    /// that left fewer idle connections than `min_idle`.
+    /// Releases the lock, and wakes the pool's thread if the pool now wants a connection: after
+    /// an idle connection was taken (`min_idle`), or a place was freed (waiters, `min_idle`).
     #[inline]
-    fn unlock_after_take(&self, slots: MutexGuard<'_, PoolSlots<M>>) {
+    fn unlock_and_refill(&self, slots: MutexGuard<'_, PoolSlots<M>>) {
         let wanted = slots.wants_connection();
         drop(slots);
         if wanted {
@@ -456,14 +456,9 @@ where
 
     /// A checked-out connection leaves the pool for good; its place frees at once.
     pub(crate) fn detach(&self) {
-        let wanted = {
-            let mut slots = self.slots.lock();
-            slots.detach();
-            slots.wants_connection()
-        };
-        if wanted {
-            self.wake_worker();
-        }
+        let mut slots = self.slots.lock();
+        slots.detach();
+        self.unlock_and_refill(slots);
     }
 
     /// Closes a connection already counted as closing (off-lock), then frees its place.
@@ -490,14 +485,9 @@ where
             config.customizer.on_release(raw);
             drop(extensions);
         });
-        let wanted = {
-            let mut slots = self.slots.lock();
-            slots.closed_one();
-            slots.wants_connection()
-        };
-        if wanted {
-            self.wake_worker();
-        }
+        let mut slots = self.slots.lock();
+        slots.closed_one();
+        self.unlock_and_refill(slots);
     }
 
     /// Runs user code (a handler, a customizer, a driver's drop) where a panic must not escape:

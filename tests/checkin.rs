@@ -8,19 +8,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::{FakeConn, FakeError, FakeManager, SOON, finishes_within};
+use common::{FakeConn, FakeError, FakeManager, SOON, finishes_within, pool};
 use parking_lot::Mutex;
-use sluice::{ManageConnection, NopErrorHandler, Pool, PooledConnection};
-
-fn pool(max_size: u32) -> (Pool<FakeManager>, FakeManager) {
-    let manager = FakeManager::new();
-    let pool = Pool::builder()
-        .max_size(max_size)
-        .error_handler(Box::new(NopErrorHandler))
-        .build(manager.clone())
-        .unwrap();
-    (pool, manager)
-}
+use sluice::{ManageConnection, Pool, PooledConnection};
 
 #[test]
 fn has_broken_runs_on_every_check_in() {

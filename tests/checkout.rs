@@ -7,19 +7,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{FakeError, FakeManager, SOON, eventually};
+use common::{FakeError, FakeManager, SOON, eventually, pool};
 use parking_lot::Mutex;
 use sluice::{NopErrorHandler, Pool, PooledConnection};
-
-fn pool(max_size: u32) -> (Pool<FakeManager>, FakeManager) {
-    let manager = FakeManager::new();
-    let pool = Pool::builder()
-        .max_size(max_size)
-        .error_handler(Box::new(NopErrorHandler))
-        .build(manager.clone())
-        .unwrap();
-    (pool, manager)
-}
 
 /// Waits until exactly `n` threads are queued in `pool`.
 fn until_waiting(pool: &Pool<FakeManager>, n: u32) {

@@ -256,6 +256,18 @@ impl sluice::ManageConnection for FakeManager {
     }
 }
 
+/// A pool of `max_size` fake connections (all open once this returns) that does not log
+/// connect errors, and its manager.
+pub fn pool(max_size: u32) -> (sluice::Pool<FakeManager>, FakeManager) {
+    let manager = FakeManager::new();
+    let pool = sluice::Pool::builder()
+        .max_size(max_size)
+        .error_handler(Box::new(sluice::NopErrorHandler))
+        .build(manager.clone())
+        .unwrap();
+    (pool, manager)
+}
+
 /// Polls `condition` until it holds or `within` passes; for effects of the pool's own thread,
 /// which the test cannot synchronise with directly. Returns whether it held.
 pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
