@@ -59,6 +59,18 @@
 //! The pool's lock is held only to move connections and change counts: no driver call, handler,
 //! log line or connection drop ever happens under it.
 //!
+//! # Choosing settings
+//!
+//! - `max_size`: the most connections the database will see from this pool. Size it to the
+//!   work, not the thread count: threads beyond `max_size` wait in line, fairly.
+//! - `min_idle`: `None` (the default) keeps the pool full; a smaller value lets a quiet service
+//!   hold fewer connections, opened again on demand by the pool's thread.
+//! - `test_on_check_out` and `validation_skip_window`: a connection that came back moments ago
+//!   is handed out unchecked; one that sat idle longer is checked with a round trip first.
+//!   Behind a proxy that may drop connections at any time, set the window to `Duration::ZERO`.
+//! - `connection_timeout`: how long a caller waits before it gets an error that says why.
+//! - `max_lifetime`: keep it below any idle cut-off of the database or a proxy in between.
+//!
 //! # Moving from r2d2
 //!
 //! Change `r2d2::` to `sluice::`. What differs:
@@ -67,13 +79,19 @@
 //!   barge), so waits under load stay close to their mean.
 //! - Connections are validated on check-out only when they have been idle for
 //!   `validation_skip_window` (r2d2 validates every check-out, a round trip each time).
+//! - Connections are opened by the pool's own thread, one at a time, when callers outnumber the
+//!   connections being opened or `min_idle` asks; failures are retried with capped exponential
+//!   back-off. `Builder::thread_pool` does not exist.
 //! - Every timed-out caller gets the last database error (r2d2 gives some `Error(None)`).
-//! - A panic in `connect` or in a customizer costs one attempt, not a pool slot; a connection
-//!   dropped during a panic is closed, not reused; `max_lifetime` is checked when connections
-//!   come back; dropping the last `Pool` handle stops the pool's thread and closes its idle
-//!   connections.
+//! - A panic in `connect`, in a customizer or in a handler costs one attempt, not a pool slot;
+//!   a connection dropped during a panic is closed, not reused; `max_lifetime` is also checked
+//!   when connections are checked out and come back; dropping the last `Pool` handle stops the
+//!   pool's thread and closes its idle connections.
+//! - `idle_timeout` never takes the pool below `min_idle` (r2d2 closes idle connections and then
+//!   opens new ones to meet `min_idle`); with the default `min_idle` it closes nothing.
+//! - Connections being closed count toward `max_size` until they are gone.
 //! - Invalid settings make `build` return an error naming the setting instead of panicking in
-//!   the setter. `Builder::thread_pool` does not exist: each pool has one thread of its own.
+//!   the setter.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
