@@ -675,6 +675,7 @@ where
     M: ManageConnection,
 {
     /// Hands `conn` to its borrower, reporting the check-out to the event handler.
+    #[inline]
     pub(crate) fn new(conn: Pooled<M>, started: Option<Instant>) -> PooledConnection<M> {
         let home = conn.home.clone();
         let shared = &home.0;

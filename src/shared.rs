@@ -192,15 +192,51 @@ where
     /// idle connection or at the head of the queue, within its original deadline.
     ///
     /// `Err(None)` means "nothing idle" for a check-out that does not wait.
+    #[inline]
     pub(crate) fn checkout(
         &self,
         timeout: Option<Duration>,
     ) -> Result<PooledConnection<M>, Option<Error>> {
-        // Read the precise clock only when something needs it: an event handler, a wait, or a
-        // validation (each of which costs far more than the read).
-        let mut started = self.config.events.then(Instant::now);
+        // The common case, kept small enough to inline: an idle connection that needs no check.
+        if !self.config.events {
+            let mut slots = self.slots.lock();
+            if let Some(conn) = slots.take_idle() {
+                self.unlock_and_refill(slots);
+                if self.needs_no_check(&conn) {
+                    return Ok(PooledConnection::new(conn, None));
+                }
+                return self.checkout_slow(Some(conn), None, timeout);
+            }
+        }
+        let started = self.config.events.then(Instant::now);
+        self.checkout_slow(None, started, timeout)
+    }
+
+    /// Whether a connection just taken can be handed out without `check`: it has not expired,
+    /// and it was checked in within the skip window (or check-out tests are off).
+    #[inline]
+    fn needs_no_check(&self, conn: &Pooled<M>) -> bool {
+        let now = self.clock.now();
+        conn.expires > now
+            && (!self.config.test_on_check_out
+                || now.since(conn.checked_in) < self.config.validation_skip_window)
+    }
+
+    /// Everything else about a check-out: waiting, checking, and going on after a rejected
+    /// connection. `taken` is a connection the fast path already took; `started` is when the
+    /// check-out began, if something needs to know.
+    #[inline(never)]
+    fn checkout_slow(
+        &self,
+        taken: Option<Pooled<M>>,
+        mut started: Option<Instant>,
+        timeout: Option<Duration>,
+    ) -> Result<PooledConnection<M>, Option<Error>> {
         let mut place = Place::default();
-        let mut conn = self.first_take(timeout, &mut started, &mut place)?;
+        let mut conn = match taken {
+            Some(conn) => conn,
+            None => self.first_take(timeout, &mut started, &mut place)?,
+        };
         loop {
             let rejected = match self.check(conn, &mut started) {
                 Ok(conn) => {
