@@ -126,6 +126,11 @@ fn a_connection_handed_over_as_the_timeout_fires_is_never_lost() {
     // either with the waiter or back in the pool: never stranded.
     let timeout = Duration::from_millis(2);
     let (mut served, mut timed_out) = (0, 0);
+    // When to return the connection, after the waiter asked: moved later after each round the
+    // waiter was served and earlier after each timeout, so the rounds keep straddling the
+    // moment the two collide however the machine schedules the threads.
+    let step = Duration::from_micros(37);
+    let mut delay = timeout;
     for round in 0..300u64 {
         let held = pool.get().unwrap();
         let (asking_tx, asking_rx) = crossbeam_channel::bounded(1);
@@ -136,19 +141,20 @@ fn a_connection_handed_over_as_the_timeout_fires_is_never_lost() {
                 pool.get_timeout(timeout).map(|c| c.id)
             })
         };
-        // Return the connection between 400 µs before and 400 µs after the waiter's deadline.
-        let asked = asking_rx.recv().unwrap();
-        let offset = Duration::from_micros((round % 9) * 100);
-        let release_at = asked + timeout - Duration::from_micros(400) + offset;
+        let release_at = asking_rx.recv().unwrap() + delay;
         while Instant::now() < release_at {
             std::hint::spin_loop();
         }
         drop(held);
         match waiter.join().unwrap() {
-            Ok(_) => served += 1,
+            Ok(_) => {
+                served += 1;
+                delay += step;
+            }
             Err(err) => {
                 assert!(err.is_timeout(), "{err}");
                 timed_out += 1;
+                delay = delay.saturating_sub(step);
             }
         }
         let state = pool.state();
