@@ -68,20 +68,27 @@ fn a_connection_dropped_while_its_thread_panics_is_closed() {
     assert_ne!(pool.get().unwrap().id, id);
 }
 
-#[test]
-fn a_connection_past_its_lifetime_is_closed_when_it_comes_back() {
+const LIFETIME: Duration = Duration::from_millis(100);
+
+/// A pool of one connection that lives `LIFETIME`, with no sweep to close it in the meantime.
+fn one_short_lived_connection() -> (Pool<FakeManager>, FakeManager) {
     let manager = FakeManager::new();
-    let lifetime = Duration::from_millis(100);
     let pool = Pool::builder()
         .max_size(1)
-        .max_lifetime(Some(lifetime))
+        .max_lifetime(Some(LIFETIME))
         .reaper_rate(Duration::from_secs(3600))
         .build(manager.clone())
         .unwrap();
+    (pool, manager)
+}
+
+#[test]
+fn a_connection_past_its_lifetime_is_closed_when_it_comes_back() {
+    let (pool, manager) = one_short_lived_connection();
     let conn = pool.get().unwrap();
     let id = conn.id;
     // Time is the behaviour: hold it past its lifetime.
-    thread::sleep(lifetime * 2);
+    thread::sleep(LIFETIME * 2);
     drop(conn);
     assert_eq!(*manager.script.dropped.lock(), vec![id]);
     assert_eq!(pool.metrics().closed_max_lifetime, 1);
@@ -90,18 +97,12 @@ fn a_connection_past_its_lifetime_is_closed_when_it_comes_back() {
 
 #[test]
 fn an_idle_connection_past_its_lifetime_is_not_handed_out() {
-    let manager = FakeManager::new();
-    let lifetime = Duration::from_millis(100);
-    let pool = Pool::builder()
-        .max_size(1)
-        .max_lifetime(Some(lifetime))
-        .reaper_rate(Duration::from_secs(3600))
-        .build(manager.clone())
-        .unwrap();
+    let (pool, manager) = one_short_lived_connection();
     let id = pool.get().unwrap().id;
-    thread::sleep(lifetime * 2);
+    thread::sleep(LIFETIME * 2);
     let conn = pool.get().unwrap();
     assert_ne!(conn.id, id);
+    assert_eq!(*manager.script.dropped.lock(), vec![id]);
     assert_eq!(pool.metrics().closed_max_lifetime, 1);
 }
 

@@ -129,26 +129,6 @@ fn metrics_and_state_add_up() {
 }
 
 #[test]
-fn extensions_stay_with_the_physical_connection() {
-    let pool = Pool::builder()
-        .max_size(2)
-        .build(FakeManager::new())
-        .unwrap();
-    let mut a = pool.get().unwrap();
-    let mut b = pool.get().unwrap();
-    let (tag_a, tag_b) = (format!("conn {}", a.id), format!("conn {}", b.id));
-    PooledConnection::extensions_mut(&mut a).insert(tag_a);
-    PooledConnection::extensions_mut(&mut b).insert(tag_b);
-    drop(a);
-    drop(b);
-    for _ in 0..4 {
-        let c = pool.get().unwrap();
-        let tag = PooledConnection::extensions(&c).get::<String>().cloned();
-        assert_eq!(tag, Some(format!("conn {}", c.id)));
-    }
-}
-
-#[test]
 fn dropping_the_last_handle_stops_the_thread_and_closes_idle_connections() {
     let manager = FakeManager::new();
     let pool = Pool::builder()
