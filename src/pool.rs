@@ -16,7 +16,7 @@ use crate::event::CheckoutEvent;
 use crate::extensions::Extensions;
 use crate::manager::ManageConnection;
 use crate::metrics::{Metrics, State};
-use crate::shared::{Home, Pooled, Shared};
+use crate::shared::{Home, Pooled, Shared, wait_until};
 use crate::slots::Conn;
 use crate::worker;
 
@@ -206,13 +206,7 @@ where
             if slots.has_open(target) {
                 return Ok(());
             }
-            let timed_out = match deadline {
-                Some(deadline) => shared.progress.wait_until(&mut slots, deadline).timed_out(),
-                None => {
-                    shared.progress.wait(&mut slots);
-                    false
-                }
-            };
+            let timed_out = wait_until(&shared.progress, &mut slots, deadline);
             if timed_out && !slots.has_open(target) {
                 return Err(shared.timed_out(&slots, start, Phase::Build { target }));
             }

@@ -378,14 +378,7 @@ where
                 slots.leave(ticket);
                 return Err(slots.refusal(&self.config.name));
             }
-            let timed_out = match deadline {
-                Some(deadline) => wake.wait_until(&mut slots, deadline).timed_out(),
-                None => {
-                    wake.wait(&mut slots);
-                    false
-                }
-            };
-            if timed_out {
+            if wait_until(&wake, &mut slots, deadline) {
                 // A connection handed over as the timer fired is taken, not lost.
                 if let Some(conn) = slots.take_handed(ticket) {
                     return Ok(conn);
@@ -536,6 +529,22 @@ where
                 self.config.name,
                 panic_text(&panic)
             );
+        }
+    }
+}
+
+/// Waits on `cond` until notified or `deadline` (`None`: a deadline too far to represent, so
+/// no deadline at all); returns whether the deadline passed.
+pub(crate) fn wait_until<T>(
+    cond: &Condvar,
+    guard: &mut MutexGuard<'_, T>,
+    deadline: Option<Instant>,
+) -> bool {
+    match deadline {
+        Some(deadline) => cond.wait_until(guard, deadline).timed_out(),
+        None => {
+            cond.wait(guard);
+            false
         }
     }
 }
