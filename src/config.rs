@@ -32,6 +32,8 @@ static POOL_NUMBER: AtomicU64 = AtomicU64::new(1);
 /// | [`max_lifetime`](Builder::max_lifetime) | 30 min |
 /// | [`idle_timeout`](Builder::idle_timeout) | 10 min |
 /// | [`connection_timeout`](Builder::connection_timeout) | 30 s |
+/// | [`keepalive`](Builder::keepalive) | `None` |
+/// | [`leak_detection_threshold`](Builder::leak_detection_threshold) | `None` (off) |
 /// | [`reaper_rate`](Builder::reaper_rate) | 30 s |
 /// | [`pool_name`](Builder::pool_name) | `pool-N` |
 /// | [`error_handler`](Builder::error_handler) | [`LoggingErrorHandler`] |
@@ -72,6 +74,8 @@ where
     max_lifetime: Option<Duration>,
     idle_timeout: Option<Duration>,
     connection_timeout: Duration,
+    keepalive: Option<Duration>,
+    leak_detection_threshold: Option<Duration>,
     reaper_rate: Duration,
     pool_name: Option<String>,
     error_handler: Box<dyn HandleError<M::Error>>,
@@ -93,6 +97,8 @@ where
             max_lifetime: Some(Duration::from_secs(30 * 60)),
             idle_timeout: Some(Duration::from_secs(10 * 60)),
             connection_timeout: Duration::from_secs(30),
+            keepalive: None,
+            leak_detection_threshold: None,
             reaper_rate: Duration::from_secs(30),
             pool_name: None,
             error_handler: Box::new(LoggingErrorHandler),
@@ -228,9 +234,15 @@ where
         self
     }
 
-    /// Connections older than this are closed: idle ones by the background sweep, checked-out
-    /// ones when they come back. Default 30 minutes; `None` keeps connections forever; zero is
-    /// invalid. Pick it below any idle cut-off of the database or a proxy in between.
+    /// Connections older than this are closed: idle ones by the reaper thread (which wakes for
+    /// each connection's deadline), checked-out ones when they come back, and none is handed
+    /// out past it. Default 30 minutes; `None` keeps connections forever; zero is invalid.
+    ///
+    /// Each connection's own lifetime is this minus a random 0 to 2.5%, so that connections
+    /// opened together (all of them, at start-up) are not all closed and reopened at the same
+    /// moment. Pick it a little below any limit on a session's age imposed by the database, a
+    /// proxy or a load balancer in between; the crate guide's *Choosing settings* explains how
+    /// it plays with `idle_timeout` and `keepalive`.
     ///
     /// # Examples
     ///
@@ -256,7 +268,12 @@ where
     }
 
     /// Idle connections beyond `min_idle` that have not been used for this long are closed by
-    /// the background sweep. Default 10 minutes; `None` keeps them; zero is invalid.
+    /// the reaper thread, the longest-unused first. Default 10 minutes; `None` keeps them; zero
+    /// is invalid.
+    ///
+    /// It never takes the pool below `min_idle`, so with `min_idle` unset (which means
+    /// `max_size`) it closes nothing: a pool that closed idle connections only to reopen them
+    /// for `min_idle` would churn.
     ///
     /// # Examples
     ///
@@ -305,8 +322,88 @@ where
         self
     }
 
-    /// How often the background thread sweeps the idle connections for expired ones. Default
-    /// 30 seconds; zero is invalid.
+    /// Validates idle connections in the background: each idle connection is checked with
+    /// [`is_valid`](ManageConnection::is_valid) at least this often, off the pool's lock, one
+    /// at a time. A connection being validated is not handed out meanwhile (check-outs take
+    /// the others); one that fails is closed (counted in `closed_invalid`) and replaced as
+    /// `min_idle` requires. Default `None`; zero is invalid.
+    ///
+    /// Keepalive keeps idle sessions from being cut by a firewall, a proxy or the database's
+    /// own idle timeout (MySQL's `wait_timeout`), and finds dead ones before a check-out does.
+    /// A connection it validated counts as freshly verified, so with
+    /// [`validation_skip_window`](Builder::validation_skip_window) a check-out soon after needs
+    /// no round trip of its own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder()
+    ///     .keepalive(Some(Duration::from_secs(60)))
+    ///     .build(Manager)?;
+    /// assert_eq!(pool.keepalive(), Some(Duration::from_secs(60)));
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn keepalive(mut self, keepalive: Option<Duration>) -> Builder<M> {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// Reports connections checked out for longer than this. Default `None`: off, and then a
+    /// check-out records nothing.
+    ///
+    /// With a threshold, each check-out records when it happened, the thread, the caller's
+    /// source location and the stack (raw return addresses, a few microseconds; symbols are
+    /// resolved only for a report). The pool's reaper thread logs each connection held longer
+    /// than the threshold once, at `warn`, with where it was borrowed; if it comes back later,
+    /// an `info` line says after how long. [`Pool::leaks`] lists them and
+    /// [`Pool::assert_no_leaks`] panics with them; both are counted in
+    /// [`Metrics::leaks_detected`](crate::Metrics::leaks_detected).
+    ///
+    /// `Some(Duration::ZERO)` is the test-suite mode: every connection still checked out is a
+    /// leak when [`Pool::leaks`] or [`Pool::assert_no_leaks`] asks, and nothing is logged in the
+    /// background (it would report every check-out).
+    ///
+    /// A leaked connection stays with its holder: the pool never takes it back, because the
+    /// holder can still use it (a slow query is not a leak), and a connection used by two
+    /// threads at once would mix their sessions and transactions. Only the holder can end the
+    /// leak, by dropping the guard.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder()
+    ///     .leak_detection_threshold(Some(Duration::from_secs(30)))
+    ///     .build(Manager)?;
+    /// assert_eq!(pool.leak_detection_threshold(), Some(Duration::from_secs(30)));
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    pub fn leak_detection_threshold(mut self, threshold: Option<Duration>) -> Builder<M> {
+        self.leak_detection_threshold = threshold;
+        self
+    }
+
+    /// How often, at the least, the pool's reaper thread wakes up. It also wakes for the
+    /// earliest deadline it knows (a connection's lifetime, idle timeout or keepalive, a
+    /// check-out crossing the leak threshold), so this bounds how late it notices anything it
+    /// was not told of. Default 30 seconds; zero is invalid.
     ///
     /// # Examples
     ///
@@ -513,6 +610,7 @@ where
             ("reaper_rate", Some(self.reaper_rate)),
             ("max_lifetime", self.max_lifetime),
             ("idle_timeout", self.idle_timeout),
+            ("keepalive", self.keepalive),
         ];
         for (setting, value) in positive {
             if value == Some(Duration::ZERO) {
@@ -558,6 +656,8 @@ where
             max_lifetime: self.max_lifetime,
             idle_timeout: self.idle_timeout,
             connection_timeout: self.connection_timeout,
+            keepalive: self.keepalive,
+            leak_detection_threshold: self.leak_detection_threshold,
             reaper_rate: self.reaper_rate,
             name: name.into(),
             error_handler: self.error_handler,
@@ -585,6 +685,8 @@ where
             .field("max_lifetime", &self.max_lifetime)
             .field("idle_timeout", &self.idle_timeout)
             .field("connection_timeout", &self.connection_timeout)
+            .field("keepalive", &self.keepalive)
+            .field("leak_detection_threshold", &self.leak_detection_threshold)
             .field("reaper_rate", &self.reaper_rate)
             .field("error_handler", &self.error_handler)
             .field("event_handler", &self.event_handler)
@@ -602,6 +704,8 @@ pub(crate) struct Config<C, E> {
     pub(crate) max_lifetime: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) connection_timeout: Duration,
+    pub(crate) keepalive: Option<Duration>,
+    pub(crate) leak_detection_threshold: Option<Duration>,
     pub(crate) reaper_rate: Duration,
     pub(crate) name: Arc<str>,
     pub(crate) error_handler: Box<dyn HandleError<E>>,
@@ -629,6 +733,8 @@ impl<C, E> fmt::Debug for Config<C, E> {
             .field("max_lifetime", &self.max_lifetime)
             .field("idle_timeout", &self.idle_timeout)
             .field("connection_timeout", &self.connection_timeout)
+            .field("keepalive", &self.keepalive)
+            .field("leak_detection_threshold", &self.leak_detection_threshold)
             .field("reaper_rate", &self.reaper_rate)
             .field("error_handler", &self.error_handler)
             .field("event_handler", &self.event_handler)

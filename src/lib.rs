@@ -100,17 +100,20 @@ mod config;
 mod error;
 pub mod event;
 mod extensions;
+pub mod leak;
 mod manager;
 mod metrics;
+mod opener;
 mod pool;
+mod reaper;
 mod shared;
 mod slots;
-mod worker;
 
 pub use crate::config::Builder;
 pub use crate::error::Error;
 pub use crate::event::{HandleEvent, NopEventHandler};
 pub use crate::extensions::Extensions;
+pub use crate::leak::Leak;
 pub use crate::manager::{
     CustomizeConnection, HandleError, LoggingErrorHandler, ManageConnection,
     NopConnectionCustomizer, NopErrorHandler,

@@ -106,6 +106,10 @@ pub struct Metrics {
     /// Counter: connections taken out of the pool with
     /// [`PooledConnection::detach`](crate::PooledConnection::detach).
     pub detached: u64,
+    /// Counter: check-outs reported as leaks, each once: logged by the reaper after
+    /// `leak_detection_threshold`, or put in an [`assert_no_leaks`](crate::Pool::assert_no_leaks)
+    /// panic. Always 0 with leak detection off.
+    pub leaks_detected: u64,
 }
 
 impl Metrics {

@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::panic::Location;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,11 +15,12 @@ use crate::config::{Builder, Config};
 use crate::error::{Error, Kind, Phase};
 use crate::event::CheckoutEvent;
 use crate::extensions::Extensions;
+use crate::leak::Leak;
 use crate::manager::ManageConnection;
 use crate::metrics::{Metrics, State};
 use crate::shared::{Home, Pooled, Shared, wait_until};
 use crate::slots::Conn;
-use crate::worker;
+use crate::{opener, reaper};
 
 /// A pool of connections, shared by cloning.
 ///
@@ -32,9 +34,16 @@ use crate::worker;
 ///
 /// # Closing
 ///
-/// The pool closes on [`Pool::close`] or when the last `Pool` handle is dropped: its thread
-/// exits, idle connections close at once, checked-out ones when they come back, and every
+/// The pool closes on [`Pool::close`] or when the last `Pool` handle is dropped: its threads
+/// exit, idle connections close at once, checked-out ones when they come back, and every
 /// check-out fails.
+///
+/// # Threads
+///
+/// Each pool runs two threads, which hold only a weak reference to it: `sluice-<name>` opens
+/// connections, one at a time, and `sluice-reap-<name>` closes expired and idle ones, runs
+/// keepalive and reports leaks. Two, so that a connect hanging on an unreachable server never
+/// delays the others.
 ///
 /// # Examples
 ///
@@ -160,22 +169,31 @@ where
         Builder::new()
     }
 
-    /// Starts a pool with checked settings. If its thread cannot start, the pool is closed and
-    /// refuses every check-out with that error.
+    /// Starts a pool with checked settings. If one of its threads cannot start, the pool is
+    /// closed and refuses every check-out with that error.
     pub(crate) fn start(config: Config<M::Connection, M::Error>, manager: M) -> Pool<M> {
         let (wake, woken) = crossbeam_channel::bounded(1);
-        let thread_name = format!("sluice-{}", config.name);
-        let shared = Arc::new(Shared::new(config, manager, wake));
+        let (reap, reap_woken) = crossbeam_channel::bounded(1);
+        let opener_name = format!("sluice-{}", config.name);
+        let reaper_name = format!("sluice-reap-{}", config.name);
+        let shared = Arc::new(Shared::new(config, manager, wake, reap));
         let weak = Arc::downgrade(&shared);
         let spawned = thread::Builder::new()
-            .name(thread_name)
-            .spawn(move || worker::run(weak, woken));
+            .name(opener_name)
+            .spawn(move || opener::run(weak, woken))
+            .and_then(|_| {
+                let weak = Arc::downgrade(&shared);
+                thread::Builder::new()
+                    .name(reaper_name)
+                    .spawn(move || reaper::run(weak, reap_woken))
+            });
         if let Err(err) = spawned {
             let pool = shared.config.name.clone();
             shared.refuse(Error::new(Kind::Spawn {
                 pool,
                 reason: err.to_string(),
             }));
+            shared.wake_worker();
         }
         Pool(Arc::new(Handle { shared }))
     }
@@ -187,7 +205,8 @@ where
         error: Error,
     ) -> Pool<M> {
         let (wake, _) = crossbeam_channel::bounded(1);
-        let shared = Arc::new(Shared::new(config, manager, wake));
+        let (reap, _) = crossbeam_channel::bounded(1);
+        let shared = Arc::new(Shared::new(config, manager, wake, reap));
         shared.refuse(error);
         Pool(Arc::new(Handle { shared }))
     }
@@ -243,6 +262,7 @@ where
     /// conn.push_str("used");
     /// # Ok::<(), sluice::Error>(())
     /// ```
+    #[track_caller]
     pub fn get(&self) -> Result<PooledConnection<M>, Error> {
         self.get_timeout(self.shared().config.connection_timeout)
     }
@@ -271,8 +291,9 @@ where
     /// assert!(pool.get_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
     /// # Ok::<(), sluice::Error>(())
     /// ```
+    #[track_caller]
     pub fn get_timeout(&self, timeout: Duration) -> Result<PooledConnection<M>, Error> {
-        match self.shared().checkout(Some(timeout)) {
+        match self.shared().checkout(Some(timeout), Location::caller()) {
             Ok(conn) => Ok(conn),
             Err(err) => Err(err.expect("a waiting check-out always says why it failed")),
         }
@@ -300,8 +321,9 @@ where
     /// # Ok::<(), sluice::Error>(())
     /// ```
     #[must_use = "the connection returns to the pool at once if unused"]
+    #[track_caller]
     pub fn try_get(&self) -> Option<PooledConnection<M>> {
-        self.shared().checkout(None).ok()
+        self.shared().checkout(None, Location::caller()).ok()
     }
 
     /// The pool's size now: open connections and idle ones.
@@ -347,7 +369,110 @@ where
     /// ```
     #[must_use]
     pub fn metrics(&self) -> Metrics {
-        self.shared().slots.lock().metrics()
+        self.shared().metrics()
+    }
+
+    /// The connections checked out for at least the
+    /// [`leak_detection_threshold`](Builder::leak_detection_threshold), longest first: with
+    /// `Some(Duration::ZERO)`, every connection checked out now. Empty when leak detection is
+    /// off. Asking does not count them in `leaks_detected` (reporting does).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder()
+    ///     .max_size(2)
+    ///     .leak_detection_threshold(Some(Duration::ZERO))
+    ///     .build(Manager)?;
+    /// let held = pool.get()?;
+    /// assert_eq!(pool.leaks().len(), 1);
+    /// drop(held);
+    /// assert!(pool.leaks().is_empty());
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn leaks(&self) -> Vec<Leak> {
+        self.shared()
+            .leaks
+            .as_ref()
+            .map_or_else(Vec::new, |tracker| tracker.leaks())
+    }
+
+    /// Panics if [`leaks`](Pool::leaks) is not empty, with every leak (where it was borrowed,
+    /// by which thread, the backtrace). For test suites: build the pool with
+    /// `leak_detection_threshold(Some(Duration::ZERO))` and call this where every connection
+    /// should be back, at the end of a test.
+    ///
+    /// # Panics
+    ///
+    /// When a connection has been checked out for at least the leak detection threshold. With
+    /// leak detection off it never panics (and logs a warning, as it can check nothing).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder()
+    ///     .leak_detection_threshold(Some(Duration::ZERO))
+    ///     .build(Manager)?;
+    /// {
+    ///     let conn = pool.get()?;
+    /// }
+    /// pool.assert_no_leaks(); // passes: the connection came back
+    ///
+    /// let forgotten = pool.get()?;
+    /// let check = std::panic::AssertUnwindSafe(|| pool.assert_no_leaks());
+    /// let panic = std::panic::catch_unwind(check).unwrap_err();
+    /// let message = panic.downcast_ref::<String>().unwrap();
+    /// assert!(message.contains("1 connection leaked"));
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn assert_no_leaks(&self) {
+        let shared = self.shared();
+        let Some(tracker) = &shared.leaks else {
+            log::warn!(
+                "pool {:?}: assert_no_leaks cannot check anything: leak detection is off (build \
+                 the pool with leak_detection_threshold(Some(Duration::ZERO)))",
+                shared.config.name
+            );
+            return;
+        };
+        let leaks = tracker.leaks();
+        if leaks.is_empty() {
+            return;
+        }
+        tracker.report(&leaks);
+        let mut message = format!(
+            "pool {:?}: {} connection{} leaked (still checked out after the leak detection \
+             threshold of {}):",
+            shared.config.name,
+            leaks.len(),
+            if leaks.len() == 1 { "" } else { "s" },
+            crate::error::Human(tracker.threshold()),
+        );
+        for leak in &leaks {
+            message.push_str("\n\n");
+            message.push_str(&leak.to_string());
+        }
+        panic!("{message}");
     }
 
     /// Closes the pool. Idempotent.
@@ -626,6 +751,48 @@ where
     pub fn reaper_rate(&self) -> Duration {
         self.shared().config.reaper_rate
     }
+
+    /// The configured [`keepalive`](Builder::keepalive).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// assert_eq!(sluice::Pool::new(Manager)?.keepalive(), None);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn keepalive(&self) -> Option<Duration> {
+        self.shared().config.keepalive
+    }
+
+    /// The configured [`leak_detection_threshold`](Builder::leak_detection_threshold).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// assert_eq!(sluice::Pool::new(Manager)?.leak_detection_threshold(), None);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn leak_detection_threshold(&self) -> Option<Duration> {
+        self.shared().config.leak_detection_threshold
+    }
 }
 
 /// A connection checked out of a [`Pool`]. Dereferences to the connection; dropping it returns
@@ -668,11 +835,21 @@ impl<M> PooledConnection<M>
 where
     M: ManageConnection,
 {
-    /// Hands `conn` to its borrower, reporting the check-out to the event handler.
+    /// Hands `conn` to its borrower (who called the pool at `caller`), reporting the check-out
+    /// to the event handler and the leak detector.
     #[inline]
-    pub(crate) fn new(conn: Pooled<M>, started: Option<Instant>) -> PooledConnection<M> {
+    pub(crate) fn new(
+        conn: Pooled<M>,
+        started: Option<Instant>,
+        caller: &'static Location<'static>,
+    ) -> PooledConnection<M> {
         let home = conn.home.clone();
         let shared = &home.0;
+        if let Some(tracker) = &shared.leaks {
+            if tracker.borrowed(conn.id, caller) {
+                shared.wake_reaper();
+            }
+        }
         let checked_out = if shared.config.events {
             let now = Instant::now();
             let event = CheckoutEvent {
@@ -808,7 +985,7 @@ where
             Some(conn) => conn,
             None => unreachable!("a PooledConnection holds its connection until it is dropped"),
         };
-        this.home.0.detach();
+        this.home.0.detach(conn.id);
         conn.raw
     }
 

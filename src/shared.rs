@@ -8,7 +8,7 @@
 //! in the same critical section that retires the connection.
 
 use std::ops::Deref;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -20,9 +20,11 @@ use crate::clock::{Clock, Stamp};
 use crate::config::Config;
 use crate::error::{Cause, Error, Phase, TimedOut};
 use crate::event::{CheckinEvent, ReleaseEvent, TimeoutEvent};
+use crate::leak::Tracker;
 use crate::manager::ManageConnection;
+use crate::metrics::Metrics;
 use crate::pool::PooledConnection;
-use crate::slots::{Conn, Retire, Slots};
+use crate::slots::{Conn, Retire, Slots, Timers};
 
 /// A connection's way back to its pool: a strong reference to the pool, one per connection,
 /// shared by that connection's guards.
@@ -42,7 +44,7 @@ pub(crate) type Pooled<M> = Box<Conn<<M as ManageConnection>::Connection, Arc<Ho
 pub(crate) type PoolSlots<M> = Slots<<M as ManageConnection>::Connection, Arc<Home<M>>>;
 
 /// The pool itself, shared by the user's handles and every connection's home (which keep it
-/// alive) and, weakly, by the pool's thread.
+/// alive) and, weakly, by the pool's two threads (the opener and the reaper).
 ///
 /// Idle connections hold their pool through their home, a cycle that closing the pool breaks:
 /// it drains every idle connection, and every connection that comes back to a closed pool is
@@ -58,8 +60,12 @@ where
     pub(crate) manager: M,
     /// The clock connections are stamped with on the hot path.
     pub(crate) clock: Clock,
-    /// Wakes the pool's thread; its closing (when this is dropped) tells the thread to exit.
+    /// Check-outs in progress, when leak detection is on.
+    pub(crate) leaks: Option<Tracker>,
+    /// Wakes the opener thread; its closing (when this is dropped) tells the thread to exit.
     wake: Sender<()>,
+    /// Wakes the reaper thread, likewise.
+    reap: Sender<()>,
 }
 
 /// Keeps the pool's lock and the fields it guards on cache lines of their own (two, for CPUs
@@ -130,32 +136,63 @@ impl<M> Shared<M>
 where
     M: ManageConnection,
 {
+    /// `wake` and `reap` wake the opener and the reaper.
     pub(crate) fn new(
         config: Config<M::Connection, M::Error>,
         manager: M,
         wake: Sender<()>,
+        reap: Sender<()>,
     ) -> Shared<M> {
-        // The hot path compares stamps against the skip window and the lifetime.
+        // Connections are stamped for the skip window, the lifetime, keepalive and idle time.
         let window = (config.test_on_check_out && !config.validation_skip_window.is_zero())
             .then_some(config.validation_skip_window);
-        let finest = [window, config.max_lifetime].into_iter().flatten().min();
+        let finest = [
+            window,
+            config.max_lifetime,
+            config.keepalive,
+            config.idle_timeout,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let timers = Timers {
+            keepalive: config.keepalive,
+            idle_timeout: config.idle_timeout,
+        };
         Shared {
             slots: CacheLine(Mutex::new(Slots::new(
                 config.max_size,
                 config.min_idle_target(),
+                timers,
             ))),
             progress: Condvar::new(),
             clock: Clock::for_finest(finest),
+            leaks: config
+                .leak_detection_threshold
+                .map(|threshold| Tracker::new(config.name.clone(), threshold)),
             config,
             manager,
             wake,
+            reap,
         }
     }
 
-    /// Wakes the pool's thread to look at the pool again.
+    /// Wakes the opener thread to look at the pool again.
     pub(crate) fn wake_worker(&self) {
         // A full channel already holds a wake-up the thread has not seen.
         let _ = self.wake.try_send(());
+    }
+
+    /// Wakes the reaper thread to look at the pool again and replan.
+    pub(crate) fn wake_reaper(&self) {
+        let _ = self.reap.try_send(());
+    }
+
+    /// Every gauge and counter, the leak detector's included.
+    pub(crate) fn metrics(&self) -> Metrics {
+        let mut metrics = self.slots.lock().metrics();
+        metrics.leaks_detected = self.leaks.as_ref().map_or(0, Tracker::detected);
+        metrics
     }
 
     /// Closes the pool for good, failing every check-out with `error`.
@@ -172,6 +209,7 @@ where
             drained
         };
         self.wake_worker();
+        self.wake_reaper();
         for conn in drained {
             self.close_conn(conn);
         }
@@ -191,11 +229,13 @@ where
     /// its lifetime or failing validation is closed and the check-out goes on with the next
     /// idle connection or at the head of the queue, within its original deadline.
     ///
-    /// `Err(None)` means "nothing idle" for a check-out that does not wait.
+    /// `Err(None)` means "nothing idle" for a check-out that does not wait. `caller` is where
+    /// the user asked for the connection, for leak reports.
     #[inline]
     pub(crate) fn checkout(
         &self,
         timeout: Option<Duration>,
+        caller: &'static Location<'static>,
     ) -> Result<PooledConnection<M>, Option<Error>> {
         // The common case, kept small enough to inline: an idle connection that needs no check.
         if !self.config.events {
@@ -203,23 +243,24 @@ where
             if let Some(conn) = slots.take_idle() {
                 self.unlock_and_refill(slots);
                 if self.needs_no_check(&conn) {
-                    return Ok(PooledConnection::new(conn, None));
+                    return Ok(PooledConnection::new(conn, None, caller));
                 }
-                return self.checkout_slow(Some(conn), None, timeout);
+                return self.checkout_slow(Some(conn), None, timeout, caller);
             }
         }
         let started = self.config.events.then(Instant::now);
-        self.checkout_slow(None, started, timeout)
+        self.checkout_slow(None, started, timeout, caller)
     }
 
     /// Whether a connection just taken can be handed out without `check`: it has not expired,
-    /// and it was checked in within the skip window (or check-out tests are off).
+    /// and it was verified (checked in, validated) within the skip window, or check-out tests
+    /// are off.
     #[inline]
     fn needs_no_check(&self, conn: &Pooled<M>) -> bool {
         let now = self.clock.now();
         conn.expires > now
             && (!self.config.test_on_check_out
-                || now.since(conn.checked_in) < self.config.validation_skip_window)
+                || now.since(conn.verified) < self.config.validation_skip_window)
     }
 
     /// Everything else about a check-out: waiting, checking, and going on after a rejected
@@ -231,6 +272,7 @@ where
         taken: Option<Pooled<M>>,
         mut started: Option<Instant>,
         timeout: Option<Duration>,
+        caller: &'static Location<'static>,
     ) -> Result<PooledConnection<M>, Option<Error>> {
         let mut place = Place::default();
         let mut conn = match taken {
@@ -243,7 +285,7 @@ where
                     if let Some(since) = place.since {
                         self.slots.lock().record_wait(since.elapsed());
                     }
-                    return Ok(PooledConnection::new(conn, started));
+                    return Ok(PooledConnection::new(conn, started, caller));
                 }
                 Err(rejected) => rejected,
             };
@@ -427,12 +469,15 @@ where
             return Err(rejected(conn, Retire::MaxLifetime, None, None));
         }
         let config = &self.config;
-        if !config.test_on_check_out || now.since(conn.checked_in) < config.validation_skip_window {
+        if !config.test_on_check_out || now.since(conn.verified) < config.validation_skip_window {
             return Ok(conn);
         }
         started.get_or_insert_with(Instant::now);
         match catch_unwind(AssertUnwindSafe(|| self.manager.is_valid(&mut conn.raw))) {
-            Ok(Ok(())) => Ok(conn),
+            Ok(Ok(())) => {
+                conn.verified = self.clock.now();
+                Ok(conn)
+            }
             Ok(Err(err)) => {
                 let cause = Cause::capture(&err);
                 Err(rejected(conn, Retire::Invalid, Some(cause), Some(err)))
@@ -455,6 +500,7 @@ where
         marked_broken: bool,
         checked_out: Option<Instant>,
     ) {
+        self.forget_borrow(conn.id);
         if let Some(at) = checked_out.filter(|_| self.config.events) {
             let event = CheckinEvent {
                 id: conn.id,
@@ -477,14 +523,33 @@ where
         } else {
             None
         };
-        let retired = self.slots.lock().check_in(conn, verdict, now);
+        let (retired, nudge) = {
+            let mut slots = self.slots.lock();
+            let retired = slots.check_in(conn, verdict, now);
+            (retired, slots.take_nudge())
+        };
+        if nudge {
+            self.wake_reaper();
+        }
         if let Some((conn, _)) = retired {
             self.close_conn(conn);
         }
     }
 
-    /// A checked-out connection leaves the pool for good; its place frees at once.
-    pub(crate) fn detach(&self) {
+    /// Connection `id` is no longer checked out: the leak detector forgets its check-out, and
+    /// says so if it had reported it as a leak.
+    #[inline]
+    fn forget_borrow(&self, id: u64) {
+        if let Some(tracker) = &self.leaks {
+            if let Some(returned) = tracker.returned(id) {
+                log::info!("pool {:?}: {returned}", self.config.name);
+            }
+        }
+    }
+
+    /// Checked-out connection `id` leaves the pool for good; its place frees at once.
+    pub(crate) fn detach(&self, id: u64) {
+        self.forget_borrow(id);
         let mut slots = self.slots.lock();
         slots.detach();
         self.unlock_and_refill(slots);

@@ -5,13 +5,17 @@
 //!
 //! Invariants, true whenever the lock is free:
 //! 1. Every open connection is in exactly one place: `idle`, `handed` (given to a waiting thread
-//!    that has not picked it up yet), or checked out (owned by a `PooledConnection`). `open`
-//!    counts all three; `opening` and `closing` count connections on their way in and out.
+//!    that has not picked it up yet), being validated by the reaper (counted in `validating`),
+//!    or checked out (owned by a `PooledConnection`). `open` counts all four; `opening` and
+//!    `closing` count connections on their way in and out.
 //! 2. `open + opening + closing <= max_size`.
 //! 3. No connection is idle while a thread waits: a connection that comes back or is opened goes
 //!    to the longest-waiting thread first, so `!idle.is_empty()` implies `waiters.is_empty()`.
 //! 4. A waiting thread's ticket is in `waiters` until it is handed a connection (then it is in
 //!    `handed`), gives up, or the pool closes.
+//! 5. `next_reap` is never later than the reaper's next wake-up, and no idle connection has a
+//!    deadline (lifetime, keepalive, idle timeout) before `next_reap` that the reaper has not
+//!    been woken for: a check-in that brings an earlier one lowers it and sets `nudge`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -36,8 +40,11 @@ pub(crate) struct Conn<C, H> {
     pub(crate) expires: Stamp,
     /// The pool's generation when the connection was opened; `evict_all` starts a new one.
     pub(crate) generation: u64,
-    /// When the connection last came back (or was opened).
+    /// When the connection last came back (or was opened): its idle time counts from here.
     pub(crate) checked_in: Stamp,
+    /// When the connection was last known to work: checked in, opened or validated. The skip
+    /// window and keepalive count from here.
+    pub(crate) verified: Stamp,
     pub(crate) extensions: Extensions,
 }
 
@@ -92,8 +99,19 @@ pub(crate) struct Slots<C, H> {
     closed: bool,
     generation: u64,
     checkouts: u64,
+    /// The earliest deadline the reaper will wake up for (invariant 5).
+    next_reap: Stamp,
+    /// A check-in lowered `next_reap`: the reaper must be woken to replan.
+    nudge: bool,
+    /// How long after a check-in an idle connection may next need the reaper: the shorter of
+    /// keepalive and idle timeout.
+    reap_after: Option<Duration>,
     max_size: u32,
     min_idle: u32,
+    keepalive: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    /// Idle connections the reaper took out to validate.
+    validating: u32,
     /// Longest waiting first.
     waiters: VecDeque<Waiter>,
     handed: Vec<(u64, Box<Conn<C, H>>)>,
@@ -108,8 +126,19 @@ pub(crate) struct Slots<C, H> {
     counters: Counters,
 }
 
+/// What the reaper watches idle connections for, besides their lifetime.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Timers {
+    pub(crate) keepalive: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
 impl<C, H> Slots<C, H> {
-    pub(crate) fn new(max_size: u32, min_idle: u32) -> Slots<C, H> {
+    pub(crate) fn new(max_size: u32, min_idle: u32, timers: Timers) -> Slots<C, H> {
+        let reap_after = [timers.keepalive, timers.idle_timeout]
+            .into_iter()
+            .flatten()
+            .min();
         Slots {
             idle: Vec::with_capacity(max_size.min(1024) as usize),
             open: 0,
@@ -118,8 +147,14 @@ impl<C, H> Slots<C, H> {
             closed: false,
             generation: 0,
             checkouts: 0,
+            next_reap: Stamp::NEVER,
+            nudge: false,
+            reap_after,
             max_size,
             min_idle,
+            keepalive: timers.keepalive,
+            idle_timeout: timers.idle_timeout,
+            validating: 0,
             waiters: VecDeque::new(),
             handed: Vec::new(),
             next_ticket: 0,
@@ -231,13 +266,7 @@ impl<C, H> Slots<C, H> {
         verdict: Option<Retire>,
         now: Stamp,
     ) -> Option<(Box<Conn<C, H>>, Retire)> {
-        let verdict = verdict.or(if self.closed {
-            Some(Retire::Shutdown)
-        } else if conn.generation != self.generation {
-            Some(Retire::Evicted)
-        } else {
-            None
-        });
+        let verdict = verdict.or_else(|| self.pool_verdict(&conn));
         match verdict {
             Some(reason) => {
                 self.retire(reason);
@@ -245,9 +274,36 @@ impl<C, H> Slots<C, H> {
             }
             None => {
                 conn.checked_in = now;
+                conn.verified = now;
+                let due = match self.reap_after {
+                    Some(after) => conn.expires.min(now.after(after)),
+                    None => conn.expires,
+                };
+                if due < self.next_reap {
+                    self.next_reap = due;
+                    self.nudge = true;
+                }
                 self.give(conn);
                 None
             }
+        }
+    }
+
+    /// Whether a check-in since the last call brought a deadline the reaper must wake for.
+    #[inline]
+    pub(crate) fn take_nudge(&mut self) -> bool {
+        std::mem::take(&mut self.nudge)
+    }
+
+    /// The pool's own reason to close a connection that comes back: the pool closed, or the
+    /// connection belongs to an evicted generation.
+    fn pool_verdict(&self, conn: &Conn<C, H>) -> Option<Retire> {
+        if self.closed {
+            Some(Retire::Shutdown)
+        } else if conn.generation != self.generation {
+            Some(Retire::Evicted)
+        } else {
+            None
         }
     }
 
@@ -376,18 +432,101 @@ impl<C, H> Slots<C, H> {
                 at += 1;
             }
         }
-        if let Some(cutoff) = idle_since {
-            // Least recently used first, never below min_idle.
-            while self.idle.len() as u32 > self.min_idle
-                && self.idle.first().is_some_and(|c| c.checked_in <= cutoff)
-            {
-                out.push((self.idle.remove(0), Retire::IdleTimeout));
+        let excess = (self.idle.len() as u32).saturating_sub(self.min_idle) as usize;
+        if let Some(cutoff) = idle_since.filter(|_| excess > 0) {
+            // Oldest first, never below min_idle. The idle stack is nearly in check-in order,
+            // but not exactly (a connection back from keepalive, clocks read before locking).
+            let mut stale: Vec<(Stamp, u64)> = self
+                .idle
+                .iter()
+                .filter(|c| c.checked_in <= cutoff)
+                .map(|c| (c.checked_in, c.id))
+                .collect();
+            stale.sort_unstable();
+            for (_, id) in stale.into_iter().take(excess) {
+                if let Some(at) = self.idle.iter().position(|c| c.id == id) {
+                    out.push((self.idle.remove(at), Retire::IdleTimeout));
+                }
             }
         }
         for (_, reason) in &out {
             self.retire(*reason);
         }
         out
+    }
+
+    /// Takes out the idle connection that has gone longest without being verified, if that
+    /// is at least `keepalive` (before `due`), for the reaper to validate. It is neither idle
+    /// nor checked out meanwhile.
+    pub(crate) fn take_for_keepalive(&mut self, due: Stamp) -> Option<Box<Conn<C, H>>> {
+        let (at, _) = self
+            .idle
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.verified <= due)
+            .min_by_key(|(_, c)| c.verified)?;
+        self.validating += 1;
+        Some(self.idle.remove(at))
+    }
+
+    /// A connection passed its keepalive validation at `now`: it goes to a waiting thread, or
+    /// back among the idle ones where its idle time puts it; unless it must close now.
+    pub(crate) fn kept_alive(
+        &mut self,
+        mut conn: Box<Conn<C, H>>,
+        now: Stamp,
+    ) -> Option<(Box<Conn<C, H>>, Retire)> {
+        self.validating -= 1;
+        conn.verified = now;
+        let verdict = self
+            .pool_verdict(&conn)
+            .or((conn.expires <= now).then_some(Retire::MaxLifetime));
+        if let Some(reason) = verdict {
+            self.retire(reason);
+            return Some((conn, reason));
+        }
+        match self.waiters.pop_front() {
+            Some(waiter) => {
+                self.handed.push((waiter.ticket, conn));
+                waiter.wake.notify_one();
+            }
+            None => {
+                let at = self
+                    .idle
+                    .partition_point(|c| c.checked_in <= conn.checked_in);
+                self.idle.insert(at, conn);
+            }
+        }
+        None
+    }
+
+    /// A connection failed its keepalive validation: it closes.
+    pub(crate) fn keepalive_failed(&mut self, cause: Arc<Cause>) {
+        self.validating -= 1;
+        self.record_invalid(cause);
+        self.retire(Retire::Invalid);
+    }
+
+    /// Plans the reaper's next wake-up: the earliest deadline among the idle connections, or
+    /// `latest`, whichever comes first. Check-ins that bring an earlier deadline nudge it.
+    pub(crate) fn plan_reap(&mut self, latest: Stamp) -> Stamp {
+        let mut next = latest;
+        for conn in &self.idle {
+            next = next.min(conn.expires);
+            if let Some(every) = self.keepalive {
+                next = next.min(conn.verified.after(every));
+            }
+        }
+        if let Some(timeout) = self.idle_timeout {
+            if self.idle.len() as u32 > self.min_idle {
+                if let Some(oldest) = self.idle.iter().map(|c| c.checked_in).min() {
+                    next = next.min(oldest.after(timeout));
+                }
+            }
+        }
+        self.next_reap = next;
+        self.nudge = false;
+        next
     }
 
     /// Whether `build` has its connections: `target` open, or the pool closed.
@@ -399,8 +538,8 @@ impl<C, H> Slots<C, H> {
     pub(crate) fn counts(&self) -> Counts {
         Counts {
             max_size: self.max_size,
-            in_use: self.open - self.idle.len() as u32,
-            idle: self.idle.len() as u32,
+            in_use: self.open - self.idle_count(),
+            idle: self.idle_count(),
             opening: self.opening,
             waiting: self.waiters.len() as u32,
         }
@@ -415,16 +554,21 @@ impl<C, H> Slots<C, H> {
         })
     }
 
+    /// Idle connections, counting those the reaper is validating (they are not in use).
+    fn idle_count(&self) -> u32 {
+        self.idle.len() as u32 + self.validating
+    }
+
     pub(crate) fn state(&self) -> State {
         State {
             connections: self.open,
-            idle_connections: self.idle.len() as u32,
+            idle_connections: self.idle_count(),
         }
     }
 
     pub(crate) fn metrics(&self) -> Metrics {
         let c = &self.counters;
-        let idle = self.idle.len() as u32;
+        let idle = self.idle_count();
         Metrics {
             max_size: self.max_size,
             connections: self.open,
@@ -446,6 +590,8 @@ impl<C, H> Slots<C, H> {
             closed_evicted: c.closed_evicted,
             closed_shutdown: c.closed_shutdown,
             detached: c.detached,
+            // Kept by the leak detector, outside the lock.
+            leaks_detected: 0,
         }
     }
 }
@@ -467,6 +613,7 @@ mod tests {
             expires: Stamp::NEVER,
             generation,
             checked_in: t(0),
+            verified: t(0),
             extensions: Extensions::new(),
         })
     }
@@ -478,7 +625,7 @@ mod tests {
 
     #[test]
     fn idle_is_most_recently_used_first() {
-        let mut s = Slots::new(3, 3);
+        let mut s = Slots::new(3, 3, Timers::default());
         for id in 0..3 {
             open_one(&mut s, id);
         }
@@ -492,7 +639,7 @@ mod tests {
 
     #[test]
     fn returned_connection_goes_to_the_longest_waiter() {
-        let mut s = Slots::new(1, 1);
+        let mut s = Slots::new(1, 1, Timers::default());
         open_one(&mut s, 7);
         let held = s.take_idle().unwrap();
         let first = s.enqueue(Arc::new(Condvar::new()), false);
@@ -507,7 +654,7 @@ mod tests {
 
     #[test]
     fn demand_counts_connections_being_opened() {
-        let mut s: Slots<u64, ()> = Slots::new(10, 0);
+        let mut s: Slots<u64, ()> = Slots::new(10, 0, Timers::default());
         assert!(!s.wants_connection());
         s.enqueue(Arc::new(Condvar::new()), false);
         assert!(s.wants_connection());
@@ -518,7 +665,7 @@ mod tests {
 
     #[test]
     fn eviction_retires_idle_now_and_checked_out_on_return() {
-        let mut s = Slots::new(2, 0);
+        let mut s = Slots::new(2, 0, Timers::default());
         open_one(&mut s, 1);
         open_one(&mut s, 2);
         let out = s.take_idle().unwrap();
@@ -534,7 +681,7 @@ mod tests {
 
     #[test]
     fn sweep_keeps_min_idle_and_closes_oldest_first() {
-        let mut s = Slots::new(4, 1);
+        let mut s = Slots::new(4, 1, Timers::default());
         for id in 0..3 {
             open_one(&mut s, id);
         }
@@ -554,7 +701,7 @@ mod tests {
 
     #[test]
     fn shut_down_wakes_waiters_and_drains_everything_idle_or_handed() {
-        let mut s = Slots::new(2, 0);
+        let mut s = Slots::new(2, 0, Timers::default());
         open_one(&mut s, 1);
         open_one(&mut s, 2);
         let held = s.take_idle().unwrap();

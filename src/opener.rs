@@ -1,12 +1,13 @@
-//! The pool's background thread, `sluice-<pool name>`: it opens connections when they are
-//! wanted (one at a time, with capped exponential back-off after failures) and sweeps the idle
-//! connections every `reaper_rate` for ones past their lifetime or idle timeout.
+//! The pool's opener thread, `sluice-<pool name>`: it opens connections when they are wanted
+//! (one at a time, with capped exponential back-off after failures) and gives each its
+//! lifetime deadline.
 //!
 //! Between jobs it holds only a weak reference to the pool, so it never keeps a pool alive; it
 //! exits when the pool closes or its state is dropped (the wake-up channel disconnects). It
 //! never holds the pool's lock while connecting, closing a connection, logging or calling a
 //! handler, and a panic in any of those costs one attempt, never the thread.
 
+use std::hash::{BuildHasher, RandomState};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -20,7 +21,6 @@ use crate::event::AcquireEvent;
 use crate::extensions::Extensions;
 use crate::manager::ManageConnection;
 use crate::shared::{Home, Shared, panic_text};
-
 use crate::slots::Conn;
 
 /// Connection ids, unique within the process.
@@ -39,13 +39,25 @@ fn backoff(failures: u32, connection_timeout: Duration) -> Duration {
     doubled.min(MAX_BACKOFF).min(connection_timeout / 4)
 }
 
+/// A connection's lifetime is `max_lifetime` shortened by up to this fraction of it (2.5%),
+/// at random, so that connections opened together do not all expire together.
+const LIFETIME_JITTER_DIVISOR: u32 = 40;
+
+/// The lifetime of one connection: `max_lifetime` minus a random jitter of up to 2.5%.
+fn jittered(max_lifetime: Duration) -> Duration {
+    let spread = max_lifetime / LIFETIME_JITTER_DIVISOR;
+    // A fresh `RandomState` is randomly keyed, so hashing anything with it gives 64 random bits.
+    let bits = RandomState::new().hash_one(NEXT_ID.load(Ordering::Relaxed));
+    let fraction = (bits >> 11) as f64 / (1u64 << 53) as f64;
+    max_lifetime - spread.mul_f64(fraction)
+}
+
 /// What the thread does next.
 enum Job {
     Exit,
     /// Open a connection for this generation of the pool.
     Open(u64),
-    Sweep,
-    /// Nothing to do until this time (or forever), or until woken.
+    /// Nothing to do until this time (or until woken).
     Sleep(Option<Instant>),
 }
 
@@ -54,24 +66,15 @@ pub(crate) fn run<M>(pool: Weak<Shared<M>>, woken: Receiver<()>)
 where
     M: ManageConnection,
 {
-    let mut next_sweep = None;
-    if let Some(shared) = pool.upgrade() {
-        next_sweep = shared.first_sweep();
-    }
     loop {
         let Some(shared) = pool.upgrade() else {
             return;
         };
-        let job = shared.next_job(&mut next_sweep);
-        let until = match job {
+        let until = match shared.next_job() {
             Job::Exit => return,
             Job::Sleep(until) => until,
             Job::Open(generation) => {
                 shared.shielded("opening a connection", || shared.open(generation));
-                continue;
-            }
-            Job::Sweep => {
-                shared.shielded("sweeping idle connections", || shared.sweep());
                 continue;
             }
         };
@@ -90,34 +93,18 @@ impl<M> Shared<M>
 where
     M: ManageConnection,
 {
-    /// When the first sweep is due, if the pool has anything to sweep for.
-    fn first_sweep(&self) -> Option<Instant> {
-        let config = &self.config;
-        if config.max_lifetime.is_none() && config.idle_timeout.is_none() {
-            return None;
-        }
-        Instant::now().checked_add(config.reaper_rate)
-    }
-
-    fn next_job(&self, next_sweep: &mut Option<Instant>) -> Job {
+    fn next_job(&self) -> Job {
         let mut slots = self.slots.lock();
         if slots.is_closed() {
             return Job::Exit;
         }
-        let now = Instant::now();
-        if next_sweep.is_some_and(|at| at <= now) {
-            *next_sweep = now.checked_add(self.config.reaper_rate);
-            return Job::Sweep;
-        }
         if slots.wants_connection() {
             match slots.retry_at() {
-                Some(retry) if retry > now => {
-                    return Job::Sleep(Some(next_sweep.map_or(retry, |s| s.min(retry))));
-                }
+                Some(retry) if retry > Instant::now() => return Job::Sleep(Some(retry)),
                 _ => return Job::Open(slots.begin_open()),
             }
         }
-        Job::Sleep(*next_sweep)
+        Job::Sleep(None)
     }
 
     /// Opens one connection (already counted as opening) and adds it to the pool.
@@ -149,7 +136,7 @@ where
         let expires = self
             .config
             .max_lifetime
-            .map_or(Stamp::NEVER, |lifetime| born.after(lifetime));
+            .map_or(Stamp::NEVER, |lifetime| born.after(jittered(lifetime)));
         let conn = Box::new(Conn {
             raw,
             home: Arc::new(Home(self.clone())),
@@ -158,6 +145,7 @@ where
             expires,
             generation,
             checked_in: self.clock.now(),
+            verified: self.clock.now(),
             extensions: Extensions::new(),
         });
         if self.config.events {
@@ -169,12 +157,15 @@ where
                     .handle_acquire(AcquireEvent { id });
             });
         }
-        let retired = {
+        let (retired, nudge) = {
             let mut slots = self.slots.lock();
             let retired = slots.opened(conn);
             self.progress.notify_all();
-            retired
+            (retired, slots.take_nudge())
         };
+        if nudge {
+            self.wake_reaper();
+        }
         if let Some((conn, _)) = retired {
             self.close_conn(conn);
         }
@@ -186,21 +177,25 @@ where
         slots.open_failed(Arc::new(cause), |failures| backoff(failures, timeout));
         self.progress.notify_all();
     }
-
-    /// Closes the idle connections past their lifetime or idle timeout.
-    fn sweep(&self) {
-        let now = self.clock.now();
-        let idle_since = self.config.idle_timeout.map(|timeout| now.before(timeout));
-        let retired = self.slots.lock().sweep(now, idle_since);
-        for (conn, _) in retired {
-            self.close_conn(conn);
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lifetimes_are_shortened_by_up_to_two_and_a_half_percent() {
+        let max = Duration::from_secs(1000);
+        let lifetimes: Vec<Duration> = (0..200).map(|_| jittered(max)).collect();
+        assert!(lifetimes.iter().all(|l| *l <= max && *l >= max - max / 40));
+        let shortest = lifetimes.iter().min().unwrap();
+        let longest = lifetimes.iter().max().unwrap();
+        // 200 draws over a 25 s spread: all within 10 s of each other would mean no jitter.
+        assert!(
+            *longest - *shortest > Duration::from_secs(10),
+            "{shortest:?}..{longest:?}"
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_caps() {

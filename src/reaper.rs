@@ -1,0 +1,239 @@
+//! The pool's reaper thread, `sluice-reap-<pool name>`: it closes idle connections past their
+//! lifetime or idle timeout, validates idle connections for keepalive, reports check-outs held
+//! past the leak threshold, and warns when it runs late because the process is starved.
+//!
+//! It wakes for the earliest deadline it knows (a connection's lifetime, keepalive or idle
+//! timeout, a check-out crossing the leak threshold) and at least every `reaper_rate`; a
+//! check-in or check-out that brings an earlier deadline wakes it to replan. Like the opener it
+//! holds only a weak reference to the pool between jobs and exits when the pool closes or is
+//! dropped, and it never holds the pool's lock while validating, closing, logging or calling a
+//! handler.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::clock::{Clock, Stamp};
+use crate::error::{Cause, Human};
+use crate::manager::ManageConnection;
+use crate::shared::{Shared, panic_text};
+
+/// The thread's body.
+pub(crate) fn run<M>(pool: Weak<Shared<M>>, woken: Receiver<()>)
+where
+    M: ManageConnection,
+{
+    let mut schedule = Schedule::default();
+    let mut periodic: Option<Instant> = None;
+    loop {
+        let Some(shared) = pool.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        if periodic.is_none_or(|at| at <= now) {
+            periodic = now.checked_add(shared.config.reaper_rate);
+        }
+        let mut next = None;
+        let mut closed = false;
+        shared.shielded("reaping idle connections", || match shared.reap(periodic) {
+            Some(wake_at) => next = wake_at,
+            None => closed = true,
+        });
+        if closed {
+            return;
+        }
+        let name = shared.config.name.clone();
+        drop(shared);
+        let fell_asleep = Instant::now();
+        let woke = match next {
+            Some(deadline) => woken.recv_deadline(deadline),
+            None => woken.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match woke {
+            // Woken to replan: not a sleep that ran its course, so nothing to judge.
+            Ok(()) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                let planned = next.map_or(Duration::ZERO, |at| at - fell_asleep.min(at));
+                schedule.judge(&name, planned, fell_asleep.elapsed());
+            }
+        }
+    }
+}
+
+impl<M> Shared<M>
+where
+    M: ManageConnection,
+{
+    /// One round: closes what expired, keeps idle connections alive, reports leaks, and plans
+    /// the next round (no later than `periodic`). `None` when the pool is closed.
+    fn reap(&self, periodic: Option<Instant>) -> Option<Option<Instant>> {
+        self.sweep()?;
+        if let Some(every) = self.config.keepalive {
+            self.keep_alive(every);
+        }
+        let mut latest = periodic;
+        if let Some(tracker) = &self.leaks {
+            let (found, next) = tracker.scan();
+            for leak in found {
+                log::warn!("possible connection leak: {leak}");
+            }
+            latest = earliest(latest, next);
+        }
+        let (now, now_stamp) = (Instant::now(), Clock::Precise.now());
+        let latest = latest.map_or(Stamp::NEVER, |at| {
+            now_stamp.after(at.saturating_duration_since(now))
+        });
+        let next = {
+            let mut slots = self.slots.lock();
+            if slots.is_closed() {
+                return None;
+            }
+            slots.plan_reap(latest)
+        };
+        Some(now.checked_add(next.since(now_stamp)))
+    }
+
+    /// Closes the idle connections past their lifetime, and those beyond `min_idle` past
+    /// their idle timeout. `None` when the pool is closed.
+    fn sweep(&self) -> Option<()> {
+        let now = Clock::Precise.now();
+        let idle_since = self.config.idle_timeout.map(|timeout| now.before(timeout));
+        let retired = {
+            let mut slots = self.slots.lock();
+            if slots.is_closed() {
+                return None;
+            }
+            slots.sweep(now, idle_since)
+        };
+        for (conn, _) in retired {
+            self.close_conn(conn);
+        }
+        Some(())
+    }
+
+    /// Validates, one at a time, every idle connection not verified within `every`.
+    fn keep_alive(&self, every: Duration) {
+        loop {
+            let due = Clock::Precise.now().before(every);
+            let Some(mut conn) = self.slots.lock().take_for_keepalive(due) else {
+                return;
+            };
+            let verdict = catch_unwind(AssertUnwindSafe(|| self.manager.is_valid(&mut conn.raw)));
+            let (cause, error) = match verdict {
+                Ok(Ok(())) => {
+                    let retired = self.slots.lock().kept_alive(conn, Clock::Precise.now());
+                    if let Some((conn, _)) = retired {
+                        self.close_conn(conn);
+                    }
+                    continue;
+                }
+                Ok(Err(err)) => (Cause::capture(&err), Some(err)),
+                Err(panic) => {
+                    let text = format!("is_valid panicked: {}", panic_text(&panic));
+                    log::error!("pool {:?}: keepalive: {text}", self.config.name);
+                    (Cause::message(text), None)
+                }
+            };
+            self.slots.lock().keepalive_failed(Arc::new(cause));
+            self.close_conn(conn);
+            if let Some(err) = error {
+                self.shielded("the error handler", || {
+                    self.config.error_handler.handle_error(err);
+                });
+            }
+        }
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Sleeps shorter than this are judged as if they were this long: waking a few milliseconds
+/// late is scheduling noise, not starvation.
+const SHORTEST_PERIOD: Duration = Duration::from_millis(100);
+
+/// Whether the reaper keeps its schedule. It is late when a sleep lasts more than 1.5 times
+/// what it planned: the process was not scheduled (CPU starvation, a stopped process, a
+/// suspended VM) or the clock jumped. Each run of late wake-ups is one episode, warned about
+/// once.
+#[derive(Default)]
+struct Schedule {
+    late: bool,
+}
+
+/// What one sleep says about the schedule.
+#[derive(Debug, PartialEq, Eq)]
+enum Judgement {
+    OnTime,
+    /// The first late wake-up of an episode.
+    FellBehind,
+    StillBehind,
+    CaughtUp,
+}
+
+impl Schedule {
+    fn assess(&mut self, planned: Duration, slept: Duration) -> Judgement {
+        let late = slept > planned.max(SHORTEST_PERIOD).mul_f64(1.5);
+        let judgement = match (self.late, late) {
+            (false, false) => Judgement::OnTime,
+            (false, true) => Judgement::FellBehind,
+            (true, true) => Judgement::StillBehind,
+            (true, false) => Judgement::CaughtUp,
+        };
+        self.late = late;
+        judgement
+    }
+
+    /// Assesses one sleep and logs the start and end of an episode.
+    fn judge(&mut self, pool: &str, planned: Duration, slept: Duration) {
+        match self.assess(planned, slept) {
+            Judgement::FellBehind => log::warn!(
+                "pool {pool:?}: the reaper thread woke up {} late (it planned to sleep {}, \
+                 slept {}): this process or machine is starved of CPU, or the clock jumped; \
+                 until it catches up, lifetimes, keepalive and leak reports run late and \
+                 timeouts may look odd",
+                Human(slept.saturating_sub(planned)),
+                Human(planned),
+                Human(slept),
+            ),
+            Judgement::CaughtUp => {
+                log::info!("pool {pool:?}: the reaper thread is back on schedule");
+            }
+            Judgement::OnTime | Judgement::StillBehind => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_late_episode_is_reported_once_and_ends_when_on_time_again() {
+        let mut s = Schedule::default();
+        assert_eq!(s.assess(1000 * MS, 1010 * MS), Judgement::OnTime);
+        assert_eq!(s.assess(1000 * MS, 1600 * MS), Judgement::FellBehind);
+        assert_eq!(s.assess(1000 * MS, 4000 * MS), Judgement::StillBehind);
+        assert_eq!(s.assess(1000 * MS, 1000 * MS), Judgement::CaughtUp);
+        assert_eq!(s.assess(1000 * MS, 1000 * MS), Judgement::OnTime);
+        assert_eq!(s.assess(1000 * MS, 2000 * MS), Judgement::FellBehind);
+    }
+
+    #[test]
+    fn short_sleeps_are_judged_against_the_shortest_period() {
+        let mut s = Schedule::default();
+        // 10 ms planned, 60 ms slept: scheduling noise.
+        assert_eq!(s.assess(10 * MS, 60 * MS), Judgement::OnTime);
+        assert_eq!(s.assess(Duration::ZERO, 140 * MS), Judgement::OnTime);
+        assert_eq!(s.assess(10 * MS, 200 * MS), Judgement::FellBehind);
+    }
+}
