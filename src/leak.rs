@@ -238,12 +238,15 @@ impl fmt::Display for Leak {
         let record = &self.record;
         write!(
             f,
-            "connection {} of pool {:?} has been checked out for {} (leak detection threshold {}) by ",
+            "connection {} of pool {:?} has been checked out for {}",
             self.connection_id,
             self.pool,
             Human(self.held_for),
-            Human(self.threshold),
         )?;
+        if !self.threshold.is_zero() {
+            write!(f, " (leak detection threshold {})", Human(self.threshold))?;
+        }
+        f.write_str(" by ")?;
         match &record.thread_name {
             Some(name) => write!(f, "thread {name:?}")?,
             None => write!(f, "an unnamed thread ({:?})", record.thread_id)?,
@@ -371,14 +374,20 @@ impl Backtrace {
         self.frames().iter().find(|frame| !frame.is_machinery())
     }
 
-    /// The frames worth printing: from the borrower outwards (all of them if none is known).
+    /// The frames worth printing: from the borrower outwards (all of them if none is known),
+    /// up to where the thread or `main` started (the runtime's frames below say nothing).
     fn printed_frames(&self) -> &[Frame] {
         let frames = self.frames();
         let first = frames
             .iter()
             .position(|frame| !frame.is_machinery())
             .unwrap_or(0);
-        &frames[first..]
+        let frames = &frames[first..];
+        let end = frames
+            .iter()
+            .position(Frame::is_runtime_start)
+            .unwrap_or(frames.len());
+        &frames[..end]
     }
 }
 
@@ -520,6 +529,14 @@ impl Frame {
     #[must_use]
     pub fn line(&self) -> Option<u32> {
         self.line
+    }
+
+    /// Whether the frame is where the Rust runtime hands over to a thread's or the program's
+    /// code (std marks it for its own backtraces in the same way).
+    fn is_runtime_start(&self) -> bool {
+        self.function
+            .as_deref()
+            .is_some_and(|name| name.contains("__rust_begin_short_backtrace"))
     }
 
     /// Whether the frame belongs to the pool, the backtrace recorder or the standard library,

@@ -460,13 +460,15 @@ where
             return;
         }
         tracker.report(&leaks);
+        let threshold = match tracker.threshold() {
+            zero if zero.is_zero() => String::new(),
+            threshold => format!(" for longer than {}", crate::error::Human(threshold)),
+        };
         let mut message = format!(
-            "pool {:?}: {} connection{} leaked (still checked out after the leak detection \
-             threshold of {}):",
+            "pool {:?}: {} connection{} leaked (still checked out{threshold}):",
             shared.config.name,
             leaks.len(),
             if leaks.len() == 1 { "" } else { "s" },
-            crate::error::Human(tracker.threshold()),
         );
         for leak in &leaks {
             message.push_str("\n\n");

@@ -20,6 +20,13 @@ use crate::error::{Cause, Human};
 use crate::manager::ManageConnection;
 use crate::shared::{Shared, panic_text};
 
+/// How long after it was last verified an idle connection is validated for keepalive: a tenth
+/// before `keepalive` runs out, so that with the reaper's own scheduling delay each connection
+/// is still validated at least every `keepalive`.
+pub(crate) fn keepalive_due(keepalive: Duration) -> Duration {
+    keepalive - keepalive / 10
+}
+
 /// The thread's body.
 pub(crate) fn run<M>(pool: Weak<Shared<M>>, woken: Receiver<()>)
 where
@@ -72,7 +79,7 @@ where
     fn reap(&self, periodic: Option<Instant>) -> Option<Option<Instant>> {
         self.sweep()?;
         if let Some(every) = self.config.keepalive {
-            self.keep_alive(every);
+            self.keep_alive(keepalive_due(every));
         }
         let mut latest = periodic;
         if let Some(tracker) = &self.leaks {
@@ -114,10 +121,10 @@ where
         Some(())
     }
 
-    /// Validates, one at a time, every idle connection not verified within `every`.
-    fn keep_alive(&self, every: Duration) {
+    /// Validates, one at a time, every idle connection not verified within `after`.
+    fn keep_alive(&self, after: Duration) {
         loop {
-            let due = Clock::Precise.now().before(every);
+            let due = Clock::Precise.now().before(after);
             let Some(mut conn) = self.slots.lock().take_for_keepalive(due) else {
                 return;
             };

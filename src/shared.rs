@@ -156,7 +156,7 @@ where
         .flatten()
         .min();
         let timers = Timers {
-            keepalive: config.keepalive,
+            keepalive: config.keepalive.map(crate::reaper::keepalive_due),
             idle_timeout: config.idle_timeout,
         };
         Shared {

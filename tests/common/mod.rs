@@ -312,3 +312,42 @@ pub fn thread_names() -> Vec<String> {
         .map(|name| name.trim_end().to_string())
         .collect()
 }
+
+/// Log lines captured from every test in this binary (tests run in parallel, so each test
+/// picks out its own pool's lines by name).
+static LOGS: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        LOGS.lock()
+            .push((record.level(), record.args().to_string()));
+    }
+
+    fn flush(&self) {}
+}
+
+/// Starts capturing this process's log lines (idempotent).
+pub fn capture_logs() {
+    static CAPTURE: Capture = Capture;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        log::set_logger(&CAPTURE).expect("no other logger in the test binary");
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
+/// The captured lines that mention pool `name` (as the pool writes it: `pool "name"`).
+pub fn logged(name: &str) -> Vec<(log::Level, String)> {
+    let needle = format!("pool {name:?}");
+    LOGS.lock()
+        .iter()
+        .filter(|(_, line)| line.contains(&needle))
+        .cloned()
+        .collect()
+}
