@@ -597,7 +597,9 @@ struct Borrow {
 /// The check-outs in progress, and when the pool's reaper will next look at them.
 struct Borrows {
     by_connection: HashMap<u64, Borrow>,
-    /// When the reaper plans to look for leaks (`None`: it is not planning to).
+    /// When the reaper plans to look for leaks next (`None`: it has not planned yet). Once
+    /// planned, it is never later than a threshold after the reaper last looked, so a new
+    /// check-out (due a threshold after now) never needs to wake it.
     scan_at: Option<Instant>,
 }
 
@@ -676,11 +678,17 @@ impl Tracker {
                 reported: false,
             },
         );
-        if self.asks_only() || borrows.scan_at.is_some() {
+        if self.asks_only() {
             return false;
         }
-        borrows.scan_at = due;
-        due.is_some()
+        match (borrows.scan_at, due) {
+            (Some(at), Some(due)) if at <= due => false,
+            (_, None) => false,
+            (_, due) => {
+                borrows.scan_at = due;
+                true
+            }
+        }
     }
 
     /// `connection_id` came back (or was detached). If it had been reported, says so.
@@ -744,7 +752,9 @@ impl Tracker {
         let now = Instant::now();
         let mut borrows = self.borrows.lock();
         let mut found = Vec::new();
-        let mut next: Option<Instant> = None;
+        // Looking again a threshold from now covers every check-out that starts meanwhile, so
+        // that none of them has to wake the reaper.
+        let mut next: Option<Instant> = now.checked_add(self.threshold);
         for (&id, borrow) in &mut borrows.by_connection {
             if borrow.reported {
                 continue;

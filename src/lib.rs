@@ -45,7 +45,8 @@
 //!    (never more than `max_size` in all). Callers never open connections themselves.
 //! 3. With `test_on_check_out(true)` (the default), the connection is checked with
 //!    [`ManageConnection::is_valid`] on the caller's thread, unless it was checked in less than
-//!    [`validation_skip_window`](Builder::validation_skip_window) ago (500 ms by default). A
+//!    [`validation_skip_window`](Builder::validation_skip_window) ago (500 ms by default) or
+//!    validated by keepalive within that window. A
 //!    connection that fails is closed and the caller goes on with the next one, within its
 //!    original deadline.
 //! 4. If nothing arrives within the timeout, the [`Error`] says which pool, how long the caller
@@ -59,6 +60,14 @@
 //! The pool's lock is held only to move connections and change counts: no driver call, handler,
 //! log line or connection drop ever happens under it.
 //!
+//! Each pool has two threads, which hold only a weak reference to it and exit when it closes
+//! or its last handle is dropped: `sluice-<name>` opens connections, and `sluice-reap-<name>`
+//! (the reaper) closes expired and idle ones, runs keepalive and reports leaks. The reaper
+//! wakes for the earliest deadline it knows, and at least every
+//! [`reaper_rate`](Builder::reaper_rate); if one of its sleeps lasts more than 1.5 times what
+//! it planned (the process is starved of CPU, or was stopped), it says so once at `warn`,
+//! because timeouts and lifetimes will look odd until it catches up.
+//!
 //! # Choosing settings
 //!
 //! - `max_size`: the most connections the database will see from this pool. Size it to the
@@ -69,7 +78,99 @@
 //!   is handed out unchecked; one that sat idle longer is checked with a round trip first.
 //!   Behind a proxy that may drop connections at any time, set the window to `Duration::ZERO`.
 //! - `connection_timeout`: how long a caller waits before it gets an error that says why.
-//! - `max_lifetime`: keep it below any idle cut-off of the database or a proxy in between.
+//!
+//! ## Lifetimes, idle connections and keepalive
+//!
+//! Four settings decide how long a connection lives and how the pool keeps it healthy:
+//!
+//! | setting | closes or checks | counted in |
+//! |---|---|---|
+//! | [`max_lifetime`](Builder::max_lifetime) (30 min) | every connection, when its age passes the setting less a random 0–2.5% | `closed_max_lifetime` |
+//! | [`idle_timeout`](Builder::idle_timeout) (10 min) | idle connections beyond `min_idle`, unused that long, oldest first | `closed_idle_timeout` |
+//! | [`keepalive`](Builder::keepalive) (off) | validates each idle connection at least that often; closes those that fail | `closed_invalid` |
+//! | [`min_idle`](Builder::min_idle) (= `max_size`) | nothing: it is the floor the others respect; closed connections are replaced up to it | |
+//!
+//! How they interact:
+//!
+//! - **`idle_timeout` only acts above `min_idle`.** With `min_idle` unset (meaning
+//!   `max_size`), `idle_timeout` closes nothing: closing a connection only to reopen it for
+//!   `min_idle` would churn. Set `min_idle` below `max_size` to let a quiet pool shrink; it
+//!   grows again on demand.
+//! - **`max_lifetime` applies to everything, `min_idle` included.** An idle connection closes
+//!   at its deadline and the opener replaces it if `min_idle` asks; a checked-out one is never
+//!   taken from its holder, it closes when it comes back. The jitter spreads the replacements
+//!   of connections opened together (all of them, at start-up) over 2.5% of the lifetime, so
+//!   the database never sees the whole pool reconnect at once.
+//! - **`keepalive` keeps the connections that `idle_timeout` keeps.** The `min_idle`
+//!   connections can sit idle for hours in a quiet service; keepalive sends each a validation
+//!   at least every period, off the lock, one connection at a time (the others stay available),
+//!   so a firewall or proxy does not drop them silently, and a dead one is replaced before a
+//!   caller gets it. A connection validated by keepalive also skips the check-out validation
+//!   within `validation_skip_window`.
+//! - **Check-out validation is the last line.** Whatever the background missed (a session
+//!   killed a second ago) is caught by `test_on_check_out` when the connection has been idle
+//!   longer than `validation_skip_window`.
+//!
+//! ## Picking `max_lifetime`
+//!
+//! Something between the pool and the database usually limits how long a session may live or
+//! sit idle: MySQL and MariaDB close sessions idle longer than `wait_timeout` (8 hours by
+//! default, often lowered), PgBouncer's `server_lifetime` and `server_idle_timeout`, a cloud
+//! load balancer's idle timeout (AWS NLB: 350 s), a NAT or firewall's connection tracking. Pick
+//! `max_lifetime` a little below the smallest such limit, so the pool retires a connection
+//! before anything else cuts it: at least 30 seconds below it, more if the limit is short (the
+//! jitter takes up to 2.5% off, and the reaper may wake a little late on a busy machine). If
+//! the limit is on idle time only (`wait_timeout`, a load balancer's idle timeout), `keepalive`
+//! at a fraction of it (a third, say) also keeps the idle connections from hitting it, and
+//! `max_lifetime` can then stay long. Without any such limit, keep the default: recycling
+//! connections every half hour bounds the memory a session can accumulate on the server.
+//!
+//! # Leak detection
+//!
+//! A leaked connection (a guard kept in a cache, a struct, a forgotten thread) slowly starves
+//! the pool, and the timeouts it causes happen far from the bug. With
+//! [`leak_detection_threshold`](Builder::leak_detection_threshold) set, each check-out records
+//! when, on which thread and where (a backtrace) it happened, for a few microseconds; with it
+//! off (the default) nothing is recorded.
+//!
+//! - **In a service**, set it well above your longest legitimate use of a connection (a minute,
+//!   say). A connection held longer is logged once at `warn`, with the connection, the thread,
+//!   how long, and the backtrace from the function that borrowed it; if it comes back later, an
+//!   `info` line says after how long. [`Metrics::leaks_detected`] counts the reports, for
+//!   alerting. The pool never takes a leaked connection back: its holder may still be using it.
+//! - **In a test suite**, use `Some(Duration::ZERO)`, and call [`Pool::assert_no_leaks`] where
+//!   every connection should be back (at the end of a test): it panics with each connection
+//!   still out and the name of the function that borrowed it. [`Pool::leaks`] returns the same
+//!   as values, for your own checks.
+//!
+//! ```
+//! use std::time::Duration;
+//! # struct Manager;
+//! # impl sluice::ManageConnection for Manager {
+//! #     type Connection = ();
+//! #     type Error = std::io::Error;
+//! #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+//! #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+//! #     fn has_broken(&self, _: &mut ()) -> bool { false }
+//! # }
+//! let pool = sluice::Pool::builder()
+//!     .leak_detection_threshold(Some(Duration::ZERO))
+//!     .build(Manager)?;
+//!
+//! fn handler(pool: &sluice::Pool<Manager>) -> Result<(), sluice::Error> {
+//!     let conn = pool.get()?;
+//!     // ... use it; it goes back when `conn` drops
+//!     Ok(())
+//! }
+//!
+//! handler(&pool)?;
+//! pool.assert_no_leaks();
+//! # Ok::<(), sluice::Error>(())
+//! ```
+//!
+//! Backtraces show function names when the binary has symbols (Rust keeps them unless you
+//! strip), and files and lines with debug info (`debug = 1` in the release profile is enough).
+//! The caller's file and line ([`Leak::location`]) are known either way.
 //!
 //! # Moving from r2d2
 //!
@@ -90,6 +191,10 @@
 //! - `idle_timeout` never takes the pool below `min_idle` (r2d2 closes idle connections and then
 //!   opens new ones to meet `min_idle`); with the default `min_idle` it closes nothing.
 //! - Connections being closed count toward `max_size` until they are gone.
+//! - `max_lifetime` is shortened by a random 0–2.5% per connection, and idle connections close
+//!   at their deadline rather than at the next sweep.
+//! - The pool has two threads instead of r2d2's shared thread pool: an opener and a reaper.
+//! - Leak detection, keepalive and metrics are new; nothing changes unless you turn them on.
 //! - Invalid settings make `build` return an error naming the setting instead of panicking in
 //!   the setter.
 #![deny(unsafe_code)]

@@ -199,9 +199,13 @@ fn driver_calls_and_connection_drops_happen_without_the_pool_lock() {
             inner: FakeManager::new(),
             pool: slot.clone(),
         };
+        // The reaper's calls too: keepalive validations, lifetime closes, leak reports.
         let pool = Pool::builder()
             .max_size(2)
             .validation_skip_window(Duration::ZERO)
+            .keepalive(Some(Duration::from_millis(10)))
+            .max_lifetime(Some(Duration::from_millis(100)))
+            .leak_detection_threshold(Some(Duration::from_millis(5)))
             .build(manager)
             .unwrap();
         *slot.lock() = Some(pool.clone());
@@ -209,10 +213,16 @@ fn driver_calls_and_connection_drops_happen_without_the_pool_lock() {
             // Validated on the way out, broken (so closed) on the way back.
             drop(pool.get_timeout(SOON).unwrap());
         }
+        let leaked = pool.get_timeout(SOON).unwrap();
+        // Time is the behaviour: let the reaper validate, expire and report.
+        thread::sleep(Duration::from_millis(300));
+        assert!(pool.metrics().closed_max_lifetime >= 1);
+        assert_eq!(pool.metrics().leaks_detected, 1);
+        drop(leaked);
         pool.evict_all();
         pool.close();
         let metrics = pool.metrics();
         slot.lock().take();
-        assert_eq!(metrics.closed_broken, 20);
+        assert_eq!(metrics.closed_broken, 21);
     });
 }
