@@ -392,7 +392,8 @@ struct StressConfig {
     threads: u64,
     max_size: u32,
     validation_skip_window: Duration,
-    /// Short lifetimes and idle timeouts, swept often: more connections come and go.
+    /// Short lifetimes, idle timeouts, keepalive and leak threshold: the reaper works all the
+    /// time, and more connections come and go.
     churn: bool,
 }
 
@@ -417,6 +418,8 @@ fn stress(config: StressConfig) {
         builder = builder
             .max_lifetime(Some(Duration::from_millis(150)))
             .idle_timeout(Some(Duration::from_millis(40)))
+            .keepalive(Some(Duration::from_millis(5)))
+            .leak_detection_threshold(Some(Duration::from_millis(1)))
             .reaper_rate(Duration::from_millis(20));
     }
     let pool = builder.build(manager).expect("the pool starts");
@@ -525,6 +528,10 @@ fn stress(config: StressConfig) {
     if config.validation_skip_window.is_zero() {
         assert!(m.closed_invalid > 0, "{m:#?}");
     }
+    if config.churn {
+        // The reaper was at work too.
+        assert!(m.leaks_detected > 0, "{m:#?}");
+    }
 }
 
 #[test]
@@ -544,6 +551,17 @@ fn invariants_hold_under_faults_with_skip_window_and_short_lifetimes() {
         seed: 0x5EED_0002,
         threads: 16,
         max_size: 4,
+        validation_skip_window: Duration::from_millis(2),
+        churn: true,
+    });
+}
+
+#[test]
+fn invariants_hold_while_the_reaper_works_on_idle_connections() {
+    stress(StressConfig {
+        seed: 0x5EED_0003,
+        threads: 3,
+        max_size: 6,
         validation_skip_window: Duration::from_millis(2),
         churn: true,
     });
