@@ -16,41 +16,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use parking_lot::{Condvar, Mutex};
+
+mod common;
+
+use common::{Floor, NoopConn, NoopError, SluiceNoop};
 
 const CONNECTIONS: u32 = 4;
 const THREADS: [usize; 4] = [1, 2, 8, 32];
-
-/// A connection that costs nothing to open, check or close.
-#[derive(Debug)]
-struct NoopConn(#[allow(dead_code)] u64);
-
-#[derive(Debug)]
-struct NoopError;
-
-impl std::fmt::Display for NoopError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("noop")
-    }
-}
-
-impl std::error::Error for NoopError {}
-
-struct SluiceNoop;
-
-impl sluice::ManageConnection for SluiceNoop {
-    type Connection = NoopConn;
-    type Error = NoopError;
-    fn connect(&self) -> Result<NoopConn, NoopError> {
-        Ok(NoopConn(0))
-    }
-    fn is_valid(&self, _: &mut NoopConn) -> Result<(), NoopError> {
-        Ok(())
-    }
-    fn has_broken(&self, _: &mut NoopConn) -> bool {
-        false
-    }
-}
 
 struct R2d2Noop;
 
@@ -65,48 +37,6 @@ impl r2d2::ManageConnection for R2d2Noop {
     }
     fn has_broken(&self, _: &mut NoopConn) -> bool {
         false
-    }
-}
-
-/// The floor: the least a blocking pool can do.
-struct Floor {
-    idle: Mutex<Vec<NoopConn>>,
-    returned: Condvar,
-}
-
-struct FloorGuard<'a> {
-    pool: &'a Floor,
-    conn: Option<NoopConn>,
-}
-
-impl Floor {
-    fn new(size: u32) -> Floor {
-        Floor {
-            idle: Mutex::new((0..u64::from(size)).map(NoopConn).collect()),
-            returned: Condvar::new(),
-        }
-    }
-
-    fn get(&self) -> FloorGuard<'_> {
-        let mut idle = self.idle.lock();
-        loop {
-            if let Some(conn) = idle.pop() {
-                return FloorGuard {
-                    pool: self,
-                    conn: Some(conn),
-                };
-            }
-            self.returned.wait(&mut idle);
-        }
-    }
-}
-
-impl Drop for FloorGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.pool.idle.lock().push(conn);
-            self.pool.returned.notify_one();
-        }
     }
 }
 
@@ -183,12 +113,7 @@ fn run_threads(pool: &AnyPool, threads: usize, iters: u64) -> Duration {
             })
         })
         .collect();
-    ready.wait();
-    let start = Instant::now();
-    for worker in workers {
-        worker.join().expect("bench thread");
-    }
-    start.elapsed()
+    common::time_workers(&ready, workers)
 }
 
 fn cycle(c: &mut Criterion) {

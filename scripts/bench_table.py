@@ -1,8 +1,15 @@
 #!/usr/bin/env python3
-"""Prints the README's benchmark tables from the output of `cargo bench --bench pool`.
+"""Prints the README's benchmark tables from the output of `cargo bench --bench pool` and
+`cargo bench --bench leak`.
 
-Reads criterion's estimates under target/criterion/cycle/ and the overload table the bench
-writes to target/sluice-bench/overload.csv. Standard library only.
+Reads criterion's estimates under target/criterion/ (groups cycle, leak_cycle, leak_postgres), the
+overload table the pool bench writes to target/sluice-bench/overload.csv and the paired
+PostgreSQL rounds the leak bench writes to target/sluice-bench/leak_postgres_paired.csv.
+Standard library only.
+
+    python3 scripts/bench_table.py         # every table whose results are there
+    python3 scripts/bench_table.py pool    # only the pool bench's tables
+    python3 scripts/bench_table.py leak    # only the leak bench's tables
 """
 
 import csv
@@ -11,15 +18,40 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CRITERION = ROOT / "target" / "criterion" / "cycle"
+RESULTS = ROOT / "target" / "criterion"
+CRITERION = RESULTS / "cycle"
+LEAK_CYCLE = RESULTS / "leak_cycle"
+LEAK_POSTGRES = RESULTS / "leak_postgres"
 OVERLOAD = ROOT / "target" / "sluice-bench" / "overload.csv"
+PAIRED = ROOT / "target" / "sluice-bench" / "leak_postgres_paired.csv"
 POOLS = ["floor", "sluice", "r2d2"]
+
+
+def mean_ns(bench: pathlib.Path) -> float:
+    """Criterion's mean time of one iteration of `bench` (a directory), in nanoseconds."""
+    return json.loads((bench / "new" / "estimates.json").read_text())["mean"]["point_estimate"]
+
+
+def mean_interval_ns(bench: pathlib.Path) -> tuple[float, float]:
+    """The 95% confidence interval of that mean, in nanoseconds."""
+    mean = json.loads((bench / "new" / "estimates.json").read_text())["mean"]
+    interval = mean["confidence_interval"]
+    return interval["lower_bound"], interval["upper_bound"]
+
+
+def elements(bench: pathlib.Path) -> int:
+    """The elements (check-outs, queries) one iteration of `bench` counts."""
+    info = json.loads((bench / "new" / "benchmark.json").read_text())
+    return int((info.get("throughput") or {}).get("Elements", 1))
+
+
+def has_results(bench: pathlib.Path) -> bool:
+    return (bench / "new" / "estimates.json").exists()
 
 
 def per_iteration_ns(pool: str, threads: int) -> float:
     """Mean time of one iteration (one check-out + return on each thread), in nanoseconds."""
-    path = CRITERION / pool / str(threads) / "new" / "estimates.json"
-    return json.loads(path.read_text())["mean"]["point_estimate"]
+    return mean_ns(CRITERION / pool / str(threads))
 
 
 def cycle_table() -> None:
@@ -59,12 +91,137 @@ def overload_table() -> None:
         )
 
 
+def leak_cycle_table() -> None:
+    """leak_cycle: one thread, check-out + return with leak detection off and on."""
+    ns = {name: mean_ns(LEAK_CYCLE / name) for name in ("floor", "off", "on")}
+    print("Leak detection, one thread, check-out + return, 4 no-op connections (ns per cycle):")
+    print()
+    print("| floor | off | on | off / floor | on / off | on - off, per check-out |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| {ns['floor']:.0f} | {ns['off']:.0f} | {ns['on']:.0f} | {ns['off'] / ns['floor']:.2f}x "
+        f"| {ns['on'] / ns['off']:.1f}x | {(ns['on'] - ns['off']) / 1e3:.2f} µs |"
+    )
+    print()
+    print(
+        f"\"on\" costs {(ns['on'] - ns['off']) / 1e3:.2f} µs more per check-out than \"off\" "
+        f"({ns['on'] / ns['off']:.0f}x the cycle)."
+    )
+    sluice_1 = CRITERION / "sluice" / "1"
+    if has_results(sluice_1):
+        # A different run: compare the ratios to each run's own floor, not only the times.
+        cycle_ns = mean_ns(sluice_1)
+        line = (
+            f"\"off\" {ns['off']:.0f} ns against cycle/sluice/1 {cycle_ns:.0f} ns "
+            f"({ns['off'] / cycle_ns:.2f}x)"
+        )
+        floor_1 = CRITERION / "floor" / "1"
+        if has_results(floor_1):
+            cycle_floor = mean_ns(floor_1)
+            line += (
+                f"; relative to each run's floor: off {ns['off'] / ns['floor']:.2f}x, "
+                f"cycle/sluice/1 {cycle_ns / cycle_floor:.2f}x"
+            )
+        print(line + " (separate runs).")
+    else:
+        print("(no cycle/sluice/1 results: `cargo bench --bench pool -- cycle/` to compare)")
+
+
+def leak_postgres_table() -> None:
+    """leak_postgres: SELECT 1 on PostgreSQL, 8 threads on 8 connections, off and on."""
+    rate = {}
+    interval = {}
+    for mode in ("off", "on"):
+        bench = LEAK_POSTGRES / mode
+        per_s = elements(bench) * 1e9
+        rate[mode] = per_s / mean_ns(bench)
+        low, high = mean_interval_ns(bench)
+        interval[mode] = (per_s / high, per_s / low)
+    ratio = rate["on"] / rate["off"]
+    print()
+    print("Leak detection, PostgreSQL `SELECT 1`, 8 threads on 8 connections (queries per second):")
+    print()
+    print("| leak detection | queries/s | 95% interval | on / off |")
+    print("|---|---:|---:|---:|")
+    for mode in ("off", "on"):
+        low, high = interval[mode]
+        print(
+            f"| {mode} | {rate[mode]:.0f} | {low:.0f} - {high:.0f} "
+            f"| {rate[mode] / rate['off']:.2f}x |"
+        )
+    print()
+    verdict = "meets" if ratio >= 0.8 else "misses"
+    print(
+        f"Criterion, off then on: on keeps {ratio:.2f}x of off's throughput "
+        f"({verdict} the goal of at least 0.8x)."
+    )
+
+
+def leak_postgres_paired_table() -> None:
+    """leak_postgres_paired: both pools in alternating blocks, one on / off ratio per round."""
+    rows = list(csv.DictReader(PAIRED.open()))
+    off = [float(r["off_queries_per_s"]) for r in rows]
+    on = [float(r["on_queries_per_s"]) for r in rows]
+    # Every block lasts as long as the others: the overall rate is the plain mean.
+    overall_off = sum(off) / len(off)
+    overall_on = sum(on) / len(on)
+    ratios = sorted(b / a for a, b in zip(off, on))
+    n = len(ratios)
+    ratio = overall_on / overall_off
+    print()
+    print(
+        f"Paired, the same 8 threads running the two pools in turns ({n} rounds of one "
+        "0.1 s block each, queries per second):"
+    )
+    print()
+    print("| off | on | on / off | per round: median | p10 | p90 |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| {overall_off:.0f} | {overall_on:.0f} | {ratio:.2f}x | {ratios[n // 2]:.2f}x "
+        f"| {ratios[n // 10]:.2f}x | {ratios[n * 9 // 10]:.2f}x |"
+    )
+    print()
+    verdict = "meets" if ratio >= 0.8 else "misses"
+    print(f"Paired: on keeps {ratio:.2f}x of off's throughput ({verdict} the goal of at least 0.8x).")
+
+
 def main() -> int:
-    if not CRITERION.exists() or not OVERLOAD.exists():
-        print("run `cargo bench --bench pool` first", file=sys.stderr)
+    which = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if which not in ("all", "pool", "leak"):
+        print(f"usage: {sys.argv[0]} [pool|leak]", file=sys.stderr)
+        return 2
+    printed = False
+    if which in ("all", "pool"):
+        if CRITERION.exists() and OVERLOAD.exists():
+            cycle_table()
+            overload_table()
+            printed = True
+        elif which == "pool":
+            print("run `cargo bench --bench pool` first", file=sys.stderr)
+            return 1
+    if which in ("all", "leak"):
+        have_cycle = all(has_results(LEAK_CYCLE / n) for n in ("floor", "off", "on"))
+        have_pg = all(has_results(LEAK_POSTGRES / m) for m in ("off", "on"))
+        if not have_cycle and not have_pg and not PAIRED.exists() and which == "leak":
+            print("run `cargo bench --bench leak` first", file=sys.stderr)
+            return 1
+        if (have_cycle or have_pg or PAIRED.exists()) and printed:
+            print()
+        if have_cycle:
+            leak_cycle_table()
+            printed = True
+        if have_pg:
+            leak_postgres_table()
+            printed = True
+        if PAIRED.exists():
+            leak_postgres_paired_table()
+            printed = True
+        elif have_cycle and not have_pg:
+            print()
+            print("(no leak_postgres results: PostgreSQL was unreachable when the bench ran)")
+    if not printed:
+        print("run `cargo bench --bench pool` or `cargo bench --bench leak` first", file=sys.stderr)
         return 1
-    cycle_table()
-    overload_table()
     return 0
 
 
