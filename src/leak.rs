@@ -743,18 +743,18 @@ impl Tracker {
         self.detected.fetch_add(fresh, Ordering::Relaxed);
     }
 
-    /// For the reaper: the check-outs that crossed the threshold since it last looked (now
-    /// counted as reported), and when it should look next.
-    pub(crate) fn scan(&self) -> (Vec<Leak>, Option<Instant>) {
+    /// For the reaper, in a round that started at `start`: the check-outs that crossed the
+    /// threshold since it last looked (now counted as reported), and when it should look next.
+    pub(crate) fn scan(&self, start: Instant) -> (Vec<Leak>, Option<Instant>) {
         if self.asks_only() {
             return (Vec::new(), None);
         }
         let now = Instant::now();
         let mut borrows = self.borrows.lock();
         let mut found = Vec::new();
-        // Looking again a threshold from now covers every check-out that starts meanwhile, so
-        // that none of them has to wake the reaper.
-        let mut next: Option<Instant> = now.checked_add(self.threshold);
+        // Looking again a threshold after the round started covers every check-out that
+        // starts meanwhile, so that none of them has to wake the reaper.
+        let mut next: Option<Instant> = start.checked_add(self.threshold);
         for (&id, borrow) in &mut borrows.by_connection {
             if borrow.reported {
                 continue;

@@ -64,9 +64,10 @@
 //! or its last handle is dropped: `sluice-<name>` opens connections, and `sluice-reap-<name>`
 //! (the reaper) closes expired and idle ones, runs keepalive and reports leaks. The reaper
 //! wakes for the earliest deadline it knows, and at least every
-//! [`reaper_rate`](Builder::reaper_rate); if one of its sleeps lasts more than 1.5 times what
-//! it planned (the process is starved of CPU, or was stopped), it says so once at `warn`,
-//! because timeouts and lifetimes will look odd until it catches up.
+//! [`reaper_rate`](Builder::reaper_rate). If a round of its work comes more than 1.5 times
+//! the planned interval after the previous one (the process is starved of CPU or was stopped,
+//! or a call on its thread blocked), it says so once per episode at `warn`, because timeouts
+//! and lifetimes will look odd until it catches up, and at `info` when it has.
 //!
 //! # Choosing settings
 //!

@@ -34,38 +34,40 @@ where
 {
     let mut schedule = Schedule::default();
     let mut periodic: Option<Instant> = None;
+    // When the last round started, and the deadline it planned the next one for.
+    let mut last: Option<(Instant, Instant)> = None;
     loop {
         let Some(shared) = pool.upgrade() else {
             return;
         };
-        let now = Instant::now();
-        if periodic.is_none_or(|at| at <= now) {
-            periodic = now.checked_add(shared.config.reaper_rate);
+        let start = Instant::now();
+        if let Some((last_start, deadline)) = last {
+            // From round start to round start, so that time lost while working counts too.
+            let planned = deadline.saturating_duration_since(last_start);
+            schedule.judge(&shared.config.name, planned, start - last_start);
+        }
+        if periodic.is_none_or(|at| at <= start) {
+            periodic = start.checked_add(shared.config.reaper_rate);
         }
         let mut next = None;
         let mut closed = false;
-        shared.shielded("reaping idle connections", || match shared.reap(periodic) {
-            Some(wake_at) => next = wake_at,
-            None => closed = true,
+        shared.shielded("reaping idle connections", || {
+            match shared.reap(start, periodic) {
+                Some(wake_at) => next = wake_at,
+                None => closed = true,
+            }
         });
         if closed {
             return;
         }
-        let name = shared.config.name.clone();
         drop(shared);
-        let fell_asleep = Instant::now();
+        last = next.map(|deadline| (start, deadline));
         let woke = match next {
             Some(deadline) => woken.recv_deadline(deadline),
             None => woken.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
-        match woke {
-            // Woken to replan: not a sleep that ran its course, so nothing to judge.
-            Ok(()) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
-            Err(RecvTimeoutError::Timeout) => {
-                let planned = next.map_or(Duration::ZERO, |at| at - fell_asleep.min(at));
-                schedule.judge(&name, planned, fell_asleep.elapsed());
-            }
+        if woke == Err(RecvTimeoutError::Disconnected) {
+            return;
         }
     }
 }
@@ -74,16 +76,18 @@ impl<M> Shared<M>
 where
     M: ManageConnection,
 {
-    /// One round: closes what expired, keeps idle connections alive, reports leaks, and plans
-    /// the next round (no later than `periodic`). `None` when the pool is closed.
-    fn reap(&self, periodic: Option<Instant>) -> Option<Option<Instant>> {
+    /// One round, started at `start`: closes what expired, keeps idle connections alive,
+    /// reports leaks, and plans the next round (no later than `periodic`). Every deadline it
+    /// plans for is fixed before the round's work (a connection's, or `periodic`), so time
+    /// lost in the round shows as lateness. `None` when the pool is closed.
+    fn reap(&self, start: Instant, periodic: Option<Instant>) -> Option<Option<Instant>> {
         self.sweep()?;
         if let Some(every) = self.config.keepalive {
             self.keep_alive(keepalive_due(every));
         }
         let mut latest = periodic;
         if let Some(tracker) = &self.leaks {
-            let (found, next) = tracker.scan();
+            let (found, next) = tracker.scan(start);
             for leak in found {
                 log::warn!("possible connection leak: {leak}");
             }
@@ -162,53 +166,71 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-/// Sleeps shorter than this are judged as if they were this long: waking a few milliseconds
-/// late is scheduling noise, not starvation.
+/// Rounds planned closer together than this are judged as if planned this far apart: a round
+/// a few milliseconds late is scheduling noise, not starvation.
 const SHORTEST_PERIOD: Duration = Duration::from_millis(100);
 
-/// Whether the reaper keeps its schedule. It is late when a sleep lasts more than 1.5 times
-/// what it planned: the process was not scheduled (CPU starvation, a stopped process, a
-/// suspended VM) or the clock jumped. Each run of late wake-ups is one episode, warned about
-/// once.
+/// After a late round, how many rounds in a row must be on time before the episode is over:
+/// starvation usually comes and goes, and one lucky round does not end it.
+const ON_TIME_TO_CATCH_UP: u32 = 3;
+
+/// Whether the reaper keeps its schedule. A round is late when more than 1.5 times the
+/// interval it planned passed since the previous round started: the process was not scheduled
+/// (CPU starvation, a stopped process) or a call on the reaper's thread (keepalive validation,
+/// a logger) blocked. A run of late rounds, up to `ON_TIME_TO_CATCH_UP` on-time rounds in a
+/// row, is one episode, warned about once.
 #[derive(Default)]
 struct Schedule {
     late: bool,
+    on_time_in_a_row: u32,
 }
 
-/// What one sleep says about the schedule.
+/// What one round says about the schedule.
 #[derive(Debug, PartialEq, Eq)]
 enum Judgement {
     OnTime,
-    /// The first late wake-up of an episode.
+    /// The first late round of an episode.
     FellBehind,
+    /// Late, or not yet on time for long enough, within an episode.
     StillBehind,
     CaughtUp,
 }
 
 impl Schedule {
-    fn assess(&mut self, planned: Duration, slept: Duration) -> Judgement {
-        let late = slept > planned.max(SHORTEST_PERIOD).mul_f64(1.5);
-        let judgement = match (self.late, late) {
-            (false, false) => Judgement::OnTime,
-            (false, true) => Judgement::FellBehind,
-            (true, true) => Judgement::StillBehind,
-            (true, false) => Judgement::CaughtUp,
-        };
-        self.late = late;
-        judgement
+    /// `planned`: the interval the previous round planned; `elapsed`: what actually passed.
+    fn assess(&mut self, planned: Duration, elapsed: Duration) -> Judgement {
+        let late = elapsed > planned.max(SHORTEST_PERIOD).mul_f64(1.5);
+        if late {
+            self.on_time_in_a_row = 0;
+            return if std::mem::replace(&mut self.late, true) {
+                Judgement::StillBehind
+            } else {
+                Judgement::FellBehind
+            };
+        }
+        if !self.late {
+            return Judgement::OnTime;
+        }
+        self.on_time_in_a_row += 1;
+        if self.on_time_in_a_row < ON_TIME_TO_CATCH_UP {
+            return Judgement::StillBehind;
+        }
+        self.late = false;
+        self.on_time_in_a_row = 0;
+        Judgement::CaughtUp
     }
 
-    /// Assesses one sleep and logs the start and end of an episode.
-    fn judge(&mut self, pool: &str, planned: Duration, slept: Duration) {
-        match self.assess(planned, slept) {
+    /// Assesses one round and logs the start and end of an episode.
+    fn judge(&mut self, pool: &str, planned: Duration, elapsed: Duration) {
+        match self.assess(planned, elapsed) {
             Judgement::FellBehind => log::warn!(
                 "pool {pool:?}: the reaper thread woke up {} late (it planned to sleep {}, \
-                 slept {}): this process or machine is starved of CPU, or the clock jumped; \
-                 until it catches up, lifetimes, keepalive and leak reports run late and \
-                 timeouts may look odd",
-                Human(slept.saturating_sub(planned)),
+                 slept {}): this process or machine is starved of CPU, the process was \
+                 stopped, or a call on the reaper's thread blocked; until it catches up, \
+                 lifetimes, keepalive and leak reports run late and timeouts may look odd",
+                Human(elapsed.saturating_sub(planned)),
                 Human(planned),
-                Human(slept),
+                Human(elapsed),
             ),
             Judgement::CaughtUp => {
                 log::info!("pool {pool:?}: the reaper thread is back on schedule");
@@ -225,14 +247,25 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     #[test]
-    fn a_late_episode_is_reported_once_and_ends_when_on_time_again() {
+    fn a_late_episode_is_reported_once_and_ends_after_rounds_on_time() {
         let mut s = Schedule::default();
         assert_eq!(s.assess(1000 * MS, 1010 * MS), Judgement::OnTime);
         assert_eq!(s.assess(1000 * MS, 1600 * MS), Judgement::FellBehind);
         assert_eq!(s.assess(1000 * MS, 4000 * MS), Judgement::StillBehind);
+        // Starvation that comes and goes: one round on time does not end the episode.
+        assert_eq!(s.assess(1000 * MS, 1000 * MS), Judgement::StillBehind);
+        assert_eq!(s.assess(1000 * MS, 3000 * MS), Judgement::StillBehind);
+        assert_eq!(s.assess(1000 * MS, 1000 * MS), Judgement::StillBehind);
+        assert_eq!(s.assess(1000 * MS, 1000 * MS), Judgement::StillBehind);
         assert_eq!(s.assess(1000 * MS, 1000 * MS), Judgement::CaughtUp);
         assert_eq!(s.assess(1000 * MS, 1000 * MS), Judgement::OnTime);
         assert_eq!(s.assess(1000 * MS, 2000 * MS), Judgement::FellBehind);
+    }
+
+    #[test]
+    fn a_round_woken_early_is_on_time() {
+        let mut s = Schedule::default();
+        assert_eq!(s.assess(30_000 * MS, 5 * MS), Judgement::OnTime);
     }
 
     #[test]
