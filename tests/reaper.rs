@@ -335,3 +335,33 @@ fn threads_exit_when_the_pool_is_closed_even_with_handles_left() {
         .iter()
         .any(|n| n == "sluice-closing" || n == "sluice-reap-clo")));
 }
+
+#[test]
+fn a_check_out_never_takes_an_expired_connection_even_while_the_reaper_is_busy() {
+    let manager = WatchedManager::default();
+    let (entered_tx, entered) = crossbeam_channel::bounded(1);
+    let (release, release_rx) = crossbeam_channel::bounded::<()>(1);
+    *manager.0.hold.lock() = Some((0, entered_tx, release_rx));
+    let lifetime = Duration::from_millis(400);
+    let pool = Pool::builder()
+        .max_size(2)
+        .test_on_check_out(false)
+        .keepalive(Some(Duration::from_millis(50)))
+        .max_lifetime(Some(lifetime))
+        .build(manager.clone())
+        .unwrap();
+    // The reaper is stuck validating connection 0, so it cannot close connection 1 when its
+    // lifetime runs out.
+    entered
+        .recv_timeout(SOON)
+        .expect("keepalive validated connection 0");
+    thread::sleep(lifetime + lifetime / 2);
+    let conn = pool.get().unwrap();
+    assert_eq!(
+        *conn, 2,
+        "the expired connection 1 was closed on check-out, not handed out"
+    );
+    assert_eq!(pool.metrics().closed_max_lifetime, 1);
+    release.send(()).unwrap();
+    *manager.0.hold.lock() = None;
+}
