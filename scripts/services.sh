@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Makes sure the database servers sluice's tests use are up on this machine, and holds what
+# the tests need. Idempotent: run it as often as you like (.ci/run runs it every time).
+#
+# - PostgreSQL on 127.0.0.1:5432 and MariaDB on 127.0.0.1:3306: started if installed but down,
+#   installed from Debian's packages if missing (needs root and apt).
+# - PostgreSQL: database `test`; users `postgres` and `root` reach it from 127.0.0.1 without a
+#   password (trust, loopback only); user `sluice_auth` (password `sluice-auth-secret`) must
+#   give its password, for the wrong-password tests.
+# - MariaDB: database `test`; `root` reaches it from 127.0.0.1 with an empty password; user
+#   `sluice_auth` (password `sluice-auth-secret`) for the wrong-password tests.
+#
+# These are test fixtures for a machine that exists to run tests: never point this script at
+# a server that holds anything else. Set SLUICE_SKIP_SERVICES=1 to skip it entirely.
+set -euo pipefail
+
+if [[ "${SLUICE_SKIP_SERVICES:-}" == 1 ]]; then
+    echo "services: skipped (SLUICE_SKIP_SERVICES=1)"
+    exit 0
+fi
+
+AUTH_USER=sluice_auth
+AUTH_PASSWORD=sluice-auth-secret
+
+say() { echo "services: $*"; }
+
+# Waits up to 60 s for a command to succeed.
+wait_for() {
+    local what=$1
+    shift
+    for _ in $(seq 120); do
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    say "$what did not come up within 60 s" >&2
+    return 1
+}
+
+as_root() {
+    if [[ $(id -u) == 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo -n "$@"
+    else
+        say "need root for: $*" >&2
+        return 1
+    fi
+}
+
+apt_install() {
+    say "installing $* from Debian's packages"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+}
+
+# ---- PostgreSQL ----------------------------------------------------------------------------
+
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432; }
+pg_sql() { psql -h 127.0.0.1 -p 5432 -U postgres -d "${2:-postgres}" -v ON_ERROR_STOP=1 -Atc "$1"; }
+
+postgres_service() {
+    if ! command -v pg_lsclusters >/dev/null || [[ -z "$(pg_lsclusters -h 2>/dev/null)" ]]; then
+        apt_install postgresql postgresql-client
+    fi
+    if ! pg_up; then
+        say "starting PostgreSQL"
+        local version cluster
+        read -r version cluster _ < <(pg_lsclusters -h | head -n 1)
+        as_root pg_ctlcluster "$version" "$cluster" start || as_root service postgresql start
+    fi
+    wait_for "PostgreSQL" pg_up
+
+    # Loopback trust for the test users, and a password rule for the auth user placed first
+    # (pg_hba.conf is read top down).
+    local hba
+    hba=$(as_root su postgres -c "psql -Atc 'show hba_file'")
+    local rule_auth="host all $AUTH_USER 127.0.0.1/32 scram-sha-256"
+    local rule_trust="host all all 127.0.0.1/32 trust"
+    if ! as_root grep -qxF "$rule_auth" "$hba" || ! as_root grep -qxF "$rule_trust" "$hba"; then
+        say "adding loopback rules to $hba"
+        local rest
+        rest=$(as_root grep -vxF -e "$rule_auth" -e "$rule_trust" "$hba")
+        printf '%s\n%s\n%s\n' "$rule_auth" "$rule_trust" "$rest" | as_root tee "$hba" >/dev/null
+        as_root su postgres -c "psql -Atc 'select pg_reload_conf()'" >/dev/null
+    fi
+
+    for role in postgres root; do
+        if [[ -z "$(pg_sql "select 1 from pg_roles where rolname = '$role'")" ]]; then
+            pg_sql "create role $role superuser login"
+        fi
+    done
+    if [[ -z "$(pg_sql "select 1 from pg_roles where rolname = '$AUTH_USER'")" ]]; then
+        pg_sql "create role $AUTH_USER login password '$AUTH_PASSWORD'"
+    else
+        pg_sql "alter role $AUTH_USER login password '$AUTH_PASSWORD'" >/dev/null
+    fi
+    if [[ -z "$(pg_sql "select 1 from pg_database where datname = 'test'")" ]]; then
+        pg_sql "create database test"
+    fi
+    pg_sql "grant all on database test to $AUTH_USER" >/dev/null
+    say "PostgreSQL ready on 127.0.0.1:5432 ($(pg_sql 'show server_version'))"
+}
+
+# ---- MariaDB -------------------------------------------------------------------------------
+
+my_up() { mariadb-admin --protocol=tcp -h 127.0.0.1 -P 3306 -u root ping; }
+my_sql() { mariadb --protocol=tcp -h 127.0.0.1 -P 3306 -u root -N -e "$1"; }
+
+mariadb_service() {
+    if ! command -v mariadbd >/dev/null && ! command -v mysqld >/dev/null; then
+        apt_install mariadb-server mariadb-client
+    fi
+    if ! as_root mariadb-admin ping >/dev/null 2>&1; then
+        say "starting MariaDB"
+        # Debian's init script waits 30 s and then reports failure when its own status check
+        # cannot log in, even though the server is up; start the server directly instead.
+        if command -v mysqld_safe >/dev/null; then
+            as_root sh -c 'nohup mysqld_safe >/dev/null 2>&1 &'
+        else
+            as_root service mariadb start || true
+        fi
+    fi
+    wait_for "MariaDB" as_root mariadb-admin ping
+    # A fresh install lets root in through the Unix socket only: allow loopback TCP with an
+    # empty password too (the socket still works).
+    if ! my_up >/dev/null 2>&1; then
+        say "letting root in from 127.0.0.1 with an empty password"
+        as_root mariadb -e "
+            ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('')
+                OR unix_socket;
+            CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+            GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+            FLUSH PRIVILEGES;"
+    fi
+    wait_for "MariaDB on 127.0.0.1:3306" my_up
+    my_sql "CREATE DATABASE IF NOT EXISTS test;
+            CREATE USER IF NOT EXISTS '$AUTH_USER'@'%' IDENTIFIED BY '$AUTH_PASSWORD';
+            ALTER USER '$AUTH_USER'@'%' IDENTIFIED BY '$AUTH_PASSWORD';
+            GRANT ALL PRIVILEGES ON test.* TO '$AUTH_USER'@'%';"
+    say "MariaDB ready on 127.0.0.1:3306 ($(my_sql 'SELECT VERSION()'))"
+}
+
+postgres_service
+mariadb_service
