@@ -211,6 +211,9 @@ mod manager;
 mod metrics;
 mod opener;
 mod pool;
+#[cfg(feature = "r2d2")]
+#[path = "drivers/r2d2.rs"]
+pub mod r2d2;
 mod reaper;
 mod shared;
 mod slots;
