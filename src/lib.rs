@@ -217,6 +217,9 @@ pub mod r2d2;
 mod reaper;
 mod shared;
 mod slots;
+#[cfg(feature = "sqlite")]
+#[path = "drivers/sqlite.rs"]
+pub mod sqlite;
 
 pub use crate::config::Builder;
 pub use crate::error::Error;
