@@ -56,6 +56,30 @@ pub(crate) enum Kind {
     },
     #[error("pool {pool:?} could not start its background thread: {reason}")]
     Spawn { pool: Arc<str>, reason: String },
+    #[error("{0}")]
+    Permanent(Permanent),
+}
+
+/// A connect error the manager called permanent, while no connection could come back.
+#[derive(Clone, Debug)]
+pub(crate) struct Permanent {
+    pub(crate) pool: Arc<str>,
+    pub(crate) waited: Duration,
+    pub(crate) cause: Arc<Cause>,
+}
+
+impl fmt::Display for Permanent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot connect: {}; pool {:?} gave up after {} instead of waiting for a \
+             connection, because the database gave an error that waiting will not fix: check \
+             the user, password and database name (the pool keeps retrying in the background)",
+            Chain(&*self.cause),
+            self.pool,
+            Human(self.waited),
+        )
+    }
 }
 
 /// What a pool looked like when a wait for a connection ran out.
@@ -166,6 +190,33 @@ impl Error {
         matches!(*self.0, Kind::Closed { .. })
     }
 
+    /// Whether the database refused to connect for a reason that waiting will not fix (the
+    /// manager's [`is_permanent`](crate::ManageConnection::is_permanent) said so), and the
+    /// pool had no connection to wait for: the check-out or `build` failed at once.
+    /// [`last_error`](Error::last_error) gives the database's error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluice::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+    /// let _held = pool.get()?;
+    /// let err = pool.get_timeout(std::time::Duration::from_millis(1)).unwrap_err();
+    /// assert!(!err.is_permanent()); // a timeout
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[must_use]
+    pub fn is_permanent(&self) -> bool {
+        matches!(*self.0, Kind::Permanent(_))
+    }
+
     /// The last connect or validation error the pool met before this timeout, with its
     /// `source()` chain kept (as text: a driver's error need not be `Send`).
     ///
@@ -199,6 +250,7 @@ impl Error {
     pub fn last_error(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
         match &*self.0 {
             Kind::Timeout(t) => t.last_error.as_ref().map(|l| &*l.cause as _),
+            Kind::Permanent(p) => Some(&*p.cause as _),
             _ => None,
         }
     }

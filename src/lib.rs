@@ -185,6 +185,10 @@
 //!   connections being opened or `min_idle` asks; failures are retried with capped exponential
 //!   back-off. `Builder::thread_pool` does not exist.
 //! - Every timed-out caller gets the last database error (r2d2 gives some `Error(None)`).
+//! - A manager can call a connect error permanent
+//!   ([`ManageConnection::is_permanent`], a method with a default body, so r2d2 managers
+//!   compile unchanged): a wrong password then fails `build` and check-outs at once
+//!   ([`Error::is_permanent`]) instead of after the whole `connection_timeout`.
 //! - A panic in `connect`, in a customizer or in a handler costs one attempt, not a pool slot;
 //!   a connection dropped during a panic is closed, not reused; `max_lifetime` is also checked
 //!   when connections are checked out and come back; dropping the last `Pool` handle stops the

@@ -81,6 +81,51 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///
     /// Runs on every check-in, on the returning thread. `true` closes the connection.
     fn has_broken(&self, conn: &mut Self::Connection) -> bool;
+
+    /// Whether an error from [`connect`](ManageConnection::connect) will not go away by
+    /// waiting: failed authentication, an unknown user or database. Default: `false` (every
+    /// error is retried).
+    ///
+    /// While the last connect failed with a permanent error and the pool has no connection
+    /// that could come back, `build` and check-outs fail at once with it instead of waiting out
+    /// `connection_timeout` ([`Error::is_permanent`](crate::Error::is_permanent)). The pool
+    /// keeps retrying in the background, with back-off, so it recovers once the settings or the
+    /// server are fixed. Errors that can heal (connection refused or reset, too many
+    /// connections, the server starting up) must stay `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io;
+    ///
+    /// struct Manager;
+    ///
+    /// impl sluice::ManageConnection for Manager {
+    ///     type Connection = ();
+    ///     type Error = io::Error;
+    ///     fn connect(&self) -> Result<(), io::Error> {
+    ///         Err(io::Error::new(io::ErrorKind::PermissionDenied, "password authentication failed"))
+    ///     }
+    ///     fn is_valid(&self, _: &mut ()) -> Result<(), io::Error> { Ok(()) }
+    ///     fn has_broken(&self, _: &mut ()) -> bool { false }
+    ///     fn is_permanent(&self, error: &io::Error) -> bool {
+    ///         error.kind() == io::ErrorKind::PermissionDenied
+    ///     }
+    /// }
+    ///
+    /// let started = std::time::Instant::now();
+    /// let err = sluice::Pool::builder()
+    ///     .error_handler(Box::new(sluice::NopErrorHandler))
+    ///     .build(Manager)
+    ///     .err()
+    ///     .unwrap();
+    /// assert!(err.is_permanent());
+    /// assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    /// ```
+    #[allow(unused_variables)]
+    fn is_permanent(&self, error: &Self::Error) -> bool {
+        false
+    }
 }
 
 /// Receives the errors a pool's manager reports: failed connects, failed validations and

@@ -117,7 +117,9 @@ where
         let raw = match attempt {
             Ok(Ok(raw)) => raw,
             Ok(Err(err)) => {
-                self.open_failed(Cause::capture(&err));
+                let permanent = catch_unwind(AssertUnwindSafe(|| self.manager.is_permanent(&err)))
+                    .unwrap_or(false);
+                self.open_failed(Cause::capture(&err), permanent);
                 self.shielded("the error handler", || {
                     self.config.error_handler.handle_error(err);
                 });
@@ -126,7 +128,7 @@ where
             Err(panic) => {
                 let cause = Cause::message(format!("connect panicked: {}", panic_text(&panic)));
                 log::error!("pool {:?}: {cause}", self.config.name);
-                self.open_failed(cause);
+                self.open_failed(cause, false);
                 return;
             }
         };
@@ -171,10 +173,12 @@ where
         }
     }
 
-    fn open_failed(&self, cause: Cause) {
+    fn open_failed(&self, cause: Cause, permanent: bool) {
         let timeout = self.config.connection_timeout;
         let mut slots = self.slots.lock();
-        slots.open_failed(Arc::new(cause), |failures| backoff(failures, timeout));
+        slots.open_failed(Arc::new(cause), permanent, |failures| {
+            backoff(failures, timeout)
+        });
         self.progress.notify_all();
     }
 }

@@ -225,6 +225,9 @@ where
             if slots.has_open(target) {
                 return Ok(());
             }
+            if let Some(err) = shared.permanent(&slots, start) {
+                return Err(err);
+            }
             let timed_out = wait_until(&shared.progress, &mut slots, deadline);
             if timed_out && !slots.has_open(target) {
                 return Err(shared.timed_out(&slots, start, Phase::Build { target }));

@@ -18,7 +18,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::clock::{Clock, Stamp};
 use crate::config::Config;
-use crate::error::{Cause, Error, Phase, TimedOut};
+use crate::error::{Cause, Error, Permanent, Phase, TimedOut};
 use crate::event::{CheckinEvent, ReleaseEvent, TimeoutEvent};
 use crate::leak::Tracker;
 use crate::manager::ManageConnection;
@@ -346,6 +346,9 @@ where
         }
         let timeout = timeout.ok_or(None)?;
         let start = *started.get_or_insert_with(Instant::now);
+        if let Some(err) = self.permanent(&slots, start) {
+            return Err(Some(err));
+        }
         let mut slots = match self.yield_for_idle(slots) {
             Ok(conn) => return Ok(conn),
             Err(slots) => slots,
@@ -420,6 +423,10 @@ where
                 slots.leave(ticket);
                 return Err(slots.refusal(&self.config.name));
             }
+            if let Some(err) = self.permanent(&slots, start) {
+                slots.leave(ticket);
+                return Err(err);
+            }
             if wait_until(&wake, &mut slots, deadline) {
                 // A connection handed over as the timer fired is taken, not lost.
                 if let Some(conn) = slots.take_handed(ticket) {
@@ -438,6 +445,17 @@ where
                 return Err(err);
             }
         }
+    }
+
+    /// The error for a wait that cannot end well: the last connect failed with a permanent
+    /// error and no connection can come back.
+    pub(crate) fn permanent(&self, slots: &PoolSlots<M>, start: Instant) -> Option<Error> {
+        let cause = slots.permanent_error()?;
+        Some(Error::new(crate::error::Kind::Permanent(Permanent {
+            pool: self.config.name.clone(),
+            waited: start.elapsed(),
+            cause,
+        })))
     }
 
     /// The error for a wait that ran out, with the pool as it is now.

@@ -118,6 +118,8 @@ pub(crate) struct Slots<C, H> {
     next_ticket: u64,
     /// Connect failures in a row, for back-off.
     failures: u32,
+    /// The last connect failed with an error the manager called permanent.
+    permanent: bool,
     /// No connect before this, after a failure.
     retry_at: Option<Instant>,
     last_error: Option<(Arc<Cause>, Failed, Instant)>,
@@ -159,6 +161,7 @@ impl<C, H> Slots<C, H> {
             handed: Vec::new(),
             next_ticket: 0,
             failures: 0,
+            permanent: false,
             retry_at: None,
             last_error: None,
             refusal: None,
@@ -351,6 +354,7 @@ impl<C, H> Slots<C, H> {
         self.open += 1;
         self.counters.created += 1;
         self.failures = 0;
+        self.permanent = false;
         self.retry_at = None;
         if self
             .last_error
@@ -363,14 +367,40 @@ impl<C, H> Slots<C, H> {
         self.check_in(conn, None, now)
     }
 
-    /// A connect failed; the next try waits for `backoff(failures in a row)`.
-    pub(crate) fn open_failed(&mut self, cause: Arc<Cause>, backoff: impl Fn(u32) -> Duration) {
+    /// A connect failed; the next try waits for `backoff(failures in a row)`. If the error is
+    /// `permanent` and no connection can come back, the waiting threads are woken to fail.
+    pub(crate) fn open_failed(
+        &mut self,
+        cause: Arc<Cause>,
+        permanent: bool,
+        backoff: impl Fn(u32) -> Duration,
+    ) {
         self.opening -= 1;
         self.counters.connect_failures += 1;
         self.failures = self.failures.saturating_add(1);
+        self.permanent = permanent;
         let now = Instant::now();
         self.retry_at = now.checked_add(backoff(self.failures));
         self.last_error = Some((cause, Failed::Connect, now));
+        if self.refuses_now() {
+            for waiter in &self.waiters {
+                waiter.wake.notify_one();
+            }
+        }
+    }
+
+    /// The permanent connect error to fail a check-out with at once: the last connect failed
+    /// with one, and no connection is open that could come back to a waiting thread.
+    pub(crate) fn refuses_now(&self) -> bool {
+        self.permanent && self.open == 0
+    }
+
+    /// The permanent error behind [`Slots::refuses_now`].
+    pub(crate) fn permanent_error(&self) -> Option<Arc<Cause>> {
+        match &self.last_error {
+            Some((cause, Failed::Connect, _)) if self.refuses_now() => Some(cause.clone()),
+            _ => None,
+        }
     }
 
     /// Closes the pool: every waiting thread is woken to fail, and the idle connections (and

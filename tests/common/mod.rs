@@ -21,6 +21,8 @@ use parking_lot::Mutex;
 pub struct FakeError {
     pub message: String,
     pub source: Option<Box<FakeError>>,
+    /// What `FakeManager::is_permanent` says of it.
+    pub permanent: bool,
 }
 
 impl FakeError {
@@ -28,14 +30,23 @@ impl FakeError {
         FakeError {
             message: message.into(),
             source: None,
+            permanent: false,
         }
     }
 
     /// `message`, caused by `cause`.
     pub fn caused_by(message: impl Into<String>, cause: impl Into<String>) -> FakeError {
         FakeError {
-            message: message.into(),
             source: Some(Box::new(FakeError::new(cause))),
+            ..FakeError::new(message)
+        }
+    }
+
+    /// An error waiting will not fix (a wrong password), caused by `cause`.
+    pub fn permanent(message: impl Into<String>, cause: impl Into<String>) -> FakeError {
+        FakeError {
+            permanent: true,
+            ..FakeError::caused_by(message, cause)
         }
     }
 }
@@ -61,6 +72,8 @@ pub enum Connect {
     Delay(Duration),
     /// Block until the test sends on (or drops) the channel's sender, then succeed.
     Gate(Receiver<()>),
+    /// Block like `Gate`, then fail.
+    GateThenFail(Receiver<()>, FakeError),
 }
 
 /// What `connect` does when no outcome is queued.
@@ -235,6 +248,10 @@ impl sluice::ManageConnection for FakeManager {
                 let _ = gate.recv();
                 Ok(self.script.open())
             }
+            Connect::GateThenFail(gate, err) => {
+                let _ = gate.recv();
+                Err(err)
+            }
         }
     }
 
@@ -247,6 +264,10 @@ impl sluice::ManageConnection for FakeManager {
             Some(err) => Err(err.clone()),
             None => Ok(()),
         }
+    }
+
+    fn is_permanent(&self, error: &FakeError) -> bool {
+        error.permanent
     }
 
     fn has_broken(&self, conn: &mut FakeConn) -> bool {
