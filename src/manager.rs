@@ -126,6 +126,53 @@ pub trait ManageConnection: Send + Sync + 'static {
     fn is_permanent(&self, error: &Self::Error) -> bool {
         false
     }
+
+    /// Returns a connection to a clean session before the next borrower gets it: resets
+    /// settings, temporary tables, prepared statements, locks. Default: does nothing (the
+    /// next borrower sees whatever the last one left).
+    ///
+    /// Runs on every check-in of a connection that is not broken, on the returning thread,
+    /// without the pool's lock. Drivers make it opt-in, as it costs a round trip per
+    /// check-in.
+    ///
+    /// # Errors
+    ///
+    /// An error means the session is in an unknown state: the connection is closed (counted
+    /// in `closed_broken`) and the error goes to the error handler.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    ///
+    /// /// A session with settings a borrower may change.
+    /// struct Session { settings: HashMap<String, String> }
+    ///
+    /// struct Manager;
+    ///
+    /// impl sluice::ManageConnection for Manager {
+    ///     type Connection = Session;
+    ///     type Error = std::io::Error;
+    ///     fn connect(&self) -> Result<Session, std::io::Error> {
+    ///         Ok(Session { settings: HashMap::new() })
+    ///     }
+    ///     fn is_valid(&self, _: &mut Session) -> Result<(), std::io::Error> { Ok(()) }
+    ///     fn has_broken(&self, _: &mut Session) -> bool { false }
+    ///     fn recycle(&self, session: &mut Session) -> Result<(), std::io::Error> {
+    ///         session.settings.clear();
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+    /// pool.get()?.settings.insert("search_path".into(), "tenant_7".into());
+    /// assert!(pool.get()?.settings.is_empty()); // the next borrower starts clean
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[allow(unused_variables)]
+    fn recycle(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 /// Receives the errors a pool's manager reports: failed connects, failed validations and

@@ -532,7 +532,8 @@ where
         let broken = marked_broken
             || thread::panicking()
             || catch_unwind(AssertUnwindSafe(|| self.manager.has_broken(&mut conn.raw)))
-                .unwrap_or(true);
+                .unwrap_or(true)
+            || !self.recycle(&mut conn);
         let now = self.clock.now();
         let verdict = if broken {
             Some(Retire::Broken)
@@ -551,6 +552,29 @@ where
         }
         if let Some((conn, _)) = retired {
             self.close_conn(conn);
+        }
+    }
+
+    /// Resets a returning connection's session (the manager's `recycle`, a no-op by default);
+    /// returns whether that worked.
+    #[inline]
+    fn recycle(&self, conn: &mut Pooled<M>) -> bool {
+        match catch_unwind(AssertUnwindSafe(|| self.manager.recycle(&mut conn.raw))) {
+            Ok(Ok(())) => true,
+            Ok(Err(err)) => {
+                self.shielded("the error handler", || {
+                    self.config.error_handler.handle_error(err);
+                });
+                false
+            }
+            Err(panic) => {
+                log::error!(
+                    "pool {:?}: recycle panicked: {}",
+                    self.config.name,
+                    panic_text(&panic)
+                );
+                false
+            }
         }
     }
 
