@@ -215,6 +215,9 @@ mod manager;
 mod metrics;
 mod opener;
 mod pool;
+#[cfg(feature = "postgres")]
+#[path = "drivers/postgres.rs"]
+pub mod postgres;
 #[cfg(feature = "r2d2")]
 #[path = "drivers/r2d2.rs"]
 pub mod r2d2;

@@ -1,0 +1,209 @@
+//! `sluice::postgres` against a real PostgreSQL server on 127.0.0.1.
+//!
+//! Settings come from `SLUICE_PG_HOST` (default `127.0.0.1`), `SLUICE_PG_PORT` (`5432`),
+//! `SLUICE_PG_USER` (`postgres`), `SLUICE_PG_PASSWORD` (none) and `SLUICE_PG_DATABASE`
+//! (`test`), the local service that `scripts/services.sh` sets up. Without a reachable server
+//! the tests say so loudly and pass, except under `CI=true`, where they fail.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use postgres::{Config, NoTls};
+use sluice::Pool;
+use sluice::postgres::PostgresConnectionManager;
+
+use common::{SOON, capture_logs, logged};
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn config() -> Config {
+    let mut config = Config::new();
+    config
+        .host(&env("SLUICE_PG_HOST", "127.0.0.1"))
+        .port(
+            env("SLUICE_PG_PORT", "5432")
+                .parse()
+                .expect("SLUICE_PG_PORT"),
+        )
+        .user(&env("SLUICE_PG_USER", "postgres"))
+        .dbname(&env("SLUICE_PG_DATABASE", "test"))
+        .connect_timeout(Duration::from_secs(5));
+    if let Ok(password) = std::env::var("SLUICE_PG_PASSWORD") {
+        config.password(password);
+    }
+    config
+}
+
+/// The server's settings, or `None` (with a loud message) when it cannot be reached outside CI.
+fn server(test: &str) -> Option<Config> {
+    let config = config();
+    match config.connect(NoTls) {
+        Ok(_) => Some(config),
+        Err(err) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true and PostgreSQL is unreachable ({err}): run scripts/services.sh")
+        }
+        Err(err) => {
+            eprintln!(
+                "\n!!! SKIPPED {test}: no PostgreSQL at {:?} ({err}); run scripts/services.sh !!!\n",
+                config.get_hosts()
+            );
+            None
+        }
+    }
+}
+
+fn manager(config: Config) -> PostgresConnectionManager<NoTls> {
+    PostgresConnectionManager::new(config, NoTls)
+}
+
+fn backend_pid(client: &mut postgres::Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn round_trip_and_reuse() {
+    let Some(config) = server("round_trip_and_reuse") else {
+        return;
+    };
+    let pool = Pool::builder().max_size(2).build(manager(config)).unwrap();
+    let first = backend_pid(&mut pool.get().unwrap());
+    let mut conn = pool.get().unwrap();
+    assert_eq!(backend_pid(&mut conn), first, "the same session, reused");
+    let two: i32 = conn.query_one("SELECT 1 + 1", &[]).unwrap().get(0);
+    assert_eq!(two, 2);
+}
+
+#[test]
+fn a_session_killed_on_the_server_costs_at_most_one_error() {
+    let Some(config) = server("a_session_killed_on_the_server_costs_at_most_one_error") else {
+        return;
+    };
+    let pool = Pool::builder()
+        .max_size(1)
+        .error_handler(Box::new(sluice::NopErrorHandler))
+        .build(manager(config.clone()))
+        .unwrap();
+    let victim = backend_pid(&mut pool.get().unwrap());
+    let mut admin = config.connect(NoTls).unwrap();
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&victim])
+        .unwrap();
+    let mut errors = 0;
+    let mut live = None;
+    for _ in 0..3 {
+        let mut conn = pool.get_timeout(SOON).unwrap();
+        match conn.query_one("SELECT pg_backend_pid()", &[]) {
+            Ok(row) => {
+                live = Some(row.get::<_, i32>(0));
+                break;
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    assert!(errors <= 1, "{errors} errors surfaced");
+    let live = live.expect("a live connection after the kill");
+    assert_ne!(live, victim);
+}
+
+#[test]
+fn a_wrong_password_fails_at_once_with_the_servers_reason_and_is_never_shown() {
+    let Some(mut config) = server("a_wrong_password_fails_at_once") else {
+        return;
+    };
+    capture_logs();
+    let secret = "not-the-password-7Qx";
+    config.user("sluice_auth").password(secret);
+    let started = Instant::now();
+    let result = Pool::builder()
+        .pool_name("pg-wrong-password")
+        .connection_timeout(Duration::from_secs(60))
+        .build(manager(config.clone()));
+    let err = result.as_ref().expect_err("the build fails");
+    assert!(
+        started.elapsed() < SOON,
+        "failed at once, not after the timeout"
+    );
+    assert!(err.is_permanent(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("password authentication failed"), "{text}");
+    // The password is in no Display, no Debug, no log line.
+    let debug = format!("{err:?} {:?}", manager(config));
+    assert!(
+        !text.contains(secret) && !debug.contains(secret),
+        "{text} {debug}"
+    );
+    for (_, line) in logged("pg-wrong-password") {
+        assert!(!line.contains(secret), "{line}");
+    }
+}
+
+#[test]
+fn nothing_listening_is_a_clear_error_within_the_timeout() {
+    // A port on loopback where nothing listens (no server needed for this one).
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let mut config = Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .dbname("test");
+    let timeout = Duration::from_millis(500);
+    let started = Instant::now();
+    let err = Pool::builder()
+        .connection_timeout(timeout)
+        .error_handler(Box::new(sluice::NopErrorHandler))
+        .build(manager(config))
+        .expect_err("nothing to connect to");
+    assert!(started.elapsed() < timeout + SOON);
+    assert!(err.is_timeout(), "{err}");
+    assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
+}
+
+/// Whether session state left by one borrower reaches the next: a setting, a temporary table.
+fn state_leaks(recycling: bool) -> (bool, bool) {
+    let config = config();
+    let pool = Pool::builder()
+        .max_size(1)
+        .build(manager(config).with_recycling(recycling))
+        .unwrap();
+    {
+        let mut conn = pool.get().unwrap();
+        conn.batch_execute(
+            "SET application_name = 'borrower-1'; CREATE TEMP TABLE scratch (x int)",
+        )
+        .unwrap();
+    }
+    let mut conn = pool.get().unwrap();
+    let name: String = conn.query_one("SHOW application_name", &[]).unwrap().get(0);
+    let table: bool = conn
+        .query_one("SELECT to_regclass('pg_temp.scratch') IS NOT NULL", &[])
+        .unwrap()
+        .get(0);
+    (name == "borrower-1", table)
+}
+
+#[test]
+fn recycling_gives_each_borrower_a_clean_session() {
+    if server("recycling_gives_each_borrower_a_clean_session").is_none() {
+        return;
+    }
+    assert_eq!(
+        state_leaks(false),
+        (true, true),
+        "without recycling, state leaks"
+    );
+    assert_eq!(
+        state_leaks(true),
+        (false, false),
+        "with recycling, it does not"
+    );
+}
