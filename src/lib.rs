@@ -213,6 +213,9 @@ mod extensions;
 pub mod leak;
 mod manager;
 mod metrics;
+#[cfg(feature = "mysql")]
+#[path = "drivers/mysql.rs"]
+pub mod mysql;
 mod opener;
 mod pool;
 #[cfg(feature = "postgres")]

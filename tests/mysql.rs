@@ -1,0 +1,228 @@
+//! `sluice::mysql` against a real MariaDB (or MySQL) server on 127.0.0.1.
+//!
+//! Settings come from `SLUICE_MY_HOST` (default `127.0.0.1`), `SLUICE_MY_PORT` (`3306`),
+//! `SLUICE_MY_USER` (`root`), `SLUICE_MY_PASSWORD` (empty) and `SLUICE_MY_DATABASE` (`test`),
+//! the local service that `scripts/services.sh` sets up. Without a reachable server the tests
+//! say so loudly and pass, except under `CI=true`, where they fail.
+#![cfg(feature = "mysql")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder};
+use sluice::Pool;
+use sluice::mysql::MysqlConnectionManager;
+
+use common::{SOON, capture_logs, eventually, logged};
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn opts() -> OptsBuilder {
+    OptsBuilder::new()
+        .ip_or_hostname(Some(env("SLUICE_MY_HOST", "127.0.0.1")))
+        .tcp_port(
+            env("SLUICE_MY_PORT", "3306")
+                .parse()
+                .expect("SLUICE_MY_PORT"),
+        )
+        .user(Some(env("SLUICE_MY_USER", "root")))
+        .pass(std::env::var("SLUICE_MY_PASSWORD").ok())
+        .db_name(Some(env("SLUICE_MY_DATABASE", "test")))
+        .tcp_connect_timeout(Some(Duration::from_secs(5)))
+}
+
+/// The server's settings, or `None` (with a loud message) when it cannot be reached outside CI.
+fn server(test: &str) -> Option<OptsBuilder> {
+    match Conn::new(opts()) {
+        Ok(_) => Some(opts()),
+        Err(err) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true and MariaDB is unreachable ({err}): run scripts/services.sh")
+        }
+        Err(err) => {
+            eprintln!("\n!!! SKIPPED {test}: no MariaDB ({err}); run scripts/services.sh !!!\n");
+            None
+        }
+    }
+}
+
+fn session_id(conn: &mut Conn) -> u64 {
+    conn.query_first("SELECT CONNECTION_ID()").unwrap().unwrap()
+}
+
+#[test]
+fn round_trip_and_reuse() {
+    let Some(opts) = server("round_trip_and_reuse") else {
+        return;
+    };
+    let pool = Pool::builder()
+        .max_size(2)
+        .build(MysqlConnectionManager::new(opts))
+        .unwrap();
+    let first = session_id(&mut pool.get().unwrap());
+    let mut conn = pool.get().unwrap();
+    assert_eq!(session_id(&mut conn), first, "the same session, reused");
+    let two: Option<i32> = conn.query_first("SELECT 1 + 1").unwrap();
+    assert_eq!(two, Some(2));
+}
+
+#[test]
+fn a_session_killed_while_checked_out_is_closed_on_return_without_a_round_trip() {
+    let Some(opts) = server("a_session_killed_while_checked_out") else {
+        return;
+    };
+    let pool = Pool::builder()
+        .max_size(1)
+        .build(MysqlConnectionManager::new(opts.clone()))
+        .unwrap();
+    let mut conn = pool.get().unwrap();
+    let victim = session_id(&mut conn);
+    let mut admin = Conn::new(opts).unwrap();
+    admin.query_drop(format!("KILL {victim}")).unwrap();
+    // The server's goodbye reaches the socket.
+    assert!(eventually(SOON, || {
+        let mut probe = Conn::new(self::opts()).unwrap();
+        let alive: Option<u64> = probe
+            .query_first(format!(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = {victim}"
+            ))
+            .unwrap();
+        alive.is_none()
+    }));
+    std::thread::sleep(Duration::from_millis(50));
+    drop(conn);
+    assert_eq!(
+        pool.metrics().closed_broken,
+        1,
+        "has_broken saw the dead socket"
+    );
+    let mut fresh = pool.get_timeout(SOON).unwrap();
+    assert_ne!(session_id(&mut fresh), victim);
+}
+
+#[test]
+fn a_session_killed_while_idle_costs_at_most_one_error() {
+    let Some(opts) = server("a_session_killed_while_idle") else {
+        return;
+    };
+    let pool = Pool::builder()
+        .max_size(1)
+        .error_handler(Box::new(sluice::NopErrorHandler))
+        .build(MysqlConnectionManager::new(opts.clone()))
+        .unwrap();
+    let victim = session_id(&mut pool.get().unwrap());
+    Conn::new(opts)
+        .unwrap()
+        .query_drop(format!("KILL {victim}"))
+        .unwrap();
+    let mut errors = 0;
+    let mut live = None;
+    for _ in 0..3 {
+        let mut conn = pool.get_timeout(SOON).unwrap();
+        match conn.query_first::<u64, _>("SELECT CONNECTION_ID()") {
+            Ok(id) => {
+                live = id;
+                break;
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    assert!(errors <= 1, "{errors} errors surfaced");
+    assert_ne!(live.expect("a live connection after the kill"), victim);
+}
+
+#[test]
+fn a_wrong_password_fails_at_once_with_the_servers_reason_and_is_never_shown() {
+    let Some(opts) = server("a_wrong_password_fails_at_once") else {
+        return;
+    };
+    capture_logs();
+    let secret = "not-the-password-9Kd";
+    let opts = opts.user(Some("sluice_auth")).pass(Some(secret));
+    let started = Instant::now();
+    let result = Pool::builder()
+        .pool_name("my-wrong-password")
+        .connection_timeout(Duration::from_secs(60))
+        .build(MysqlConnectionManager::new(opts.clone()));
+    let err = result.as_ref().expect_err("the build fails");
+    assert!(
+        started.elapsed() < SOON,
+        "failed at once, not after the timeout"
+    );
+    assert!(err.is_permanent(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("Access denied"), "{text}");
+    let debug = format!("{err:?} {:?}", MysqlConnectionManager::new(opts));
+    assert!(
+        !text.contains(secret) && !debug.contains(secret),
+        "{text} {debug}"
+    );
+    for (_, line) in logged("my-wrong-password") {
+        assert!(!line.contains(secret), "{line}");
+    }
+}
+
+#[test]
+fn nothing_listening_is_a_clear_error_within_the_timeout() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let opts = OptsBuilder::new()
+        .ip_or_hostname(Some("127.0.0.1"))
+        .tcp_port(port)
+        .user(Some("root"));
+    let timeout = Duration::from_millis(500);
+    let started = Instant::now();
+    let err = Pool::builder()
+        .connection_timeout(timeout)
+        .error_handler(Box::new(sluice::NopErrorHandler))
+        .build(MysqlConnectionManager::new(opts))
+        .expect_err("nothing to connect to");
+    assert!(started.elapsed() < timeout + SOON);
+    assert!(err.is_timeout(), "{err}");
+    assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
+}
+
+/// Whether session state left by one borrower reaches the next: a session variable, a user
+/// variable, a temporary table.
+fn state_leaks(recycling: bool) -> (bool, bool, bool) {
+    let pool = Pool::builder()
+        .max_size(1)
+        .build(MysqlConnectionManager::new(opts()).with_recycling(recycling))
+        .unwrap();
+    pool.get()
+        .unwrap()
+        .query_drop(
+            "SET SESSION sql_mode = 'ANSI_QUOTES'; SET @borrower = 1; \
+             CREATE TEMPORARY TABLE scratch (x INT)",
+        )
+        .unwrap();
+    let mut conn = pool.get().unwrap();
+    let mode: String = conn
+        .query_first("SELECT @@SESSION.sql_mode")
+        .unwrap()
+        .unwrap();
+    let var: Option<Option<i64>> = conn.query_first("SELECT @borrower").unwrap();
+    let table = conn.query_drop("SELECT * FROM scratch").is_ok();
+    (mode == "ANSI_QUOTES", var.flatten().is_some(), table)
+}
+
+#[test]
+fn recycling_gives_each_borrower_a_clean_session() {
+    if server("recycling_gives_each_borrower_a_clean_session").is_none() {
+        return;
+    }
+    assert_eq!(
+        state_leaks(false),
+        (true, true, true),
+        "without recycling, state leaks"
+    );
+    assert_eq!(
+        state_leaks(true),
+        (false, false, false),
+        "with recycling, it does not"
+    );
+}
