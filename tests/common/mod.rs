@@ -372,3 +372,55 @@ pub fn logged(name: &str) -> Vec<(log::Level, String)> {
         .cloned()
         .collect()
 }
+
+/// A loopback port nothing listens on (it was free a moment ago).
+pub fn unused_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Checks a `build` that met a wrong password: it failed at once (since `started`) with a
+/// permanent error carrying the server's `reason`, and `secret` shows in no `Display`, no
+/// `Debug` (the error's, or `manager_debug`) and no captured log line of pool `pool_name`.
+pub fn check_wrong_password<M: sluice::ManageConnection>(
+    result: Result<sluice::Pool<M>, sluice::Error>,
+    started: Instant,
+    reason: &str,
+    secret: &str,
+    manager_debug: &str,
+    pool_name: &str,
+) {
+    let Err(err) = result else {
+        panic!("the build succeeded with a wrong password");
+    };
+    assert!(
+        started.elapsed() < SOON,
+        "failed at once, not after the timeout"
+    );
+    assert!(err.is_permanent(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(reason), "{text}");
+    let debug = format!("{err:?} {manager_debug}");
+    assert!(
+        !text.contains(secret) && !debug.contains(secret),
+        "{text} {debug}"
+    );
+    for (_, line) in logged(pool_name) {
+        assert!(!line.contains(secret), "{line}");
+    }
+}
+
+/// Checks a `build` against a port where nothing listens: a timeout within `timeout` (and a
+/// generous margin) that says the connection was refused.
+pub fn check_refused<M: sluice::ManageConnection>(
+    result: Result<sluice::Pool<M>, sluice::Error>,
+    started: Instant,
+    timeout: Duration,
+) {
+    let Err(err) = result else {
+        panic!("the build succeeded with nothing listening");
+    };
+    assert!(started.elapsed() < timeout + SOON);
+    assert!(err.is_timeout(), "{err}");
+    assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
+}
