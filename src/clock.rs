@@ -8,7 +8,7 @@
 //! for that resolution to matter. Both read the same monotonic time base, so a [`Stamp`] from
 //! either can be compared with one from the other; waiters' deadlines still use `Instant`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A point on the monotonic clock, in nanoseconds since an arbitrary origin.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -37,6 +37,14 @@ impl Stamp {
     /// How long after `earlier` this stamp is (zero if it is not after it).
     pub(crate) fn since(self, earlier: Stamp) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+}
+
+/// The earlier of two optional deadlines (`None`: no deadline).
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -766,10 +766,7 @@ impl Tracker {
                 }
                 None => {
                     let due = borrow.record.since.checked_add(self.threshold);
-                    next = match (next, due) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
+                    next = crate::clock::earliest(next, due);
                 }
             }
         }

@@ -9,16 +9,15 @@
 //! dropped, and it never holds the pool's lock while validating, closing, logging or calling a
 //! handler.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::clock::{Clock, Stamp};
-use crate::error::{Cause, Human};
+use crate::error::Human;
 use crate::manager::ManageConnection;
-use crate::shared::{Shared, panic_text};
+use crate::shared::Shared;
 
 /// How long after it was last verified an idle connection is validated for keepalive: a tenth
 /// before `keepalive` runs out, so that with the reaper's own scheduling delay each connection
@@ -91,7 +90,7 @@ where
             for leak in found {
                 log::warn!("possible connection leak: {leak}");
             }
-            latest = earliest(latest, next);
+            latest = crate::clock::earliest(latest, next);
         }
         let (now, now_stamp) = (Instant::now(), Clock::Precise.now());
         let latest = latest.map_or(Stamp::NEVER, |at| {
@@ -132,21 +131,12 @@ where
             let Some(mut conn) = self.slots.lock().take_for_keepalive(due) else {
                 return;
             };
-            let verdict = catch_unwind(AssertUnwindSafe(|| self.manager.is_valid(&mut conn.raw)));
-            let (cause, error) = match verdict {
-                Ok(Ok(())) => {
-                    let retired = self.slots.lock().kept_alive(conn, Clock::Precise.now());
-                    if let Some((conn, _)) = retired {
-                        self.close_conn(conn);
-                    }
-                    continue;
+            let Err((cause, error)) = self.validate(&mut conn) else {
+                let retired = self.slots.lock().kept_alive(conn, Clock::Precise.now());
+                if let Some((conn, _)) = retired {
+                    self.close_conn(conn);
                 }
-                Ok(Err(err)) => (Cause::capture(&err), Some(err)),
-                Err(panic) => {
-                    let text = format!("is_valid panicked: {}", panic_text(&panic));
-                    log::error!("pool {:?}: keepalive: {text}", self.config.name);
-                    (Cause::message(text), None)
-                }
+                continue;
             };
             self.slots.lock().keepalive_failed(Arc::new(cause));
             self.close_conn(conn);
@@ -156,13 +146,6 @@ where
                 });
             }
         }
-    }
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 

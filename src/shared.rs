@@ -491,19 +491,26 @@ where
             return Ok(conn);
         }
         started.get_or_insert_with(Instant::now);
-        match catch_unwind(AssertUnwindSafe(|| self.manager.is_valid(&mut conn.raw))) {
-            Ok(Ok(())) => {
+        match self.validate(&mut conn) {
+            Ok(()) => {
                 conn.verified = self.clock.now();
                 Ok(conn)
             }
-            Ok(Err(err)) => {
-                let cause = Cause::capture(&err);
-                Err(rejected(conn, Retire::Invalid, Some(cause), Some(err)))
-            }
+            Err((cause, error)) => Err(rejected(conn, Retire::Invalid, Some(cause), error)),
+        }
+    }
+
+    /// Runs the manager's `is_valid` on `conn`. On failure: the cause (for the pool's last
+    /// error) and the driver's error, if it returned one (for the error handler); a panic is
+    /// logged and counts as a failure.
+    pub(crate) fn validate(&self, conn: &mut Pooled<M>) -> Result<(), (Cause, Option<M::Error>)> {
+        match catch_unwind(AssertUnwindSafe(|| self.manager.is_valid(&mut conn.raw))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err((Cause::capture(&err), Some(err))),
             Err(panic) => {
                 let cause = Cause::message(format!("is_valid panicked: {}", panic_text(&panic)));
-                log::error!("pool {:?}: {cause}", config.name);
-                Err(rejected(conn, Retire::Invalid, Some(cause), None))
+                log::error!("pool {:?}: {cause}", self.config.name);
+                Err((cause, None))
             }
         }
     }

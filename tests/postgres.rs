@@ -14,7 +14,9 @@ use postgres::{Config, NoTls};
 use sluice::Pool;
 use sluice::postgres::PostgresConnectionManager;
 
-use common::{SOON, capture_logs, check_refused, check_wrong_password, unused_port};
+use common::{
+    capture_logs, check_refused, check_wrong_password, live_session_after_a_kill, unused_port,
+};
 
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
@@ -95,20 +97,10 @@ fn a_session_killed_on_the_server_costs_at_most_one_error() {
     admin
         .execute("SELECT pg_terminate_backend($1)", &[&victim])
         .unwrap();
-    let mut errors = 0;
-    let mut live = None;
-    for _ in 0..3 {
-        let mut conn = pool.get_timeout(SOON).unwrap();
-        match conn.query_one("SELECT pg_backend_pid()", &[]) {
-            Ok(row) => {
-                live = Some(row.get::<_, i32>(0));
-                break;
-            }
-            Err(_) => errors += 1,
-        }
-    }
-    assert!(errors <= 1, "{errors} errors surfaced");
-    let live = live.expect("a live connection after the kill");
+    let live = live_session_after_a_kill(&pool, |conn| {
+        conn.query_one("SELECT pg_backend_pid()", &[])
+            .map(|row| row.get::<_, i32>(0))
+    });
     assert_ne!(live, victim);
 }
 

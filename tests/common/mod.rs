@@ -424,3 +424,27 @@ pub fn check_refused<M: sluice::ManageConnection>(
     assert!(err.is_timeout(), "{err}");
     assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
 }
+
+/// After a session was killed on the server: checks out up to three times and asks each
+/// connection for its session id (`session`), until one answers. Asserts that at most one
+/// error surfaced and returns the live session's id.
+pub fn live_session_after_a_kill<M, Id, E>(
+    pool: &sluice::Pool<M>,
+    mut session: impl FnMut(&mut M::Connection) -> Result<Id, E>,
+) -> Id
+where
+    M: sluice::ManageConnection,
+{
+    let mut errors = 0;
+    for _ in 0..3 {
+        let mut conn = pool.get_timeout(SOON).unwrap();
+        match session(&mut conn) {
+            Ok(id) => {
+                assert!(errors <= 1, "{errors} errors surfaced");
+                return id;
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    panic!("no live connection after the kill ({errors} errors)");
+}
