@@ -173,6 +173,65 @@ pub trait ManageConnection: Send + Sync + 'static {
     fn recycle(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
         Ok(())
     }
+
+    /// Tells, without a round trip, whether the server has already closed this connection's
+    /// session: its error packet or end-of-stream is waiting on the socket. Default: `false`.
+    ///
+    /// Runs on *every* check-out, before the connection is handed out, on the checking-out
+    /// thread and without the pool's lock: skip window or not, and with `test_on_check_out`
+    /// off too. It is what keeps a session the server killed while it sat idle (an idle
+    /// timeout on the server, an administrator's `KILL`, a restart) from reaching a borrower
+    /// inside the skip window. `true` closes the connection (counted in `closed_broken`) and
+    /// the check-out goes on with another one.
+    ///
+    /// It must cost about as much as a system call, never a round trip: a zero-timeout poll
+    /// of the connection's socket, or a flag the driver keeps. Drivers that hide their socket
+    /// leave the default; for them a dead idle session surfaces as one failed query, after
+    /// which [`has_broken`](ManageConnection::has_broken) retires it. Unlike `has_broken`,
+    /// which r2d2-style managers sometimes implement with a round trip, the pool never calls
+    /// this method unless the manager overrides it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    ///
+    /// /// A connection whose transport sets a flag when the server hangs up.
+    /// struct Conn { hung_up: Arc<AtomicBool> }
+    ///
+    /// /// Keeps a handle on the last connection's flag, to play the server.
+    /// struct Manager { last: Arc<Mutex<Arc<AtomicBool>>> }
+    ///
+    /// impl sluice::ManageConnection for Manager {
+    ///     type Connection = Conn;
+    ///     type Error = std::io::Error;
+    ///     fn connect(&self) -> Result<Conn, std::io::Error> {
+    ///         let hung_up = Arc::new(AtomicBool::new(false));
+    ///         *self.last.lock().unwrap() = Arc::clone(&hung_up);
+    ///         Ok(Conn { hung_up })
+    ///     }
+    ///     fn is_valid(&self, _: &mut Conn) -> Result<(), std::io::Error> { Ok(()) }
+    ///     fn has_broken(&self, conn: &mut Conn) -> bool { conn.hung_up.load(Ordering::Relaxed) }
+    ///     fn is_closed(&self, conn: &mut Conn) -> bool { conn.hung_up.load(Ordering::Relaxed) }
+    /// }
+    ///
+    /// let last = Arc::default();
+    /// let pool = sluice::Pool::builder()
+    ///     .max_size(1)
+    ///     .build(Manager { last: Arc::clone(&last) })?;
+    /// drop(pool.get()?);
+    /// // The server hangs up while the connection is idle, well inside the skip window.
+    /// last.lock().unwrap().store(true, Ordering::Relaxed);
+    /// let conn = pool.get()?; // a new connection, not the dead one
+    /// assert!(!conn.hung_up.load(Ordering::Relaxed));
+    /// assert_eq!(pool.metrics().closed_broken, 1);
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    #[allow(unused_variables)]
+    fn is_closed(&self, conn: &mut Self::Connection) -> bool {
+        false
+    }
 }
 
 /// Receives the errors a pool's manager reports: failed connects, failed validations and

@@ -240,9 +240,9 @@ where
         // The common case, kept small enough to inline: an idle connection that needs no check.
         if !self.config.events {
             let mut slots = self.slots.lock();
-            if let Some(conn) = slots.take_idle() {
+            if let Some(mut conn) = slots.take_idle() {
                 self.unlock_and_refill(slots);
-                if self.needs_no_check(&conn) {
+                if self.needs_no_check(&conn) && !self.server_closed(&mut conn) {
                     return Ok(PooledConnection::new(conn, None, caller));
                 }
                 return self.checkout_slow(Some(conn), None, timeout, caller);
@@ -252,9 +252,9 @@ where
         self.checkout_slow(None, started, timeout, caller)
     }
 
-    /// Whether a connection just taken can be handed out without `check`: it has not expired,
-    /// and it was verified (checked in, validated) within the skip window, or check-out tests
-    /// are off.
+    /// Whether a connection just taken can be handed out without `check` (but for the
+    /// manager's `is_closed`, which the caller asks): it has not expired, and it was verified
+    /// (checked in, validated) within the skip window, or check-out tests are off.
     #[inline]
     fn needs_no_check(&self, conn: &Pooled<M>) -> bool {
         let now = self.clock.now();
@@ -469,8 +469,9 @@ where
         }))
     }
 
-    /// Checks a connection just taken from the pool, off-lock: its lifetime, then (unless it
-    /// was checked in within the skip window) `is_valid`.
+    /// Checks a connection just taken from the pool, off-lock: its lifetime, whether the
+    /// server closed it (`is_closed`, always), then (unless it was checked in within the skip
+    /// window) `is_valid`.
     fn check(
         &self,
         mut conn: Pooled<M>,
@@ -486,6 +487,9 @@ where
         if conn.expires <= now {
             return Err(rejected(conn, Retire::MaxLifetime, None, None));
         }
+        if self.server_closed(&mut conn) {
+            return Err(rejected(conn, Retire::Broken, None, None));
+        }
         let config = &self.config;
         if !config.test_on_check_out || now.since(conn.verified) < config.validation_skip_window {
             return Ok(conn);
@@ -498,6 +502,13 @@ where
             }
             Err((cause, error)) => Err(rejected(conn, Retire::Invalid, Some(cause), error)),
         }
+    }
+
+    /// Whether the manager can see, without a round trip, that the server closed `conn`'s
+    /// session; a panic counts as closed.
+    #[inline]
+    fn server_closed(&self, conn: &mut Pooled<M>) -> bool {
+        catch_unwind(AssertUnwindSafe(|| self.manager.is_closed(&mut conn.raw))).unwrap_or(true)
     }
 
     /// Runs the manager's `is_valid` on `conn`. On failure: the cause (for the pool's last

@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -326,4 +327,73 @@ fn try_get_does_not_wait_and_respects_the_queue() {
     waiter.join().unwrap();
     let conn = pool.try_get().expect("idle again once the waiter is done");
     assert!(PooledConnection::id(&conn) > 0);
+}
+
+/// Holds both connections of a two-connection pool, so each is checked out once, and returns
+/// their ids in check-out order.
+fn take_both(pool: &Pool<FakeManager>) -> [u64; 2] {
+    let a = pool.get().unwrap();
+    let b = pool.get().unwrap();
+    [a.id, b.id]
+}
+
+#[test]
+fn a_connection_the_server_closed_while_idle_is_never_handed_out_even_inside_the_skip_window() {
+    for test_on_check_out in [true, false] {
+        let manager = FakeManager::new();
+        let pool = Pool::builder()
+            .max_size(2)
+            .test_on_check_out(test_on_check_out)
+            .validation_skip_window(Duration::from_secs(3600))
+            .build(manager.clone())
+            .unwrap();
+        let [first, second] = take_both(&pool);
+        manager.script.hang_up(first);
+        let handed = take_both(&pool);
+        assert!(
+            !handed.contains(&first),
+            "handed out {first} after its server hung up"
+        );
+        assert!(handed.contains(&second));
+        let m = pool.metrics();
+        assert_eq!(m.closed_broken, 1);
+        assert_eq!(manager.script.dropped.lock().as_slice(), &[first]);
+        assert_eq!(manager.script.validations(), 0, "no round trip was needed");
+    }
+}
+
+#[test]
+fn the_closed_check_runs_on_every_check_out_and_has_broken_only_on_check_in() {
+    let (pool, manager) = pool(1);
+    let broken_checks = manager.script.has_broken_calls.load(Ordering::SeqCst);
+    for _ in 0..5 {
+        drop(pool.get().unwrap());
+    }
+    assert_eq!(manager.script.is_closed_calls.load(Ordering::SeqCst), 5);
+    assert_eq!(
+        manager.script.has_broken_calls.load(Ordering::SeqCst) - broken_checks,
+        5
+    );
+}
+
+#[test]
+fn a_closed_check_that_panics_closes_the_connection_and_the_check_out_goes_on() {
+    let (pool, manager) = pool(1);
+    let old = pool.get().unwrap().id;
+    manager
+        .script
+        .is_closed_panics
+        .store(true, Ordering::SeqCst);
+    // Every connection now looks closed, so the check-out runs out of time, having closed
+    // each one it was offered.
+    let err = pool.get_timeout(Duration::from_millis(200)).err().unwrap();
+    assert!(err.is_timeout(), "{err}");
+    assert!(manager.script.dropped.lock().contains(&old));
+    manager
+        .script
+        .is_closed_panics
+        .store(false, Ordering::SeqCst);
+    let conn = pool.get_timeout(SOON).unwrap();
+    assert_ne!(conn.id, old);
+    assert!(pool.metrics().closed_broken >= 1);
 }

@@ -8,9 +8,12 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use postgres::{Config, NoTls};
+use postgres::tls::{MakeTlsConnect, NoTlsError, NoTlsStream};
+use postgres::{Config, NoTls, Socket};
 use sluice::Pool;
 use sluice::postgres::PostgresConnectionManager;
 
@@ -183,4 +186,36 @@ fn recycling_gives_each_borrower_a_clean_session() {
         (false, false),
         "with recycling, it does not"
     );
+}
+
+/// A user's TLS connector: delegates to `NoTls`, counting the connections it was asked to
+/// secure, to show the pool passes the connector through unchanged.
+#[derive(Clone, Default)]
+struct CountingTls(Arc<AtomicUsize>);
+
+impl MakeTlsConnect<Socket> for CountingTls {
+    type Stream = NoTlsStream;
+    type TlsConnect = NoTls;
+    type Error = NoTlsError;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<NoTls, NoTlsError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        <NoTls as MakeTlsConnect<Socket>>::make_tls_connect(&mut NoTls, domain)
+    }
+}
+
+#[test]
+fn a_users_tls_connector_secures_every_pooled_connection() {
+    let Some(config) = server("a_users_tls_connector") else {
+        return;
+    };
+    let tls = CountingTls::default();
+    let pool = Pool::builder()
+        .max_size(3)
+        .build(PostgresConnectionManager::new(config, tls.clone()))
+        .unwrap();
+    assert_eq!(pool.state().connections, 3);
+    assert_eq!(tls.0.load(Ordering::SeqCst), 3);
+    let mut conn = pool.get().unwrap();
+    assert!(backend_pid(&mut conn) > 0);
 }

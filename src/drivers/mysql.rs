@@ -4,7 +4,34 @@
 //! Validation is a ping. `has_broken` makes no round trip (r2d2_mysql pings on every return),
 //! yet finds a session the server closed or killed: an idle connection has nothing to read,
 //! so if its socket is readable, the server's error packet or FIN is waiting there; a
-//! zero-timeout `poll` of the socket tells in about a microsecond.
+//! zero-timeout `poll` of the socket tells in about a microsecond. The same look runs on every
+//! check-out (`is_closed`), so a session killed while it sat idle is never handed out, skip
+//! window or not.
+//!
+//! # TLS
+//!
+//! The `mysql` crate takes one TLS backend, chosen by its features; sluice passes whichever is
+//! on straight through, and the socket check above looks beneath the TLS layer, so it works
+//! the same with TLS on.
+//!
+//! - Feature `mysql-rustls`: rustls with the ring provider, no OpenSSL needed.
+//! - native-tls (OpenSSL on Linux): leave `mysql-rustls` off and turn on the `mysql` crate's
+//!   own feature in your Cargo.toml, `mysql = { version = "28", default-features = false,
+//!   features = ["minimal-rust", "native-tls"] }`; Cargo builds one `mysql` for both.
+//!
+//! Then ask for TLS in the options, as without a pool:
+//!
+//! ```no_run
+//! use mysql::{OptsBuilder, SslOpts};
+//! use sluice::mysql::MysqlConnectionManager;
+//!
+//! let opts = OptsBuilder::new()
+//!     .ip_or_hostname(Some("db.internal"))
+//!     .user(Some("app"))
+//!     .ssl_opts(SslOpts::default().with_root_cert_path(Some(std::path::Path::new("ca.pem"))));
+//! let pool = sluice::Pool::new(MysqlConnectionManager::new(opts))?;
+//! # Ok::<(), sluice::Error>(())
+//! ```
 
 use std::fmt;
 
@@ -92,6 +119,10 @@ impl crate::ManageConnection for MysqlConnectionManager {
         socket::has_news(conn)
     }
 
+    fn is_closed(&self, conn: &mut Conn) -> bool {
+        socket::has_news(conn)
+    }
+
     fn is_permanent(&self, error: &Error) -> bool {
         matches!(error, Error::MySqlError(e) if PERMANENT_CODES.contains(&e.code))
     }
@@ -150,6 +181,8 @@ impl fmt::Debug for MysqlConnectionManager {
             .field("user", &opts.get_user())
             .field("db_name", &opts.get_db_name())
             .field("password", &opts.get_pass().map(|_| "<hidden>"))
+            // Only whether TLS is asked for: a client identity can carry a password.
+            .field("tls", &opts.get_ssl_opts().is_some())
             .field("recycle", &self.recycle)
             .finish_non_exhaustive()
     }

@@ -3,8 +3,11 @@
 //! moving from it is a change of path.
 //!
 //! Validation is one cheap round trip (an empty simple query); `has_broken` does no I/O (it
-//! asks the client whether its connection has closed). Authentication failures and unknown
-//! databases are permanent errors: `build` and check-outs fail at once with the server's reason.
+//! asks the client whether its connection has closed), and neither does the same question on
+//! every check-out. The synchronous client hides its socket, so a session the server ended
+//! while it sat idle is found by its first query, which fails once; `has_broken` then retires
+//! it. Authentication failures and unknown databases are permanent errors: `build` and
+//! check-outs fail at once with the server's reason.
 
 use std::fmt;
 
@@ -103,6 +106,10 @@ where
     }
 
     fn has_broken(&self, client: &mut Client) -> bool {
+        client.is_closed()
+    }
+
+    fn is_closed(&self, client: &mut Client) -> bool {
         client.is_closed()
     }
 

@@ -92,6 +92,11 @@ pub struct Script {
     /// Connection ids `has_broken` reports as broken.
     broken: Mutex<HashSet<u64>>,
     broken_all: AtomicBool,
+    /// Connection ids whose server hung up: `is_closed` and `has_broken` report them.
+    hung_up: Mutex<HashSet<u64>>,
+    /// Makes `is_closed` panic.
+    pub is_closed_panics: AtomicBool,
+    pub is_closed_calls: AtomicU64,
     next_id: AtomicU64,
     /// Calls to `connect`, successful or not.
     pub connects: AtomicU64,
@@ -114,6 +119,9 @@ impl Default for Script {
             validation_fails: Mutex::new(None),
             broken: Mutex::new(HashSet::new()),
             broken_all: AtomicBool::new(false),
+            hung_up: Mutex::new(HashSet::new()),
+            is_closed_panics: AtomicBool::new(false),
+            is_closed_calls: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             connects: AtomicU64::new(0),
             validations: AtomicU64::new(0),
@@ -149,6 +157,12 @@ impl Script {
     /// Makes `has_broken` report connection `id` as broken.
     pub fn break_conn(&self, id: u64) {
         self.broken.lock().insert(id);
+    }
+
+    /// Plays a server that ends connection `id`'s session: `is_closed` (no round trip) and
+    /// `has_broken` see it from now on.
+    pub fn hang_up(&self, id: u64) {
+        self.hung_up.lock().insert(id);
     }
 
     /// Makes `has_broken` report every connection as broken.
@@ -274,6 +288,15 @@ impl sluice::ManageConnection for FakeManager {
         self.script.has_broken_calls.fetch_add(1, Ordering::SeqCst);
         self.script.broken_all.load(Ordering::SeqCst)
             || self.script.broken.lock().contains(&conn.id)
+            || self.script.hung_up.lock().contains(&conn.id)
+    }
+
+    fn is_closed(&self, conn: &mut FakeConn) -> bool {
+        self.script.is_closed_calls.fetch_add(1, Ordering::SeqCst);
+        if self.script.is_closed_panics.load(Ordering::SeqCst) {
+            panic!("is_closed blew up");
+        }
+        self.script.hung_up.lock().contains(&conn.id)
     }
 }
 
