@@ -226,6 +226,7 @@ pub mod postgres;
 pub mod r2d2;
 mod reaper;
 mod shared;
+pub mod sizing;
 mod slots;
 #[cfg(feature = "sqlite")]
 #[path = "drivers/sqlite.rs"]
