@@ -662,6 +662,7 @@ where
             name: name.into(),
             error_handler: self.error_handler,
             events: self.event_handler.is_some(),
+            timed: self.event_handler.is_some() || cfg!(feature = "metrics"),
             event_handler: self
                 .event_handler
                 .unwrap_or_else(|| Box::new(crate::event::NopEventHandler)),
@@ -711,6 +712,9 @@ pub(crate) struct Config<C, E> {
     pub(crate) error_handler: Box<dyn HandleError<E>>,
     /// Whether the user set an event handler: without one the pool skips timing its events.
     pub(crate) events: bool,
+    /// Whether check-outs are timed with the precise clock: for events, or for the
+    /// histograms the `metrics` feature publishes.
+    pub(crate) timed: bool,
     pub(crate) event_handler: Box<dyn HandleEvent>,
     pub(crate) customizer: Box<dyn CustomizeConnection<C, E>>,
 }

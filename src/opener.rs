@@ -109,6 +109,8 @@ where
 
     /// Opens one connection (already counted as opening) and adds it to the pool.
     fn open(self: &Arc<Self>, generation: u64) {
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
         let attempt = catch_unwind(AssertUnwindSafe(|| {
             let mut raw = self.manager.connect()?;
             self.config.customizer.on_acquire(&mut raw)?;
@@ -132,6 +134,8 @@ where
                 return;
             }
         };
+        #[cfg(feature = "metrics")]
+        self.histograms.connected(started.elapsed());
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         // Stamped precisely: this is off the hot path, and release events report the age.
         let born = Clock::Precise.now();

@@ -831,7 +831,7 @@ where
     home: Arc<Home<M>>,
     /// `None` only after `detach`.
     conn: Option<Pooled<M>>,
-    /// When it was checked out, if an event handler wants to know.
+    /// When it was checked out, if an event handler or the published histograms want to know.
     checked_out: Option<Instant>,
     broken: bool,
 }
@@ -855,15 +855,20 @@ where
                 shared.wake_reaper();
             }
         }
-        let checked_out = if shared.config.events {
+        let checked_out = if shared.config.timed {
             let now = Instant::now();
-            let event = CheckoutEvent {
-                id: conn.id,
-                duration: started.map_or(Duration::ZERO, |s| now.duration_since(s)),
-            };
-            shared.shielded("the checkout event handler", || {
-                shared.config.event_handler.handle_checkout(event);
-            });
+            let waited = started.map_or(Duration::ZERO, |s| now.duration_since(s));
+            #[cfg(feature = "metrics")]
+            shared.histograms.waited(waited);
+            if shared.config.events {
+                let event = CheckoutEvent {
+                    id: conn.id,
+                    duration: waited,
+                };
+                shared.shielded("the checkout event handler", || {
+                    shared.config.event_handler.handle_checkout(event);
+                });
+            }
             Some(now)
         } else {
             None

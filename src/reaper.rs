@@ -26,6 +26,15 @@ pub(crate) fn keepalive_due(keepalive: Duration) -> Duration {
     keepalive - keepalive / 10
 }
 
+/// The longest the thread sleeps with nothing due: `reaper_rate`, or less when it publishes
+/// metrics.
+fn period(reaper_rate: Duration) -> Duration {
+    #[cfg(feature = "metrics")]
+    return reaper_rate.min(crate::publish::INTERVAL);
+    #[cfg(not(feature = "metrics"))]
+    reaper_rate
+}
+
 /// The thread's body.
 pub(crate) fn run<M>(pool: Weak<Shared<M>>, woken: Receiver<()>)
 where
@@ -46,7 +55,7 @@ where
             schedule.judge(&shared.config.name, planned, start - last_start);
         }
         if periodic.is_none_or(|at| at <= start) {
-            periodic = start.checked_add(shared.config.reaper_rate);
+            periodic = start.checked_add(period(shared.config.reaper_rate));
         }
         let mut next = None;
         let mut closed = false;
@@ -81,6 +90,8 @@ where
     /// lost in the round shows as lateness. `None` when the pool is closed.
     fn reap(&self, start: Instant, periodic: Option<Instant>) -> Option<Option<Instant>> {
         self.sweep()?;
+        #[cfg(feature = "metrics")]
+        crate::publish::publish(&self.config.name, &self.metrics());
         if let Some(every) = self.config.keepalive {
             self.keep_alive(keepalive_due(every));
         }

@@ -62,6 +62,9 @@ where
     pub(crate) clock: Clock,
     /// Check-outs in progress, when leak detection is on.
     pub(crate) leaks: Option<Tracker>,
+    /// The histograms the pool records into, as things happen.
+    #[cfg(feature = "metrics")]
+    pub(crate) histograms: crate::publish::Histograms,
     /// Wakes the opener thread; its closing (when this is dropped) tells the thread to exit.
     wake: Sender<()>,
     /// Wakes the reaper thread, likewise.
@@ -170,6 +173,8 @@ where
             leaks: config
                 .leak_detection_threshold
                 .map(|threshold| Tracker::new(config.name.clone(), threshold)),
+            #[cfg(feature = "metrics")]
+            histograms: crate::publish::Histograms::new(&config.name),
             config,
             manager,
             wake,
@@ -213,6 +218,9 @@ where
         for conn in drained {
             self.close_conn(conn);
         }
+        // The reaper stops with the pool: the last word on the recorder is this one.
+        #[cfg(feature = "metrics")]
+        crate::publish::publish(&self.config.name, &self.metrics());
     }
 
     /// Retires every current connection: idle ones now, the others when they come back.
@@ -248,7 +256,7 @@ where
                 return self.checkout_slow(Some(conn), None, timeout, caller);
             }
         }
-        let started = self.config.events.then(Instant::now);
+        let started = self.config.timed.then(Instant::now);
         self.checkout_slow(None, started, timeout, caller)
     }
 
@@ -537,14 +545,19 @@ where
         checked_out: Option<Instant>,
     ) {
         self.forget_borrow(conn.id);
-        if let Some(at) = checked_out.filter(|_| self.config.events) {
-            let event = CheckinEvent {
-                id: conn.id,
-                duration: at.elapsed(),
-            };
-            self.shielded("the checkin event handler", || {
-                self.config.event_handler.handle_checkin(event);
-            });
+        if let Some(at) = checked_out {
+            let used = at.elapsed();
+            #[cfg(feature = "metrics")]
+            self.histograms.used(used);
+            if self.config.events {
+                let event = CheckinEvent {
+                    id: conn.id,
+                    duration: used,
+                };
+                self.shielded("the checkin event handler", || {
+                    self.config.event_handler.handle_checkin(event);
+                });
+            }
         }
         // A connection dropped by a panicking thread may be mid-transaction or mid-protocol.
         let broken = marked_broken

@@ -1,0 +1,83 @@
+//! Publishing a pool's numbers through the [`metrics`](https://docs.rs/metrics) facade
+//! (feature `metrics`), to whatever recorder the application installed: Prometheus, StatsD,
+//! OpenTelemetry.
+//!
+//! The series and their names are listed in the crate guide ("Exporting metrics"). Gauges and
+//! counters are copied from the pool's own [`Metrics`] snapshot (counters with `absolute`), so
+//! they agree with `Pool::metrics` and cost the check-out path nothing; only the histograms
+//! are recorded as things happen.
+
+use std::time::Duration;
+
+use metrics::{Histogram, counter, gauge, histogram};
+
+use crate::metrics::Metrics;
+
+/// How often, at most, the reaper lets the published gauges and counters go stale.
+pub(crate) const INTERVAL: Duration = Duration::from_secs(1);
+
+/// A pool's histograms, registered once with the recorder present when it was built.
+pub(crate) struct Histograms {
+    wait: Histogram,
+    usage: Histogram,
+    connect: Histogram,
+}
+
+impl Histograms {
+    pub(crate) fn new(pool: &str) -> Histograms {
+        Histograms {
+            wait: histogram!("sluice_wait_seconds", "pool" => pool.to_owned()),
+            usage: histogram!("sluice_usage_seconds", "pool" => pool.to_owned()),
+            connect: histogram!("sluice_connect_seconds", "pool" => pool.to_owned()),
+        }
+    }
+
+    pub(crate) fn waited(&self, wait: Duration) {
+        self.wait.record(wait.as_secs_f64());
+    }
+
+    pub(crate) fn used(&self, usage: Duration) {
+        self.usage.record(usage.as_secs_f64());
+    }
+
+    pub(crate) fn connected(&self, took: Duration) {
+        self.connect.record(took.as_secs_f64());
+    }
+}
+
+/// Copies a snapshot's gauges and counters out to the recorder.
+pub(crate) fn publish(pool: &str, m: &Metrics) {
+    let pool = pool.to_owned();
+    let gauges = [
+        ("sluice_connections", m.connections),
+        ("sluice_connections_idle", m.idle),
+        ("sluice_connections_in_use", m.in_use),
+        ("sluice_connections_max", m.max_size),
+        ("sluice_waiting_threads", m.waiting),
+    ];
+    for (name, value) in gauges {
+        gauge!(name, "pool" => pool.clone()).set(value);
+    }
+    let counters = [
+        ("sluice_checkouts_total", m.checkouts),
+        ("sluice_timeouts_total", m.timeouts),
+        ("sluice_connections_created_total", m.created),
+        ("sluice_connect_failures_total", m.connect_failures),
+        ("sluice_leaks_total", m.leaks_detected),
+    ];
+    for (name, value) in counters {
+        counter!(name, "pool" => pool.clone()).absolute(value);
+    }
+    let closed = [
+        ("broken", m.closed_broken),
+        ("invalid", m.closed_invalid),
+        ("max_lifetime", m.closed_max_lifetime),
+        ("idle_timeout", m.closed_idle_timeout),
+        ("evicted", m.closed_evicted),
+        ("shutdown", m.closed_shutdown),
+    ];
+    for (reason, value) in closed {
+        counter!("sluice_connections_closed_total", "pool" => pool.clone(), "reason" => reason)
+            .absolute(value);
+    }
+}
