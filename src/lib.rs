@@ -79,6 +79,8 @@
 //!   is handed out unchecked; one that sat idle longer is checked with a round trip first.
 //!   Behind a proxy that may drop connections at any time, set the window to `Duration::ZERO`.
 //! - `connection_timeout`: how long a caller waits before it gets an error that says why.
+//! - The size itself: [`sizing`] turns the server's `max_connections`, the number of instances
+//!   and the workload into numbers.
 //!
 //! ## Lifetimes, idle connections and keepalive
 //!
@@ -172,6 +174,74 @@
 //! Backtraces show function names when the binary has symbols (Rust keeps them unless you
 //! strip), and files and lines with debug info (`debug = 1` in the release profile is enough).
 //! The caller's file and line ([`Leak::location`]) are known either way.
+//!
+//! # Behind PgBouncer in transaction mode
+//!
+//! In transaction mode PgBouncer lends a server connection to a client for one transaction
+//! only, so anything that lives in a *session* stops working between transactions:
+//!
+//! - session `SET`s (`search_path`, `statement_timeout`): use `SET LOCAL` inside a transaction,
+//!   or set them per role or database on the server;
+//! - named prepared statements: the `postgres` crate's `query` and `execute` prepare a named
+//!   statement and run it in a second exchange, which may land on another server connection
+//!   ("prepared statement "s0" does not exist"). Use PgBouncer 1.21 or later with
+//!   `max_prepared_statements` above 0, or `query_typed` / `simple_query`, or run the
+//!   statements inside an explicit transaction;
+//! - advisory session locks, `LISTEN`, temporary tables kept across transactions, `WITH HOLD`
+//!   cursors.
+//!
+//! Leave recycling off (`PostgresConnectionManager::with_recycling(false)`, the default) behind
+//! a transaction-mode PgBouncer: there is no session to reset, and each `DISCARD ALL` would be
+//! one more round trip for nothing. Behind a session-mode PgBouncer, PgBouncer resets a server
+//! connection only when its client disconnects, which a pooled connection rarely does: turn
+//! recycling on if borrowers leave session state behind. Either way keep `max_lifetime` below
+//! PgBouncer's `client_idle_timeout` (if set), and size the sluice pool to the client side:
+//! PgBouncer's `default_pool_size` is what limits the server's connections.
+//!
+//! # Error handling
+//!
+//! Everything a check-out can fail with is an [`Error`], and its `Display` says what happened:
+//! which pool, how long the caller waited, how many connections were in use, idle, being
+//! opened and waited for, and the database's last error with its whole `source()` chain.
+//!
+//! - [`Error::is_timeout`]: no connection within `connection_timeout`. The pool is exhausted,
+//!   or the database is slow or down ([`Error::last_error`] says which). In a server, answer
+//!   with 503 and let the client retry; raising the timeout only makes callers queue longer.
+//! - [`Error::is_permanent`]: the last connect failed in a way waiting won't fix (wrong
+//!   password, unknown database). Fix the settings; the pool keeps retrying in the background
+//!   and recovers on its own once they are right.
+//! - [`Error::is_closed`]: the pool was closed, usually because the program is shutting down.
+//!
+//! Errors from queries on a checked-out connection are the driver's own. When one leaves the
+//! session unusable (a protocol error, a transaction in an unknown state), call
+//! [`PooledConnection::mark_broken`] so the connection is closed instead of reused; the
+//! drivers' `has_broken` catches connections the server closed without that.
+//!
+//! ```
+//! # struct Manager;
+//! # impl sluice::ManageConnection for Manager {
+//! #     type Connection = ();
+//! #     type Error = std::io::Error;
+//! #     fn connect(&self) -> Result<(), std::io::Error> { Err(std::io::Error::other("refused")) }
+//! #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+//! #     fn has_broken(&self, _: &mut ()) -> bool { false }
+//! # }
+//! use std::time::Duration;
+//!
+//! let pool = sluice::Pool::builder()
+//!     .connection_timeout(Duration::from_millis(100))
+//!     .error_handler(Box::new(sluice::NopErrorHandler))
+//!     .build_unchecked(Manager);
+//! match pool.get() {
+//!     Ok(_conn) => { /* serve the request */ }
+//!     Err(err) if err.is_timeout() => {
+//!         // "timed out waiting for connection: refused", with the pool's numbers.
+//!         assert!(err.to_string().starts_with("timed out waiting for connection"));
+//!         assert_eq!(err.last_error().unwrap().to_string(), "refused");
+//!     }
+//!     Err(err) => panic!("{err}"),
+//! }
+//! ```
 //!
 //! # Exporting metrics
 //!
