@@ -46,22 +46,97 @@ use std::time::Duration;
 /// ```
 pub trait HandleEvent: fmt::Debug + Sync + Send {
     /// Called when the pool has opened a new connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::event::{AcquireEvent, HandleEvent};
+    ///
+    /// #[derive(Debug)]
+    /// struct Log;
+    ///
+    /// impl HandleEvent for Log {
+    ///     fn handle_acquire(&self, event: AcquireEvent) {
+    ///         println!("opened connection {}", event.connection_id());
+    ///     }
+    /// }
+    /// ```
     #[allow(unused_variables)]
     fn handle_acquire(&self, event: AcquireEvent) {}
 
     /// Called when the pool closes a connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::event::{ReleaseEvent, HandleEvent};
+    ///
+    /// #[derive(Debug)]
+    /// struct Log;
+    ///
+    /// impl HandleEvent for Log {
+    ///     fn handle_release(&self, event: ReleaseEvent) {
+    ///         println!("closed connection {} at age {:?}", event.connection_id(), event.age());
+    ///     }
+    /// }
+    /// ```
     #[allow(unused_variables)]
     fn handle_release(&self, event: ReleaseEvent) {}
 
     /// Called when a connection is checked out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::event::{CheckoutEvent, HandleEvent};
+    ///
+    /// #[derive(Debug)]
+    /// struct Log;
+    ///
+    /// impl HandleEvent for Log {
+    ///     fn handle_checkout(&self, event: CheckoutEvent) {
+    ///         println!("waited {:?} for {}", event.duration(), event.connection_id());
+    ///     }
+    /// }
+    /// ```
     #[allow(unused_variables)]
     fn handle_checkout(&self, event: CheckoutEvent) {}
 
     /// Called when a check-out gives up waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::event::{TimeoutEvent, HandleEvent};
+    ///
+    /// #[derive(Debug)]
+    /// struct Log;
+    ///
+    /// impl HandleEvent for Log {
+    ///     fn handle_timeout(&self, event: TimeoutEvent) {
+    ///         eprintln!("no connection within {:?}", event.timeout());
+    ///     }
+    /// }
+    /// ```
     #[allow(unused_variables)]
     fn handle_timeout(&self, event: TimeoutEvent) {}
 
     /// Called when a connection is checked back in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::event::{CheckinEvent, HandleEvent};
+    ///
+    /// #[derive(Debug)]
+    /// struct Log;
+    ///
+    /// impl HandleEvent for Log {
+    ///     fn handle_checkin(&self, event: CheckinEvent) {
+    ///         println!("{} was held {:?}", event.connection_id(), event.duration());
+    ///     }
+    /// }
+    /// ```
     #[allow(unused_variables)]
     fn handle_checkin(&self, event: CheckinEvent) {}
 }
@@ -109,6 +184,21 @@ pub struct AcquireEvent {
 
 impl AcquireEvent {
     /// The connection's id, unique within the process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::event::{AcquireEvent, HandleEvent};
+    ///
+    /// #[derive(Debug)]
+    /// struct Log;
+    ///
+    /// impl HandleEvent for Log {
+    ///     fn handle_acquire(&self, event: AcquireEvent) {
+    ///         println!("{:?}", event.connection_id());
+    ///     }
+    /// }
+    /// ```
     #[inline]
     #[must_use]
     pub fn connection_id(&self) -> u64 {
@@ -139,6 +229,21 @@ pub struct ReleaseEvent {
 
 impl ReleaseEvent {
     /// The connection's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::event::{ReleaseEvent, HandleEvent};
+    ///
+    /// #[derive(Debug)]
+    /// struct Log;
+    ///
+    /// impl HandleEvent for Log {
+    ///     fn handle_release(&self, event: ReleaseEvent) {
+    ///         println!("{:?}", event.connection_id());
+    ///     }
+    /// }
+    /// ```
     #[inline]
     #[must_use]
     pub fn connection_id(&self) -> u64 {
@@ -146,6 +251,21 @@ impl ReleaseEvent {
     }
 
     /// How long the connection existed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::event::{ReleaseEvent, HandleEvent};
+    ///
+    /// #[derive(Debug)]
+    /// struct Log;
+    ///
+    /// impl HandleEvent for Log {
+    ///     fn handle_release(&self, event: ReleaseEvent) {
+    ///         println!("{:?}", event.age());
+    ///     }
+    /// }
+    /// ```
     #[inline]
     #[must_use]
     pub fn age(&self) -> Duration {
@@ -176,6 +296,21 @@ pub struct CheckoutEvent {
 
 impl CheckoutEvent {
     /// The connection's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::event::{CheckoutEvent, HandleEvent};
+    ///
+    /// #[derive(Debug)]
+    /// struct Log;
+    ///
+    /// impl HandleEvent for Log {
+    ///     fn handle_checkout(&self, event: CheckoutEvent) {
+    ///         println!("{:?}", event.connection_id());
+    ///     }
+    /// }
+    /// ```
     #[inline]
     #[must_use]
     pub fn connection_id(&self) -> u64 {
@@ -183,6 +318,21 @@ impl CheckoutEvent {
     }
 
     /// How long the check-out took, waiting and validation included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::event::{CheckoutEvent, HandleEvent};
+    ///
+    /// #[derive(Debug)]
+    /// struct Log;
+    ///
+    /// impl HandleEvent for Log {
+    ///     fn handle_checkout(&self, event: CheckoutEvent) {
+    ///         println!("{:?}", event.duration());
+    ///     }
+    /// }
+    /// ```
     #[inline]
     #[must_use]
     pub fn duration(&self) -> Duration {
@@ -212,6 +362,21 @@ pub struct TimeoutEvent {
 
 impl TimeoutEvent {
     /// The timeout the check-out was given.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::event::{TimeoutEvent, HandleEvent};
+    ///
+    /// #[derive(Debug)]
+    /// struct Log;
+    ///
+    /// impl HandleEvent for Log {
+    ///     fn handle_timeout(&self, event: TimeoutEvent) {
+    ///         println!("{:?}", event.timeout());
+    ///     }
+    /// }
+    /// ```
     #[inline]
     #[must_use]
     pub fn timeout(&self) -> Duration {
@@ -242,6 +407,21 @@ pub struct CheckinEvent {
 
 impl CheckinEvent {
     /// The connection's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::event::{CheckinEvent, HandleEvent};
+    ///
+    /// #[derive(Debug)]
+    /// struct Log;
+    ///
+    /// impl HandleEvent for Log {
+    ///     fn handle_checkin(&self, event: CheckinEvent) {
+    ///         println!("{:?}", event.connection_id());
+    ///     }
+    /// }
+    /// ```
     #[inline]
     #[must_use]
     pub fn connection_id(&self) -> u64 {
@@ -249,6 +429,21 @@ impl CheckinEvent {
     }
 
     /// How long the connection was checked out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sluice::event::{CheckinEvent, HandleEvent};
+    ///
+    /// #[derive(Debug)]
+    /// struct Log;
+    ///
+    /// impl HandleEvent for Log {
+    ///     fn handle_checkin(&self, event: CheckinEvent) {
+    ///         println!("{:?}", event.duration());
+    ///     }
+    /// }
+    /// ```
     #[inline]
     #[must_use]
     pub fn duration(&self) -> Duration {
