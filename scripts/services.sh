@@ -10,11 +10,33 @@
 # - MariaDB: database `test`; `root` reaches it from 127.0.0.1 with an empty password; user
 #   `sluice_auth` (password `sluice-auth-secret`) for the wrong-password tests.
 #
+# With arguments it acts on one server, for the restart tests (tests/*_restart.rs):
+#
+#   scripts/services.sh start postgres|mariadb   the setup above, for that server only
+#   scripts/services.sh stop postgres|mariadb    shuts it down (PostgreSQL: fast mode) and
+#                                                returns once it no longer answers
+#
 # These are test fixtures for a machine that exists to run tests: never point this script at
-# a server that holds anything else. Set SLUICE_SKIP_SERVICES=1 to skip it entirely.
+# a server that holds anything else. Set SLUICE_SKIP_SERVICES=1 to skip it entirely (then
+# `start` and `stop` fail, so the restart tests skip).
 set -euo pipefail
 
+usage() {
+    echo "usage: $0 [start|stop postgres|mariadb]" >&2
+    exit 2
+}
+
+ACTION=${1:-}
+SERVER=${2:-}
+if [[ -n "$ACTION" ]]; then
+    [[ $# == 2 && "$ACTION" =~ ^(start|stop)$ && "$SERVER" =~ ^(postgres|mariadb)$ ]] || usage
+fi
+
 if [[ "${SLUICE_SKIP_SERVICES:-}" == 1 ]]; then
+    if [[ -n "$ACTION" ]]; then
+        echo "services: cannot $ACTION $SERVER: SLUICE_SKIP_SERVICES=1" >&2
+        exit 1
+    fi
     echo "services: skipped (SLUICE_SKIP_SERVICES=1)"
     exit 0
 fi
@@ -38,6 +60,20 @@ wait_for() {
     return 1
 }
 
+# Waits up to 60 s for a command to fail.
+wait_for_not() {
+    local what=$1
+    shift
+    for _ in $(seq 120); do
+        if ! "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    say "$what still answers after 60 s" >&2
+    return 1
+}
+
 as_root() {
     if [[ $(id -u) == 0 ]]; then
         "$@"
@@ -58,6 +94,7 @@ apt_install() {
 # ---- PostgreSQL ----------------------------------------------------------------------------
 
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432; }
+pg_cluster() { pg_lsclusters -h | head -n 1; }
 pg_sql() { psql -h 127.0.0.1 -p 5432 -U postgres -d "${2:-postgres}" -v ON_ERROR_STOP=1 -Atc "$1"; }
 
 postgres_service() {
@@ -67,7 +104,7 @@ postgres_service() {
     if ! pg_up; then
         say "starting PostgreSQL"
         local version cluster
-        read -r version cluster _ < <(pg_lsclusters -h | head -n 1)
+        read -r version cluster _ < <(pg_cluster)
         as_root pg_ctlcluster "$version" "$cluster" start || as_root service postgresql start
     fi
     wait_for "PostgreSQL" pg_up
@@ -101,6 +138,18 @@ postgres_service() {
     fi
     pg_sql "grant all on database test to $AUTH_USER" >/dev/null
     say "PostgreSQL ready on 127.0.0.1:5432 ($(pg_sql 'show server_version'))"
+}
+
+postgres_stop() {
+    if pg_up; then
+        say "stopping PostgreSQL"
+        local version cluster
+        read -r version cluster _ < <(pg_cluster)
+        # Fast mode terminates the open sessions, and returns once the server has exited.
+        as_root pg_ctlcluster "$version" "$cluster" stop -m fast
+    fi
+    wait_for_not "PostgreSQL" pg_up
+    say "PostgreSQL stopped"
 }
 
 # ---- MariaDB -------------------------------------------------------------------------------
@@ -142,5 +191,25 @@ mariadb_service() {
     say "MariaDB ready on 127.0.0.1:3306 ($(my_sql 'SELECT VERSION()'))"
 }
 
-postgres_service
-mariadb_service
+mariadb_stop() {
+    if my_up >/dev/null 2>&1 || as_root mariadb-admin ping >/dev/null 2>&1; then
+        say "stopping MariaDB"
+        # Returns once the server has exited; mysqld_safe then exits too (it restarts a server
+        # only after a crash).
+        as_root mariadb-admin shutdown
+    fi
+    wait_for_not "MariaDB" as_root mariadb-admin ping
+    wait_for_not "MariaDB on 127.0.0.1:3306" my_up
+    say "MariaDB stopped"
+}
+
+case "$ACTION $SERVER" in
+    " ")
+        postgres_service
+        mariadb_service
+        ;;
+    "start postgres") postgres_service ;;
+    "start mariadb") mariadb_service ;;
+    "stop postgres") postgres_stop ;;
+    "stop mariadb") mariadb_stop ;;
+esac

@@ -4,10 +4,32 @@
 //!
 //! Validation is one cheap round trip (an empty simple query); `has_broken` does no I/O (it
 //! asks the client whether its connection has closed), and neither does the same question on
-//! every check-out. The synchronous client hides its socket, so a session the server ended
-//! while it sat idle is found by its first query, which fails once; `has_broken` then retires
-//! it. Authentication failures and unknown databases are permanent errors: `build` and
-//! check-outs fail at once with the server's reason.
+//! every check-out. The synchronous client hides its socket and reads it only inside a call,
+//! which has two consequences:
+//!
+//! - A session the server ended while it sat idle is found by its first query, which fails
+//!   once (`connection closed`); `has_broken` then retires it.
+//! - A session the server ends *during* a query (`pg_terminate_backend`, a restart, a
+//!   failover) fails that query with the server's `FATAL`, but the client has not yet read
+//!   the end of the stream that follows, so it still looks open when it comes back. A
+//!   borrower inside the skip window may then see one more error before it is retired. To
+//!   avoid that second error, retire the connection yourself when a query fails with an
+//!   error of SQLSTATE class 57 (operator intervention):
+//!
+//! ```no_run
+//! # let pool: sluice::Pool<sluice::postgres::PostgresConnectionManager<postgres::NoTls>> = todo!();
+//! let mut conn = pool.get()?;
+//! if let Err(err) = conn.execute("UPDATE jobs SET done = true WHERE id = 1", &[]) {
+//!     if err.code().is_some_and(|code| code.code().starts_with("57")) {
+//!         sluice::PooledConnection::mark_broken(&mut conn);
+//!     }
+//!     return Err(err.into());
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Authentication failures and unknown databases are permanent errors: `build` and check-outs
+//! fail at once with the server's reason.
 
 use std::fmt;
 

@@ -1,0 +1,470 @@
+//! The database server restarting while a pool is under load, for tests/postgres_restart.rs and
+//! tests/mysql_restart.rs (no other test binary includes this file).
+//!
+//! The server is stopped and started with `scripts/services.sh stop|start <server>`; an
+//! [`Outage`] guard starts it again if the test fails halfway, so it is never left down for the
+//! tests that follow. Each restart test is a test binary of its own: cargo runs test binaries
+//! one after another, so no other test meets the outage.
+
+use std::fs::{self, File};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use sluice::{ManageConnection, Pool, PooledConnection};
+
+use crate::common::{SOON, eventually};
+
+/// Threads looping check-out and query: more than the pool's connections, so some of them
+/// wait in line when the pool runs dry.
+const WORKERS: usize = 6;
+
+/// How much longer than `connection_timeout` a failed check-out may take on a loaded machine.
+const SLACK: Duration = Duration::from_secs(5);
+
+/// What a test needs to know about a server.
+pub struct Server {
+    /// As `scripts/services.sh` names it: `postgres` or `mariadb`.
+    pub name: &'static str,
+    /// The reasons a check-out may give while the server is down or coming back, lowercase:
+    /// its error must contain one of them.
+    pub reasons: &'static [&'static str],
+    /// A query error after which the driver cannot yet tell that the session is over, so the
+    /// pool may hand the connection out once more (its next query fails too, and then it is
+    /// retired). `None`: a connection whose query failed is never handed out again.
+    pub fails_twice_after: Option<&'static str>,
+}
+
+/// Runs `scripts/services.sh <action> <server>`; on failure, says what it printed.
+fn services(action: &str, server: &str) -> Result<(), String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services.sh");
+    // The output goes to a file, not a pipe: a server the script starts may keep the
+    // descriptors it inherited, and a pipe would then never reach its end.
+    let log = std::env::temp_dir().join(format!(
+        "sluice-services-{}-{action}-{server}.log",
+        std::process::id()
+    ));
+    let run = || -> std::io::Result<_> {
+        let file = File::create(&log)?;
+        Command::new(script)
+            .args([action, server])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .status()
+    };
+    let status = run();
+    let output = fs::read_to_string(&log).unwrap_or_default();
+    let _ = fs::remove_file(&log);
+    match status {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!(
+            "`scripts/services.sh {action} {server}` failed ({status}): {}",
+            output.trim()
+        )),
+        Err(err) => Err(format!("cannot run {script}: {err}")),
+    }
+}
+
+/// Says loudly that `test` did not run, and why; under `CI=true`, fails instead.
+fn skip(test: &str, why: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true and {test} cannot stop and start the server: {why}");
+    }
+    eprintln!(
+        "\n!!! SKIPPED {test}: cannot stop and start the server ({why}); \
+         run it as root on a machine scripts/services.sh manages !!!\n"
+    );
+}
+
+/// A server this test stopped. [`Outage::end`] starts it again; so does dropping the guard,
+/// when the test fails before that.
+struct Outage {
+    server: &'static str,
+    over: bool,
+}
+
+impl Outage {
+    fn begin(server: &'static str) -> Result<Outage, String> {
+        let outage = Outage {
+            server,
+            over: false,
+        };
+        services("stop", server)?;
+        Ok(outage)
+    }
+
+    fn end(mut self) -> Result<(), String> {
+        services("start", self.server)?;
+        self.over = true;
+        Ok(())
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        if !self.over {
+            if let Err(why) = services("start", self.server) {
+                eprintln!(
+                    "\n!!! {} IS DOWN: starting it again failed: {why} !!!\n",
+                    self.server
+                );
+            }
+        }
+    }
+}
+
+/// Ends the load when dropped, also when the test fails.
+struct Load(Arc<AtomicBool>);
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Where the test is when a check-out begins.
+const UP: u8 = 0;
+const OUTAGE: u8 = 1;
+const BACK: u8 = 2;
+
+enum Outcome {
+    GetFailed(sluice::Error),
+    /// Connection `conn` was checked out, and answered the query or not.
+    Queried {
+        conn: u64,
+        result: Result<(), String>,
+    },
+}
+
+/// One check-out and what came of it.
+struct Record {
+    worker: usize,
+    began: Instant,
+    /// When `get` returned.
+    got: Instant,
+    outcome: Outcome,
+}
+
+impl Record {
+    fn failed(&self) -> bool {
+        !matches!(self.outcome, Outcome::Queried { result: Ok(()), .. })
+    }
+}
+
+/// What a worker tells the test: each of the first three once.
+enum Event {
+    /// A query answered before the outage.
+    Warm,
+    /// A check-out failed during the outage.
+    Failed,
+    /// A query answered, on a connection checked out after the server was back.
+    Recovered(Instant),
+    /// Everything that happened, when the load ended.
+    Finished(Vec<Record>),
+}
+
+/// One worker: check-out and query, over and over, until `done`.
+fn work<M: ManageConnection>(
+    worker: usize,
+    pool: Pool<M>,
+    query: fn(&mut M::Connection) -> Result<(), String>,
+    phase: Arc<AtomicU8>,
+    done: Arc<AtomicBool>,
+    events: Sender<(usize, Event)>,
+) {
+    let mut records = Vec::new();
+    let (mut warm, mut failed, mut recovered) = (false, false, false);
+    while !done.load(Ordering::SeqCst) {
+        let now_in = phase.load(Ordering::SeqCst);
+        let began = Instant::now();
+        let (got, outcome) = match pool.get() {
+            Ok(mut conn) => {
+                let got = Instant::now();
+                let id = PooledConnection::id(&conn);
+                let result = query(&mut conn);
+                (got, Outcome::Queried { conn: id, result })
+            }
+            Err(err) => (Instant::now(), Outcome::GetFailed(err)),
+        };
+        let answered = matches!(outcome, Outcome::Queried { result: Ok(()), .. });
+        let event = match now_in {
+            UP if answered && !warm => {
+                warm = true;
+                Some(Event::Warm)
+            }
+            OUTAGE if matches!(outcome, Outcome::GetFailed(_)) && !failed => {
+                failed = true;
+                Some(Event::Failed)
+            }
+            BACK if answered && !recovered => {
+                recovered = true;
+                Some(Event::Recovered(Instant::now()))
+            }
+            _ => None,
+        };
+        records.push(Record {
+            worker,
+            began,
+            got,
+            outcome,
+        });
+        if let Some(event) = event {
+            let _ = events.send((worker, event));
+        }
+        // Paced, so that the machine stays responsive enough to restart the server: this is
+        // load, not a benchmark.
+        thread::sleep(Duration::from_millis(1));
+    }
+    let _ = events.send((worker, Event::Finished(records)));
+}
+
+/// Waits until every worker has sent its next event, or fails the test after `within`.
+fn from_each(events: &Receiver<(usize, Event)>, within: Duration, what: &str) -> Vec<Event> {
+    let deadline = Instant::now() + within;
+    let mut got: Vec<Option<Event>> = (0..WORKERS).map(|_| None).collect();
+    while got.iter().any(Option::is_none) {
+        match events.recv_deadline(deadline) {
+            Ok((worker, event)) => {
+                assert!(
+                    got[worker].is_none(),
+                    "worker {worker}: events out of order"
+                );
+                got[worker] = Some(event);
+            }
+            Err(_) => {
+                let missing: Vec<usize> = (0..WORKERS).filter(|&w| got[w].is_none()).collect();
+                panic!("workers {missing:?} (of {WORKERS}) never {what} within {within:?}: hung?");
+            }
+        }
+    }
+    got.into_iter().map(Option::unwrap).collect()
+}
+
+/// An error and its `source()` chain, on one line.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(source) = next {
+        text.push_str(" <- ");
+        text.push_str(&source.to_string());
+        next = source.source();
+    }
+    text
+}
+
+/// The test: `pool` (built once the test knows it can restart the server) under load from
+/// [`WORKERS`] threads, each looping `get` and `query`; the server stops, then starts again.
+///
+/// - During the outage every failed check-out returns within `connection_timeout` (and
+///   [`SLACK`]) with one of `server.reasons` in its error and a `last_error`, and no thread
+///   hangs.
+/// - Once the server is back, with nothing done to the pool, every thread gets a connection
+///   that answers within a few seconds, nothing fails any more, and the pool refills to
+///   `min_idle`, every connection of which answers.
+/// - Failures happen only between the stop and the recovery; a query may fail on a connection
+///   that died in the outage, but that connection is never handed out again (once, for a
+///   driver with `server.fails_twice_after`).
+pub fn restart_under_load<M: ManageConnection>(
+    test: &str,
+    server: &Server,
+    pool: impl FnOnce() -> Pool<M>,
+    query: fn(&mut M::Connection) -> Result<(), String>,
+) {
+    let t0 = Instant::now();
+    // Up (started if it was down), and the script can manage it.
+    if let Err(why) = services("start", server.name) {
+        skip(test, &why);
+        return;
+    }
+    let pool = pool();
+    let timeout = pool.connection_timeout();
+    let min_idle = pool.min_idle().unwrap_or_else(|| pool.max_size());
+    let phase = Arc::new(AtomicU8::new(UP));
+    let load = Load(Arc::new(AtomicBool::new(false)));
+    let (tx, events) = crossbeam_channel::unbounded();
+    for worker in 0..WORKERS {
+        let (pool, phase, done, tx) = (pool.clone(), phase.clone(), load.0.clone(), tx.clone());
+        thread::spawn(move || work(worker, pool, query, phase, done, tx));
+    }
+    drop(tx);
+    from_each(&events, SOON, "answered a query before the outage");
+
+    phase.store(OUTAGE, Ordering::SeqCst);
+    let stop_began = Instant::now();
+    let outage = match Outage::begin(server.name) {
+        Ok(outage) => outage,
+        Err(why) => {
+            skip(test, &why);
+            return;
+        }
+    };
+    let stopped = Instant::now();
+    // The pool runs dry (connections die, connects are refused): every thread's check-outs
+    // fail, each within the timeout.
+    from_each(
+        &events,
+        timeout + SLACK + SOON,
+        "had a check-out fail during the outage",
+    );
+
+    let start_began = Instant::now();
+    if let Err(why) = outage.end() {
+        panic!("{why}");
+    }
+    let back = Instant::now();
+    phase.store(BACK, Ordering::SeqCst);
+    let recovered = from_each(
+        &events,
+        timeout + SOON,
+        "had a check-out and query succeed after the restart",
+    )
+    .into_iter()
+    .filter_map(|event| match event {
+        Event::Recovered(at) => Some(at),
+        _ => None,
+    })
+    .max()
+    .expect("every worker recovered");
+
+    load.0.store(true, Ordering::SeqCst);
+    let mut records: Vec<Record> = from_each(&events, timeout + SLACK + SOON, "finished")
+        .into_iter()
+        .flat_map(|event| match event {
+            Event::Finished(records) => records,
+            _ => Vec::new(),
+        })
+        .collect();
+    records.sort_by_key(|r| r.began);
+
+    // Refilled to min_idle without anyone asking, and every one of those connections works.
+    assert!(
+        eventually(SOON, || {
+            let state = pool.state();
+            state.connections == min_idle && state.idle_connections == min_idle
+        }),
+        "the pool did not refill to min_idle {min_idle}: {:?}",
+        pool.metrics()
+    );
+    let mut held: Vec<_> = (0..min_idle)
+        .map(|_| pool.get_timeout(SOON).expect("a check-out after recovery"))
+        .collect();
+    for conn in &mut held {
+        query(conn).expect("a query after recovery");
+    }
+    drop(held);
+
+    let mut problems = Vec::new();
+    let mut reasons = std::collections::BTreeSet::new();
+    let mut longest_failed_get = Duration::ZERO;
+    let mut a_failed_get = None;
+    for record in &records {
+        let at = |when: Instant| when.saturating_duration_since(stop_began);
+        if record.failed() && (record.began < stop_began || record.began > recovered) {
+            problems.push(format!(
+                "worker {} failed outside the outage: check-out began {:?} after the stop \
+                 began (recovered at {:?})",
+                record.worker,
+                at(record.began),
+                at(recovered),
+            ));
+        }
+        let Outcome::GetFailed(err) = &record.outcome else {
+            continue;
+        };
+        let took = record.got - record.began;
+        longest_failed_get = longest_failed_get.max(took);
+        if took > timeout + SLACK {
+            problems.push(format!(
+                "a failed check-out took {took:?}, connection_timeout is {timeout:?}: {err}"
+            ));
+        }
+        let text = err.to_string();
+        let lower = text.to_lowercase();
+        a_failed_get.get_or_insert_with(|| text.clone());
+        if err.is_closed()
+            || err.last_error().is_none()
+            || !server.reasons.iter().any(|reason| lower.contains(reason))
+        {
+            problems.push(format!(
+                "a failed check-out does not say why (none of {:?}): {text}",
+                server.reasons
+            ));
+        }
+        if let Some(last) = err.last_error() {
+            reasons.insert(format!("check-out: {}", chain(last)));
+        }
+    }
+    // A connection whose query failed is not handed out again: that was its last use (but for
+    // `fails_twice_after`: then one more use, which failed too).
+    let mut uses: std::collections::HashMap<u64, Vec<&Record>> = Default::default();
+    for record in &records {
+        if let Outcome::Queried { conn, result } = &record.outcome {
+            uses.entry(*conn).or_default().push(record);
+            if let Err(err) = result {
+                reasons.insert(format!("query: {err}"));
+            }
+        }
+    }
+    for (conn, mut uses) in uses {
+        uses.sort_by_key(|r| r.got);
+        if let Some(i) = uses.iter().position(|r| r.failed()) {
+            let error = |r: &Record| match &r.outcome {
+                Outcome::Queried { result: Err(e), .. } => Some(e.to_lowercase()),
+                _ => None,
+            };
+            let excused = server.fails_twice_after.is_some_and(|known| {
+                uses.len() == i + 2
+                    && error(uses[i]).is_some_and(|e| e.contains(known))
+                    && error(uses[i + 1]).is_some()
+            });
+            if i + 1 < uses.len() && !excused {
+                let described: Vec<String> = uses[i..]
+                    .iter()
+                    .map(|r| {
+                        let result = error(r).unwrap_or_else(|| "answered".into());
+                        let at = r.got.saturating_duration_since(stop_began);
+                        format!("{at:?} after the stop began, worker {}: {result}", r.worker)
+                    })
+                    .collect();
+                problems.push(format!(
+                    "connection {conn} was handed out again after its query failed:\n    {}",
+                    described.join("\n    ")
+                ));
+            }
+        }
+    }
+
+    let count = |f: fn(&Record) -> bool| records.iter().filter(|r| f(r)).count();
+    let first_answer = records
+        .iter()
+        .filter(|r| !r.failed() && r.got > stopped)
+        .map(|r| r.got)
+        .min()
+        .expect("answers after the outage");
+    eprintln!(
+        "{test}: {} check-outs ({} failed, {} queries failed); stopping took {:?}, the \
+         server was then down {:?} before the start began; the start took {:?}; the first \
+         answer came {:?} after the start began, and every thread had one {:?} after the \
+         start ended; longest failed check-out {longest_failed_get:?} (timeout {timeout:?}); \
+         {:?} in all\n\
+         errors seen:\n  {}\n\
+         a failed check-out said: {}\n{:?}",
+        records.len(),
+        count(|r| matches!(r.outcome, Outcome::GetFailed(_))),
+        count(|r| matches!(r.outcome, Outcome::Queried { result: Err(_), .. })),
+        stopped - stop_began,
+        start_began - stopped,
+        back - start_began,
+        first_answer.saturating_duration_since(start_began),
+        recovered.saturating_duration_since(back),
+        t0.elapsed(),
+        reasons.into_iter().collect::<Vec<_>>().join("\n  "),
+        a_failed_get.unwrap_or_default(),
+        pool.metrics(),
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
