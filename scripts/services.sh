@@ -188,7 +188,52 @@ mariadb_service() {
             CREATE USER IF NOT EXISTS '$AUTH_USER'@'%' IDENTIFIED BY '$AUTH_PASSWORD';
             ALTER USER '$AUTH_USER'@'%' IDENTIFIED BY '$AUTH_PASSWORD';
             GRANT ALL PRIVILEGES ON test.* TO '$AUTH_USER'@'%';"
-    say "MariaDB ready on 127.0.0.1:3306 ($(my_sql 'SELECT VERSION()'))"
+    mariadb_tls
+    say "MariaDB ready on 127.0.0.1:3306 ($(my_sql 'SELECT VERSION()'), TLS $(my_sql 'SELECT @@have_ssl'))"
+}
+
+# TLS for the mysql-rustls tests: a certificate for 127.0.0.1 signed by a CA of its own (the
+# tests trust that CA through its file, ca.pem), loaded from a config file of our own that my.cnf includes. MariaDB reads
+# its certificate only at start, so the first run restarts it once.
+MY_TLS_DIR=/etc/mysql/sluice-tls
+mariadb_tls() {
+    if [[ "$(my_sql 'SELECT @@have_ssl')" == YES ]]; then
+        return 0
+    fi
+    if [[ -n "${MY_TLS_TRIED:-}" ]]; then
+        say "MariaDB started without TLS despite $MY_TLS_DIR/tls.cnf" >&2
+        return 1
+    fi
+    MY_TLS_TRIED=1
+    say "giving MariaDB a TLS certificate in $MY_TLS_DIR"
+    as_root mkdir -p "$MY_TLS_DIR"
+    if ! as_root test -s "$MY_TLS_DIR/ca.pem"; then
+        # A CA of its own and a server certificate it signs: rustls refuses a CA certificate
+        # as the server's own.
+        local tmp
+        tmp=$(mktemp -d)
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sluice test CA" \
+            -keyout "$tmp/ca-key.pem" -out "$tmp/ca.pem" 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout "$tmp/key.pem" -out "$tmp/server.csr" 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n' >"$tmp/ext"
+        openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca-key.pem" \
+            -CAcreateserial -days 3650 -extfile "$tmp/ext" -out "$tmp/cert.pem" 2>/dev/null
+        as_root cp "$tmp/ca.pem" "$tmp/cert.pem" "$tmp/key.pem" "$MY_TLS_DIR/"
+        rm -rf "$tmp"
+    fi
+    as_root chown -R mysql: "$MY_TLS_DIR"
+    as_root chmod 755 "$MY_TLS_DIR"
+    as_root chmod 644 "$MY_TLS_DIR/cert.pem" "$MY_TLS_DIR/ca.pem"
+    as_root chmod 600 "$MY_TLS_DIR/key.pem"
+    printf '[mariadbd]\nssl_cert = %s/cert.pem\nssl_key = %s/key.pem\n' "$MY_TLS_DIR" "$MY_TLS_DIR" |
+        as_root tee "$MY_TLS_DIR/tls.cnf" >/dev/null
+    local include="!include $MY_TLS_DIR/tls.cnf"
+    if ! as_root grep -qxF "$include" /etc/mysql/my.cnf; then
+        printf '\n%s\n' "$include" | as_root tee -a /etc/mysql/my.cnf >/dev/null
+    fi
+    mariadb_stop
+    mariadb_service
 }
 
 mariadb_stop() {

@@ -210,3 +210,54 @@ fn recycling_gives_each_borrower_a_clean_session() {
         "with recycling, it does not"
     );
 }
+
+/// TLS through the `mysql-rustls` feature, against the certificate `scripts/services.sh` gives
+/// the local server (`SLUICE_MY_TLS_CA` points elsewhere).
+#[cfg(feature = "mysql-rustls")]
+#[test]
+fn tls_sessions_are_reused_and_a_killed_one_is_still_seen_under_tls() {
+    let Some(opts) = server("tls_sessions") else {
+        return;
+    };
+    let ca = env("SLUICE_MY_TLS_CA", "/etc/mysql/sluice-tls/ca.pem");
+    if !std::path::Path::new(&ca).exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true and no server certificate at {ca}: run scripts/services.sh"
+        );
+        eprintln!(
+            "\n!!! SKIPPED tls_sessions: no certificate at {ca}; run scripts/services.sh !!!\n"
+        );
+        return;
+    }
+    let tls = mysql::SslOpts::default().with_root_cert_path(Some(std::path::PathBuf::from(ca)));
+    // On loopback the driver moves to the server's Unix socket, which TLS does not cover.
+    let opts = opts.ssl_opts(tls).prefer_socket(false);
+    let pool = Pool::builder()
+        .max_size(1)
+        .validation_skip_window(Duration::from_secs(3600))
+        .build(MysqlConnectionManager::new(opts.clone()))
+        .unwrap();
+    let mut conn = pool.get().unwrap();
+    let cipher: Option<(String, String)> = conn
+        .query_first("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        .unwrap();
+    assert!(
+        cipher.as_ref().is_some_and(|(_, value)| !value.is_empty()),
+        "the session is encrypted: {cipher:?}"
+    );
+    let first = session_id(&mut conn);
+    drop(conn);
+    // Whatever TLS leaves on the wire after the handshake must not look like a dead session.
+    for _ in 0..5 {
+        assert_eq!(session_id(&mut pool.get().unwrap()), first);
+    }
+    assert_eq!(pool.metrics().closed_broken, 0);
+    kill(&opts, first);
+    let mut conn = pool.get_timeout(SOON).unwrap();
+    let live: Option<u64> = conn
+        .query_first("SELECT CONNECTION_ID()")
+        .expect("the first query after the kill");
+    assert_ne!(live, Some(first));
+    assert_eq!(pool.metrics().closed_broken, 1);
+}
