@@ -177,9 +177,11 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// Tells, without a round trip, whether the server has already closed this connection's
     /// session: its error packet or end-of-stream is waiting on the socket. Default: `false`.
     ///
-    /// Runs on *every* check-out, before the connection is handed out, on the checking-out
-    /// thread and without the pool's lock: skip window or not, and with `test_on_check_out`
-    /// off too. It is what keeps a session the server killed while it sat idle (an idle
+    /// Runs on every check-out of a connection that sat idle (more than about a millisecond
+    /// since it came back: a connection returned moments ago was just looked at by
+    /// [`has_broken`](ManageConnection::has_broken), which should make the same check), before
+    /// it is handed out, on the checking-out thread and without the pool's lock: skip window or
+    /// not, and with `test_on_check_out` off too. It is what keeps a session the server killed while it sat idle (an idle
     /// timeout on the server, an administrator's `KILL`, a restart) from reaching a borrower
     /// inside the skip window. `true` closes the connection (counted in `closed_broken`) and
     /// the check-out goes on with another one.
@@ -223,6 +225,7 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// drop(pool.get()?);
     /// // The server hangs up while the connection is idle, well inside the skip window.
     /// last.lock().unwrap().store(true, Ordering::Relaxed);
+    /// std::thread::sleep(std::time::Duration::from_millis(10));
     /// let conn = pool.get()?; // a new connection, not the dead one
     /// assert!(!conn.hung_up.load(Ordering::Relaxed));
     /// assert_eq!(pool.metrics().closed_broken, 1);

@@ -91,6 +91,11 @@ impl<T> Deref for CacheLine<T> {
 /// are).
 const YIELDS_BEFORE_QUEUEING: u32 = 8;
 
+/// How recently a connection must have come back (or opened) for a check-out to trust
+/// `has_broken`'s look at it instead of asking `is_closed` again. With the coarse clock this is
+/// "within the same tick" (a few milliseconds).
+const JUST_LOOKED_AT: Duration = Duration::from_millis(1);
+
 /// A connection that failed its check-out checks, and why.
 struct Rejected<M>
 where
@@ -250,7 +255,7 @@ where
             let mut slots = self.slots.lock();
             if let Some(mut conn) = slots.take_idle() {
                 self.unlock_and_refill(slots);
-                if self.needs_no_check(&conn) && !self.server_closed(&mut conn) {
+                if self.needs_no_check(&mut conn) {
                     return Ok(PooledConnection::new(conn, None, caller));
                 }
                 return self.checkout_slow(Some(conn), None, timeout, caller);
@@ -260,15 +265,16 @@ where
         self.checkout_slow(None, started, timeout, caller)
     }
 
-    /// Whether a connection just taken can be handed out without `check` (but for the
-    /// manager's `is_closed`, which the caller asks): it has not expired, and it was verified
-    /// (checked in, validated) within the skip window, or check-out tests are off.
+    /// Whether a connection just taken can be handed out without `check`: it has not
+    /// expired, it was verified (checked in, validated) within the skip window or check-out
+    /// tests are off, and the server has not closed it.
     #[inline]
-    fn needs_no_check(&self, conn: &Pooled<M>) -> bool {
+    fn needs_no_check(&self, conn: &mut Pooled<M>) -> bool {
         let now = self.clock.now();
         conn.expires > now
             && (!self.config.test_on_check_out
                 || now.since(conn.verified) < self.config.validation_skip_window)
+            && !self.server_closed(conn, now)
     }
 
     /// Everything else about a check-out: waiting, checking, and going on after a rejected
@@ -495,7 +501,7 @@ where
         if conn.expires <= now {
             return Err(rejected(conn, Retire::MaxLifetime, None, None));
         }
-        if self.server_closed(&mut conn) {
+        if self.server_closed(&mut conn, now) {
             return Err(rejected(conn, Retire::Broken, None, None));
         }
         let config = &self.config;
@@ -513,10 +519,14 @@ where
     }
 
     /// Whether the manager can see, without a round trip, that the server closed `conn`'s
-    /// session; a panic counts as closed.
+    /// session; a panic counts as closed. A connection checked in (or opened) moments ago is
+    /// not asked: `has_broken` has just looked at it, and under load that halves the system
+    /// calls a socket-polling driver makes per borrow.
     #[inline]
-    fn server_closed(&self, conn: &mut Pooled<M>) -> bool {
-        catch_unwind(AssertUnwindSafe(|| self.manager.is_closed(&mut conn.raw))).unwrap_or(true)
+    fn server_closed(&self, conn: &mut Pooled<M>, now: Stamp) -> bool {
+        now.since(conn.checked_in) >= JUST_LOOKED_AT
+            && catch_unwind(AssertUnwindSafe(|| self.manager.is_closed(&mut conn.raw)))
+                .unwrap_or(true)
     }
 
     /// Runs the manager's `is_valid` on `conn`. On failure: the cause (for the pool's last
