@@ -14,11 +14,12 @@
 //! - `leak_postgres_paired`: the same two pools taking turns, short blocks of queries each, so
 //!   that load coming and going on a shared machine hits both alike; one on / off ratio per
 //!   round. Printed, and written to `target/sluice-bench/leak_postgres_paired.csv`. Runs after
-//!   the criterion groups when no filter is given; `cargo bench --bench leak --
-//!   leak_postgres_paired` runs it alone.
+//!   the criterion groups when no filter is given; `cargo bench --features postgres --bench
+//!   leak -- leak_postgres_paired` runs it alone.
 //!
-//! PostgreSQL connection settings, from the environment (the same names the `sluice::postgres`
-//! driver will read), with these defaults:
+//! The PostgreSQL pools use `sluice::postgres::PostgresConnectionManager` (so the bench needs
+//! feature `postgres`), with settings from the environment (the same names the tests read),
+//! with these defaults:
 //!
 //! | variable | default |
 //! |---|---|
@@ -28,8 +29,9 @@
 //! | `SLUICE_PG_PASSWORD` | none |
 //! | `SLUICE_PG_DATABASE` | `test` |
 //!
-//! No TLS. Run: `cargo bench --bench leak` (then `python3 scripts/bench_table.py leak` for the
-//! README tables; it also reads `cycle/sluice/1` from `cargo bench --bench pool`, when there).
+//! No TLS. Run: `cargo bench --features postgres --bench leak` (then
+//! `python3 scripts/bench_table.py leak` for the README tables; it also reads `cycle/sluice/1`
+//! from `cargo bench --bench pool`, when there).
 
 use std::hint::black_box;
 use std::panic::AssertUnwindSafe;
@@ -39,6 +41,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group};
+use postgres::NoTls;
+use sluice::postgres::PostgresConnectionManager;
 
 mod common;
 
@@ -87,71 +91,10 @@ fn leak_cycle(c: &mut Criterion) {
     group.finish();
 }
 
-// ---- leak_postgres: a bench-local PostgreSQL manager ------------------------------------------
+// ---- leak_postgres: sluice::postgres on a real server ------------------------------------------
 
-/// A minimal `ManageConnection` for the synchronous `postgres` client, until `sluice::postgres`
-/// exists.
-struct PgManager {
-    config: postgres::Config,
-}
-
-impl PgManager {
-    /// Settings from the `SLUICE_PG_*` variables (defaults in the module documentation).
-    fn from_env() -> PgManager {
-        let var = |name: &str, default: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_owned())
-        };
-        let mut config = postgres::Config::new();
-        config
-            .host(&var("SLUICE_PG_HOST", "127.0.0.1"))
-            .port(
-                var("SLUICE_PG_PORT", "5432")
-                    .parse()
-                    .expect("SLUICE_PG_PORT is a port number"),
-            )
-            .user(&var("SLUICE_PG_USER", "postgres"))
-            .dbname(&var("SLUICE_PG_DATABASE", "test"))
-            .connect_timeout(Duration::from_secs(5))
-            .application_name("sluice-bench");
-        if let Ok(password) = std::env::var("SLUICE_PG_PASSWORD") {
-            config.password(password);
-        }
-        PgManager { config }
-    }
-
-    /// Where the manager connects, for messages.
-    fn describe(&self) -> String {
-        let host = match self.config.get_hosts().first() {
-            Some(postgres::config::Host::Tcp(host)) => host.clone(),
-            Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
-            None => "?".to_owned(),
-        };
-        format!(
-            "postgres://{}@{}:{}/{}",
-            self.config.get_user().unwrap_or("?"),
-            host,
-            self.config.get_ports().first().copied().unwrap_or(5432),
-            self.config.get_dbname().unwrap_or("?"),
-        )
-    }
-}
-
-impl sluice::ManageConnection for PgManager {
-    type Connection = postgres::Client;
-    type Error = postgres::Error;
-    fn connect(&self) -> Result<postgres::Client, postgres::Error> {
-        self.config.connect(postgres::NoTls)
-    }
-    fn is_valid(&self, client: &mut postgres::Client) -> Result<(), postgres::Error> {
-        client.simple_query("").map(drop)
-    }
-    fn has_broken(&self, client: &mut postgres::Client) -> bool {
-        client.is_closed()
-    }
-}
+/// The pools' manager: the crate's own (empty-query validation, `has_broken` without I/O).
+type PgManager = PostgresConnectionManager<NoTls>;
 
 /// One `SELECT 1`, checked.
 fn select_one(client: &mut postgres::Client) {
@@ -194,34 +137,20 @@ const PG_CONNECTIONS: u32 = 8;
 fn reachable_postgres() -> Option<PgManager> {
     static REACHABLE: OnceLock<bool> = OnceLock::new();
     let reachable = *REACHABLE.get_or_init(|| {
-        let manager = PgManager::from_env();
-        let Err(err) = sluice::ManageConnection::connect(&manager) else {
+        let config = common::pg_config();
+        let Err(err) = config.connect(NoTls) else {
             return true;
         };
-        eprintln!();
-        eprintln!("==================================================================");
-        eprintln!(
-            "SKIPPING leak_postgres: cannot connect to {}:",
-            manager.describe()
-        );
-        eprintln!("  {err}");
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            eprintln!("  caused by: {cause}");
-            source = cause.source();
-        }
-        eprintln!("Set SLUICE_PG_HOST / _PORT / _USER / _PASSWORD / _DATABASE to point");
-        eprintln!("the bench at a PostgreSQL server.");
-        eprintln!("==================================================================");
-        eprintln!();
+        let target = common::pg_target(&config);
+        common::say_unreachable("leak_postgres", &target, &err, "SLUICE_PG");
         false
     });
-    reachable.then(PgManager::from_env)
+    reachable.then(|| PostgresConnectionManager::new(common::pg_config(), NoTls))
 }
 
 /// A pool of [`PG_CONNECTIONS`] connections, default settings otherwise.
 fn pg_pool(mode: &str, threshold: Option<Duration>, manager: PgManager) -> sluice::Pool<PgManager> {
-    let target = manager.describe();
+    let target = common::pg_target(&common::pg_config());
     sluice::Pool::builder()
         .pool_name(format!("leak-pg-{mode}"))
         .max_size(PG_CONNECTIONS)
@@ -383,13 +312,8 @@ fn main() {
     // "leak_postgres_paired".
     // Under `cargo test` (no `--bench`), `--test` or `--list`, criterion runs or lists each
     // benchmark once; the paired run stays out of it.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let filter = args
-        .iter()
-        .find(|a| !a.starts_with('-'))
-        .map(String::as_str);
-    let measuring =
-        args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test" || a == "--list");
+    let (filter, measuring) = common::bench_args();
+    let filter = filter.as_deref();
     if filter != Some("leak_postgres_paired") {
         benches();
         Criterion::default().configure_from_args().final_summary();

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Prints the README's benchmark tables from the output of `cargo bench --bench pool` and
-`cargo bench --bench leak`.
+"""Prints the README's benchmark tables from the output of `cargo bench --bench pool`,
+`cargo bench --features postgres --bench leak` and
+`cargo bench --features postgres,mysql --bench drivers`.
 
-Reads criterion's estimates under target/criterion/ (groups cycle, leak_cycle, leak_postgres), the
-overload table the pool bench writes to target/sluice-bench/overload.csv and the paired
-PostgreSQL rounds the leak bench writes to target/sluice-bench/leak_postgres_paired.csv.
-Standard library only.
+Reads criterion's estimates under target/criterion/ (groups cycle, leak_cycle, leak_postgres,
+drivers) and what the benches write to target/sluice-bench/: the overload table of the pool
+bench (overload.csv), the paired PostgreSQL rounds of the leak bench
+(leak_postgres_paired.csv), and the drivers bench's list of what its last run measured
+(drivers_run.csv) and its paired rounds (drivers_paired.csv). Standard library only.
 
-    python3 scripts/bench_table.py         # every table whose results are there
-    python3 scripts/bench_table.py pool    # only the pool bench's tables
-    python3 scripts/bench_table.py leak    # only the leak bench's tables
+    python3 scripts/bench_table.py          # every table whose results are there
+    python3 scripts/bench_table.py pool     # only the pool bench's tables
+    python3 scripts/bench_table.py leak     # only the leak bench's tables
+    python3 scripts/bench_table.py drivers  # only the drivers bench's tables
 """
 
 import csv
@@ -22,9 +25,21 @@ RESULTS = ROOT / "target" / "criterion"
 CRITERION = RESULTS / "cycle"
 LEAK_CYCLE = RESULTS / "leak_cycle"
 LEAK_POSTGRES = RESULTS / "leak_postgres"
+DRIVERS = RESULTS / "drivers"
+DRIVERS_RUN = ROOT / "target" / "sluice-bench" / "drivers_run.csv"
+DRIVERS_PAIRED = ROOT / "target" / "sluice-bench" / "drivers_paired.csv"
 OVERLOAD = ROOT / "target" / "sluice-bench" / "overload.csv"
 PAIRED = ROOT / "target" / "sluice-bench" / "leak_postgres_paired.csv"
 POOLS = ["floor", "sluice", "r2d2"]
+# The drivers bench: (directory, name) of each database and each variant, in table order.
+DATABASES = [("postgres", "PostgreSQL"), ("mysql", "MariaDB")]
+VARIANTS = [
+    ("dedicated", "dedicated connection per thread (the limit)"),
+    ("sluice", "sluice"),
+    ("r2d2", "r2d2 0.8"),
+    ("mysql_pool", "`mysql` crate's pool"),
+    ("new_connection", "new connection per request"),
+]
 
 
 def mean_ns(bench: pathlib.Path) -> float:
@@ -185,10 +200,97 @@ def leak_postgres_paired_table() -> None:
     print(f"Paired: on keeps {ratio:.2f}x of off's throughput ({verdict} the goal of at least 0.8x).")
 
 
+def times(x: float) -> str:
+    """A ratio with two significant decimals even when it is small (0.005x)."""
+    return f"{x:.3f}x" if x < 0.1 else f"{x:.2f}x"
+
+
+def drivers_paired(run: str) -> dict:
+    """{database: {variant: (mean ratio to dedicated, p10, p90)}} of the paired run `run`."""
+    if not DRIVERS_PAIRED.exists():
+        return {}
+    rates = {}  # database -> variant -> [queries/s per round]
+    for row in csv.DictReader(DRIVERS_PAIRED.open()):
+        if row["run"] == run:
+            by_variant = rates.setdefault(row["database"], {})
+            by_variant.setdefault(row["variant"], []).append(float(row["queries_per_s"]))
+    paired = {}
+    for database, by_variant in rates.items():
+        dedicated = by_variant["dedicated"]
+        paired[database] = {}
+        for variant, rounds in by_variant.items():
+            ratios = sorted(r / d for r, d in zip(rounds, dedicated))
+            n = len(ratios)
+            # Every block lasts as long as the others: the overall rate is the plain mean.
+            mean = sum(rounds) / sum(dedicated)
+            paired[database][variant] = (mean, ratios[n // 10], ratios[n * 9 // 10])
+    return paired
+
+
+def drivers_tables() -> bool:
+    """drivers: SELECT 1, 8 threads on 8 connections, per database; whether any was printed."""
+    if not DRIVERS_RUN.exists():
+        return False
+    measured = list(csv.DictReader(DRIVERS_RUN.open()))
+    if not measured:
+        return False
+    run = measured[0]["run"]
+    paired = drivers_paired(run)
+    printed = False
+    for database, name in DATABASES:
+        ran = {row["variant"] for row in measured if row["database"] == database}
+        rates = {}
+        for variant, label in VARIANTS:
+            bench = DRIVERS / database / variant
+            if variant not in ran or not has_results(bench):
+                continue
+            per_s = elements(bench) * 1e9
+            low, high = mean_interval_ns(bench)
+            rates[variant] = (label, per_s / mean_ns(bench), per_s / high, per_s / low)
+        if printed:
+            print()
+        printed = True
+        if "dedicated" not in rates:
+            print(f"{name}: not measured in the last run (unreachable, or filtered out).")
+            continue
+        dedicated = rates["dedicated"][1]
+        r2d2 = rates["r2d2"][1] if "r2d2" in rates else None
+        turns = paired.get(database, {})
+        print(f"{name}, `SELECT 1`, 8 threads, 8 connections (queries per second, all threads):")
+        print()
+        print(
+            "| | queries/s | 95% interval | / dedicated | / r2d2 "
+            "| in turns: / dedicated (p10 - p90) |"
+        )
+        print("|---|---:|---:|---:|---:|---:|")
+        for variant, (label, rate, low, high) in rates.items():
+            vs_r2d2 = times(rate / r2d2) if r2d2 else "-"
+            if variant in turns:
+                mean, p10, p90 = turns[variant]
+                in_turns = f"{times(mean)} ({p10:.2f} - {p90:.2f})"
+            else:
+                in_turns = "-"
+            print(
+                f"| {label} | {rate:.0f} | {low:.0f} - {high:.0f} "
+                f"| {times(rate / dedicated)} | {vs_r2d2} | {in_turns} |"
+            )
+        if "sluice" in rates:
+            kept = rates["sluice"][1] / dedicated
+            line = f"{name}: sluice keeps {kept:.2f}x of dedicated connections' throughput"
+            if "sluice" in turns:
+                line += f" ({turns['sluice'][0]:.2f}x taking turns with them)"
+            print()
+            print(line + "; the goal is at least 0.95x.")
+    if not paired:
+        print()
+        print("(no paired results from this run: run `--bench drivers` without a filter)")
+    return printed
+
+
 def main() -> int:
     which = sys.argv[1] if len(sys.argv) > 1 else "all"
-    if which not in ("all", "pool", "leak"):
-        print(f"usage: {sys.argv[0]} [pool|leak]", file=sys.stderr)
+    if which not in ("all", "pool", "leak", "drivers"):
+        print(f"usage: {sys.argv[0]} [pool|leak|drivers]", file=sys.stderr)
         return 2
     printed = False
     if which in ("all", "pool"):
@@ -203,7 +305,7 @@ def main() -> int:
         have_cycle = all(has_results(LEAK_CYCLE / n) for n in ("floor", "off", "on"))
         have_pg = all(has_results(LEAK_POSTGRES / m) for m in ("off", "on"))
         if not have_cycle and not have_pg and not PAIRED.exists() and which == "leak":
-            print("run `cargo bench --bench leak` first", file=sys.stderr)
+            print("run `cargo bench --features postgres --bench leak` first", file=sys.stderr)
             return 1
         if (have_cycle or have_pg or PAIRED.exists()) and printed:
             print()
@@ -219,8 +321,24 @@ def main() -> int:
         elif have_cycle and not have_pg:
             print()
             print("(no leak_postgres results: PostgreSQL was unreachable when the bench ran)")
+    if which in ("all", "drivers"):
+        have_drivers = DRIVERS_RUN.exists()
+        if have_drivers and printed:
+            print()
+        if have_drivers and drivers_tables():
+            printed = True
+        elif which == "drivers":
+            print(
+                "no drivers results: run `cargo bench --features postgres,mysql --bench drivers` "
+                "with the servers up",
+                file=sys.stderr,
+            )
+            return 1
     if not printed:
-        print("run `cargo bench --bench pool` or `cargo bench --bench leak` first", file=sys.stderr)
+        print(
+            "run `cargo bench --bench pool`, `--bench leak` or `--bench drivers` first",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
