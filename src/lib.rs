@@ -38,7 +38,11 @@
 //!
 //! # How a check-out works
 //!
-//! 1. An idle connection is taken at once, most recently used first.
+//! 1. An idle connection is taken at once: the one the calling thread returned last if it is
+//!    still idle (so a thread keeps its server session, as a dedicated connection would:
+//!    measured, that is worth 5 to 10% of a `SELECT 1` round trip), else the most recently
+//!    used. Then, if it sat idle, [`ManageConnection::is_closed`] looks for a session the
+//!    server ended without a round trip.
 //! 2. With none idle, the caller waits in a strict first-come, first-served queue; a connection
 //!    that comes back goes straight to the longest-waiting caller. Meanwhile the pool's own
 //!    thread opens a connection if callers outnumber the connections already being opened

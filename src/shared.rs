@@ -7,6 +7,7 @@
 //! its checks: if the connection it was handed fails them, it rejoins at the head of the queue
 //! in the same critical section that retires the connection.
 
+use std::cell::Cell;
 use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::Arc;
@@ -90,6 +91,18 @@ impl<T> Deref for CacheLine<T> {
 /// (each yield costs about a microsecond when other threads are runnable, and nothing when none
 /// are).
 const YIELDS_BEFORE_QUEUEING: u32 = 8;
+
+thread_local! {
+    /// The connection this thread returned last (ids are unique in the process, so one slot
+    /// serves every pool).
+    static LAST_USED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The connection the calling thread returned last, which its next check-out prefers.
+#[inline]
+fn last_used() -> u64 {
+    LAST_USED.with(Cell::get)
+}
 
 /// How recently a connection must have come back (or opened) for a check-out to trust
 /// `has_broken`'s look at it instead of asking `is_closed` again. With the coarse clock this is
@@ -253,7 +266,7 @@ where
         // The common case, kept small enough to inline: an idle connection that needs no check.
         if !self.config.events {
             let mut slots = self.slots.lock();
-            if let Some(mut conn) = slots.take_idle() {
+            if let Some(mut conn) = slots.take_idle_preferring(last_used()) {
                 self.unlock_and_refill(slots);
                 if self.needs_no_check(&mut conn) {
                     return Ok(PooledConnection::new(conn, None, caller));
@@ -306,7 +319,7 @@ where
             let next = {
                 let mut slots = self.slots.lock();
                 slots.reject(rejected.reason, rejected.cause);
-                match slots.take_idle() {
+                match slots.take_idle_preferring(last_used()) {
                     Some(conn) => Next::Take(conn),
                     None if slots.is_closed() => Next::Stop(Some(slots.refusal(&self.config.name))),
                     None => match timeout {
@@ -351,7 +364,7 @@ where
         place: &mut Place,
     ) -> Result<Pooled<M>, Option<Error>> {
         let mut slots = self.slots.lock();
-        if let Some(conn) = slots.take_idle() {
+        if let Some(conn) = slots.take_idle_preferring(last_used()) {
             self.unlock_and_refill(slots);
             return Ok(conn);
         }
@@ -398,7 +411,7 @@ where
             if slots.is_closed() {
                 break;
             }
-            if let Some(conn) = slots.take_idle() {
+            if let Some(conn) = slots.take_idle_preferring(last_used()) {
                 self.unlock_and_refill(slots);
                 return Ok(conn);
             }
@@ -555,6 +568,7 @@ where
         checked_out: Option<Instant>,
     ) {
         self.forget_borrow(conn.id);
+        LAST_USED.with(|last| last.set(conn.id));
         if let Some(at) = checked_out {
             let used = at.elapsed();
             #[cfg(feature = "metrics")]

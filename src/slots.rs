@@ -48,6 +48,9 @@ pub(crate) struct Conn<C, H> {
     pub(crate) extensions: Extensions,
 }
 
+/// How deep into the idle stack a check-out looks for the connection its thread used last.
+const AFFINITY_DEPTH: usize = 8;
+
 /// Why the pool closes a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Retire {
@@ -176,9 +179,27 @@ impl<C, H> Slots<C, H> {
     /// Takes the most recently used idle connection. Never takes one ahead of a waiting thread
     /// (by invariant 3 there is none idle while a thread waits).
     #[inline]
+    #[cfg(test)]
     pub(crate) fn take_idle(&mut self) -> Option<Box<Conn<C, H>>> {
+        // No connection has this id (the tests' ids are small).
+        self.take_idle_preferring(u64::MAX)
+    }
+
+    /// Like [`take_idle`](Slots::take_idle), but takes connection `preferred` (the one the
+    /// calling thread used last) if it is among the most recently returned: a thread that keeps
+    /// its connection keeps its server session's caches and the scheduler's pairing of the
+    /// thread with the server process, as a dedicated connection would.
+    #[inline]
+    pub(crate) fn take_idle_preferring(&mut self, preferred: u64) -> Option<Box<Conn<C, H>>> {
         debug_assert!(self.idle.is_empty() || self.waiters.is_empty());
-        let conn = self.idle.pop()?;
+        let top = self.idle.len();
+        // Only the top few: each look is a pointer chase under the lock.
+        let near = top.saturating_sub(AFFINITY_DEPTH);
+        let conn = match self.idle[near..].iter().rposition(|c| c.id == preferred) {
+            // `remove`, not `swap_remove`: the stack stays in check-in order for the sweep.
+            Some(at) => self.idle.remove(near + at),
+            None => self.idle.pop()?,
+        };
         self.checkouts += 1;
         Some(conn)
     }
@@ -651,6 +672,30 @@ mod tests {
     fn open_one(slots: &mut Slots<u64, ()>, id: u64) {
         let generation = slots.begin_open();
         assert!(slots.opened(conn(id, generation)).is_none());
+    }
+
+    #[test]
+    fn a_thread_gets_back_the_connection_it_used_last_if_it_is_near_the_top() {
+        let mut s = Slots::new(12, 12, Timers::default());
+        for id in 1..=12 {
+            open_one(&mut s, id);
+        }
+        // Stack, bottom to top: 1 ..= 12.
+        assert_eq!(s.take_idle_preferring(10).unwrap().id, 10);
+        assert_eq!(
+            s.take_idle_preferring(99).unwrap().id,
+            12,
+            "unknown: the top"
+        );
+        // 1 ..= 9, 11: 2 is deeper than a check-out looks.
+        assert_eq!(s.take_idle_preferring(2).unwrap().id, 11);
+        let order: Vec<u64> = s.idle.iter().map(|c| c.id).collect();
+        assert_eq!(
+            order,
+            (1..=9).collect::<Vec<_>>(),
+            "still in check-in order"
+        );
+        assert_eq!(s.checkouts, 3);
     }
 
     #[test]

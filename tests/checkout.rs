@@ -408,3 +408,43 @@ fn a_closed_check_that_panics_closes_the_connection_and_the_check_out_goes_on() 
     assert_eq!(manager.script.dropped.lock().as_slice(), &[old]);
     assert_eq!(pool.metrics().closed_broken, 1);
 }
+
+#[test]
+fn a_thread_gets_back_the_connection_it_used_last() {
+    let (pool, _manager) = pool(2);
+    // Thread A borrows through a channel, so the test decides when each step happens.
+    let (ask, asked) = crossbeam_channel::bounded::<bool>(0);
+    let (tell, told) = crossbeam_channel::bounded::<u64>(0);
+    let a = {
+        let pool = pool.clone();
+        thread::spawn(move || {
+            let mut held = None;
+            while let Ok(take) = asked.recv() {
+                if take {
+                    let conn = pool.get().unwrap();
+                    tell.send(conn.id).unwrap();
+                    held = Some(conn);
+                } else {
+                    drop(held.take());
+                    tell.send(0).unwrap();
+                }
+            }
+        })
+    };
+    ask.send(true).unwrap();
+    let a_first = told.recv().unwrap();
+    let b_first = pool.get().unwrap();
+    ask.send(false).unwrap();
+    told.recv().unwrap();
+    let b_id = b_first.id;
+    drop(b_first); // the most recently returned: on top of the idle stack
+    ask.send(true).unwrap();
+    assert_eq!(
+        told.recv().unwrap(),
+        a_first,
+        "A gets its own connection back"
+    );
+    assert_eq!(pool.get().unwrap().id, b_id, "and so does this thread");
+    drop(ask);
+    a.join().unwrap();
+}
