@@ -227,17 +227,17 @@ def drivers_paired(run: str) -> dict:
     return paired
 
 
-def drivers_tables() -> bool:
-    """drivers: SELECT 1, 8 threads on 8 connections, per database; whether any was printed."""
+def drivers_results() -> tuple[dict, dict] | None:
+    """The drivers bench's last run: ({database: {variant: (label, queries/s, low, high)}},
+    its paired rounds as `drivers_paired` gives them), or None when there is no run."""
     if not DRIVERS_RUN.exists():
-        return False
+        return None
     measured = list(csv.DictReader(DRIVERS_RUN.open()))
     if not measured:
-        return False
+        return None
     run = measured[0]["run"]
-    paired = drivers_paired(run)
-    printed = False
-    for database, name in DATABASES:
+    results = {}
+    for database, _ in DATABASES:
         ran = {row["variant"] for row in measured if row["database"] == database}
         rates = {}
         for variant, label in VARIANTS:
@@ -247,6 +247,19 @@ def drivers_tables() -> bool:
             per_s = elements(bench) * 1e9
             low, high = mean_interval_ns(bench)
             rates[variant] = (label, per_s / mean_ns(bench), per_s / high, per_s / low)
+        results[database] = rates
+    return results, drivers_paired(run)
+
+
+def drivers_tables() -> bool:
+    """drivers: SELECT 1, 8 threads on 8 connections, per database; whether any was printed."""
+    found = drivers_results()
+    if found is None:
+        return False
+    results, paired = found
+    printed = False
+    for database, name in DATABASES:
+        rates = results[database]
         if printed:
             print()
         printed = True
