@@ -285,7 +285,10 @@
 //!
 //! Install the recorder before building pools: a histogram is bound to the recorder present
 //! when its pool was built, as with any `metrics` handle. Gauges and counters are looked up on
-//! every publication and so reach a recorder installed later too.
+//! every publication and so reach a recorder installed later too. With
+//! `metrics-exporter-prometheus`, give the `sluice_*_seconds` series buckets
+//! (`set_buckets_for_metric(Matcher::Prefix("sluice_".into()), ..)`) so that they render as
+//! Prometheus histograms, which add up across instances; `examples/http_server.rs` does.
 //!
 //! # Moving from r2d2
 //!
