@@ -39,6 +39,15 @@ use sluice::{Leak, ManageConnection, Metrics, Pool, PooledConnection};
 
 type Error = Box<dyn StdError + Send + Sync>;
 
+/// `println!` that shrugs off a reader going away (`demo | head`): the demo then finishes its
+/// run and cleans up instead of panicking on the broken pipe.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Requests in flight at once, each on its own thread.
 const IN_FLIGHT: usize = 16;
 /// Fewer connections than requests in flight: a pool is sized to what the database does well,
@@ -64,7 +73,7 @@ usage: cargo run --release --example demo -- [--seconds N] [--database-url URL]
 fn main() -> ExitCode {
     let outcome = parse_args(std::env::args().skip(1)).and_then(|command| match command {
         Command::Help => {
-            println!("{USAGE}");
+            say!("{USAGE}");
             Ok(())
         }
         Command::Run(options) => run(&options),
@@ -290,8 +299,8 @@ fn demo<M: Database>(place: &str, manager: impl Fn() -> M, seconds: Duration) ->
         .build(manager())
         .map_err(|e| format!("{place}: {e}"))?;
     create_table::<M>(&mut *pool.get()?)?;
-    println!("database: {place}");
-    println!(
+    say!("database: {place}");
+    say!(
         "workload: thread-per-request, {IN_FLIGHT} requests in flight, each reading one row by \
          key; {:.1} s per run\n",
         seconds.as_secs_f64()
@@ -409,17 +418,17 @@ fn progress_bar(label: &str, length: Duration) -> Result<ProgressBar, Error> {
 
 fn print_comparison(without_pool: &Run, with_pool: &Run) {
     let pooled = format!("sluice, {POOL_SIZE} conns");
-    println!("{:<14}{:>18}{pooled:>18}   the pool is", "", "no pool");
+    say!("{:<14}{:>18}{pooled:>18}   the pool is", "", "no pool");
     let (slow, fast) = (without_pool.latencies.len(), with_pool.latencies.len());
-    println!("requests      {slow:>18}{fast:>18}");
+    say!("requests      {slow:>18}{fast:>18}");
     let (slow, fast) = (without_pool.per_second(), with_pool.per_second());
     let ratio = times(fast / slow);
-    println!("requests/s    {slow:>18.0}{fast:>18.0}   {ratio}");
+    say!("requests/s    {slow:>18.0}{fast:>18.0}   {ratio}");
     for (name, p) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("max", 100.0)] {
         let (slow, fast) = (without_pool.percentile(p), with_pool.percentile(p));
         let ratio = times(slow.as_secs_f64() / fast.as_secs_f64());
         let (slow, fast) = (millis(slow), millis(fast));
-        println!("latency {name:<6}{slow:>18}{fast:>18}   {ratio}");
+        say!("latency {name:<6}{slow:>18}{fast:>18}   {ratio}");
     }
 }
 
@@ -438,19 +447,23 @@ fn millis(duration: Duration) -> String {
 
 fn print_metrics(pool: &str, m: &Metrics) {
     let mean_wait = Duration::from_secs_f64(m.wait_time.as_secs_f64() / m.waited.max(1) as f64);
-    println!("\npool {pool:?}, pool.metrics() after the run:");
-    println!(
+    say!("\npool {pool:?}, pool.metrics() after the run:");
+    say!(
         "  connections  {} open of {}: {} idle, {} in use; {} threads waiting",
-        m.connections, m.max_size, m.idle, m.in_use, m.waiting
+        m.connections,
+        m.max_size,
+        m.idle,
+        m.in_use,
+        m.waiting
     );
-    println!(
+    say!(
         "  check-outs   {}, of which {} waited for a connection ({} on average); {} timed out",
         m.checkouts,
         m.waited,
         millis(mean_wait),
         m.timeouts
     );
-    println!(
+    say!(
         "  lifetime     {} connections opened, {} failed to open, {} closed",
         m.created,
         m.connect_failures,
@@ -501,7 +514,7 @@ fn show_leak<M: Database>(manager: M) -> Result<(), Error> {
         .backtrace()
         .borrower()
         .and_then(|frame| frame.function());
-    println!(
+    say!(
         "\nleak detection (threshold {} ms) caught it; pool.leaks() reports:\n  \
          connection   {} of pool {:?}\n  \
          held for     {}\n  \
@@ -517,7 +530,7 @@ fn show_leak<M: Database>(manager: M) -> Result<(), Error> {
         borrower.unwrap_or("(a binary without symbols)"),
     );
     drop(state.cached.lock().take());
-    println!("once the cache gives it back: {} leaks", pool.leaks().len());
+    say!("once the cache gives it back: {} leaks", pool.leaks().len());
     Ok(())
 }
 

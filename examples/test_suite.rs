@@ -59,10 +59,12 @@ impl UserCounter {
 
 // ---- The test suite's side ------------------------------------------------------------------
 
-/// A pool for one test: its own in-memory database, with every check-out recorded (threshold
-/// zero) so that `assert_no_leaks` can name where a connection still out was borrowed.
-fn test_pool() -> SqlitePool {
+/// A pool for one test, named after it (the name heads `assert_no_leaks`'s message): its own
+/// in-memory database, with every check-out recorded (threshold zero) so that
+/// `assert_no_leaks` can name where a connection still out was borrowed.
+fn test_pool(test: &str) -> SqlitePool {
     let pool = Pool::builder()
+        .pool_name(test)
         .max_size(2)
         .leak_detection_threshold(Some(Duration::ZERO))
         // A leak that starves the pool then fails the next check-out in seconds, not after
@@ -79,13 +81,13 @@ fn test_pool() -> SqlitePool {
 
 fn main() -> ExitCode {
     // 1. The well-behaved helper: every connection is back, so the assertion passes.
-    let pool = test_pool();
+    let pool = test_pool("add_user");
     let id = add_user(&pool, "ada").expect("add_user");
     pool.assert_no_leaks();
     println!("add_user: added user {id}; assert_no_leaks passed: every connection is back");
 
     // 2. The leaky helper: `counter` still holds a connection when the test asserts.
-    let pool = test_pool();
+    let pool = test_pool("user_counter");
     add_user(&pool, "ada").expect("add_user");
     add_user(&pool, "grace").expect("add_user");
     let mut counter = UserCounter::default();
@@ -122,7 +124,7 @@ mod tests {
 
     #[test]
     fn add_user_returns_its_connection() {
-        let pool = test_pool();
+        let pool = test_pool("add_user_returns_its_connection");
         add_user(&pool, "ada").unwrap();
         pool.assert_no_leaks();
     }
@@ -132,7 +134,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "UserCounter::count")]
     fn user_counter_leaks_its_connection() {
-        let pool = test_pool();
+        let pool = test_pool("user_counter_leaks_its_connection");
         add_user(&pool, "ada").unwrap();
         let mut counter = UserCounter::default();
         assert_eq!(counter.count(&pool).unwrap(), 1);
