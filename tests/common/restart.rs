@@ -69,14 +69,13 @@ fn services(action: &str, server: &str) -> Result<(), String> {
     }
 }
 
-/// Says loudly that `test` did not run, and why; under `CI=true`, fails instead.
+/// Says loudly that `test` did not run because it cannot stop and start the server, and why;
+/// under `CI=true`, fails instead.
 fn skip(test: &str, why: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true and {test} cannot stop and start the server: {why}");
-    }
-    eprintln!(
-        "\n!!! SKIPPED {test}: cannot stop and start the server ({why}); \
-         run it as root on a machine scripts/services.sh manages !!!\n"
+    crate::common::skip(
+        test,
+        &format!("cannot stop and start the server ({why})"),
+        "run it as root on a machine scripts/services.sh manages",
     );
 }
 
