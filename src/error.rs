@@ -6,6 +6,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -328,12 +329,17 @@ pub(crate) struct Cause {
 }
 
 impl Cause {
-    /// Captures `error` and every error in its `source()` chain.
+    /// Captures `error` and every error in its `source()` chain. A driver's `Display` or
+    /// `source()` that panics leaves a note in the text instead: this runs where a panic
+    /// would leave the pool's counts unbalanced.
     pub(crate) fn capture(error: &(dyn StdError + 'static)) -> Cause {
-        Cause {
-            message: error.to_string(),
-            source: error.source().map(|s| Box::new(Cause::capture(s))),
-        }
+        let message = catch_unwind(AssertUnwindSafe(|| error.to_string()))
+            .unwrap_or_else(|_| "<the error's Display panicked>".to_owned());
+        let source = match catch_unwind(AssertUnwindSafe(|| error.source())) {
+            Ok(source) => source.map(|s| Box::new(Cause::capture(s))),
+            Err(_) => Some(Box::new(Cause::message("<the error's source() panicked>"))),
+        };
+        Cause { message, source }
     }
 
     /// A cause with a message and no source.

@@ -322,11 +322,24 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+/// Logs through the application's logger, which may panic: such a panic is swallowed here, so
+/// that it can never cost the pool a connection, a count or a thread.
+macro_rules! log_shielded {
+    ($level:expr, $($arg:tt)+) => {
+        if log::log_enabled!($level) {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                log::log!($level, $($arg)+)
+            }));
+        }
+    };
+}
+
 mod clock;
 mod config;
 mod error;
 pub mod event;
 mod extensions;
+mod keepalive;
 pub mod leak;
 mod manager;
 mod metrics;

@@ -10,8 +10,10 @@
 
 use std::error;
 use std::fmt;
+use std::time::Duration;
 
 use crate::error::Chain;
+use crate::extensions::Extensions;
 
 /// Opens and checks connections of one kind: the part of a pool that knows the database.
 ///
@@ -67,6 +69,68 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// time out.
     fn connect(&self) -> Result<Self::Connection, Self::Error>;
 
+    /// Opens a new connection, giving up after `timeout`. Default: [`connect`], which knows
+    /// no deadline.
+    ///
+    /// This is what the pool calls, on its opener thread, one attempt at a time: `timeout` is
+    /// the pool's `connection_timeout` (but never less than a second). A connect that never
+    /// ends (a server that accepts and never answers, a proxy holding the login) would keep
+    /// the pool from opening any other connection, so a manager that can bound the whole
+    /// attempt (TCP connect, TLS, authentication) should: the built-in drivers do, trying the
+    /// next host where the configuration names several. The pool logs once if an attempt
+    /// overruns its `timeout`.
+    ///
+    /// `extensions` are the new connection's: what the manager puts there stays with the
+    /// connection (see [`is_closed`](ManageConnection::is_closed)), under types of its own.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`]; running out of time is an error too.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::TcpStream;
+    /// use std::time::Duration;
+    ///
+    /// struct Manager { address: std::net::SocketAddr }
+    ///
+    /// impl sluice::ManageConnection for Manager {
+    ///     type Connection = TcpStream;
+    ///     type Error = std::io::Error;
+    ///     fn connect(&self) -> Result<TcpStream, std::io::Error> {
+    ///         TcpStream::connect(self.address)
+    ///     }
+    ///     fn connect_within(
+    ///         &self,
+    ///         timeout: Duration,
+    ///         _: &mut sluice::Extensions,
+    ///     ) -> Result<TcpStream, std::io::Error> {
+    ///         let stream = TcpStream::connect_timeout(&self.address, timeout)?;
+    ///         // A handshake would read with this deadline too.
+    ///         stream.set_read_timeout(Some(timeout))?;
+    ///         Ok(stream)
+    ///     }
+    ///     fn is_valid(&self, _: &mut TcpStream) -> Result<(), std::io::Error> { Ok(()) }
+    ///     fn has_broken(&self, _: &mut TcpStream) -> bool { false }
+    /// }
+    ///
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let manager = Manager { address: listener.local_addr()? };
+    /// let pool = sluice::Pool::builder().max_size(1).build(manager)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// [`connect`]: ManageConnection::connect
+    #[allow(unused_variables)]
+    fn connect_within(
+        &self,
+        timeout: Duration,
+        extensions: &mut Extensions,
+    ) -> Result<Self::Connection, Self::Error> {
+        self.connect()
+    }
+
     /// Checks that a connection still works, usually with a round trip such as `SELECT 1`.
     ///
     /// Runs on the checking-out thread when `test_on_check_out` is on and the connection was
@@ -76,6 +140,74 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///
     /// An error closes the connection; the check-out goes on with another one.
     fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error>;
+
+    /// Checks that a connection still works, giving up after `timeout`. Default: [`is_valid`],
+    /// which knows no deadline.
+    ///
+    /// This is what the pool calls. On a check-out, `timeout` is what is left of the caller's
+    /// own (`get_timeout`, or `connection_timeout` for `get`), so that a database that stopped
+    /// answering cannot hold a caller past its deadline; for keepalive it is
+    /// `connection_timeout`. A manager that cannot bound the round trip keeps the default;
+    /// the pool then logs once, with how long the validation overran, when one takes longer
+    /// than its `timeout`. The built-in drivers all honour it.
+    ///
+    /// # Errors
+    ///
+    /// As [`is_valid`]; running out of time is an error too (the connection is closed: its
+    /// session may still have the answer on its way).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// /// A connection that answers a ping after `delay`.
+    /// #[derive(Debug)]
+    /// struct Slow { delay: Duration }
+    ///
+    /// struct Manager;
+    ///
+    /// impl sluice::ManageConnection for Manager {
+    ///     type Connection = Slow;
+    ///     type Error = std::io::Error;
+    ///     fn connect(&self) -> Result<Slow, std::io::Error> {
+    ///         Ok(Slow { delay: Duration::from_secs(3) })
+    ///     }
+    ///     fn is_valid(&self, conn: &mut Slow) -> Result<(), std::io::Error> {
+    ///         std::thread::sleep(conn.delay);
+    ///         Ok(())
+    ///     }
+    ///     fn is_valid_within(&self, conn: &mut Slow, timeout: Duration) -> Result<(), std::io::Error> {
+    ///         if conn.delay > timeout {
+    ///             std::thread::sleep(timeout);
+    ///             return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"));
+    ///         }
+    ///         self.is_valid(conn)
+    ///     }
+    ///     fn has_broken(&self, _: &mut Slow) -> bool { false }
+    /// }
+    ///
+    /// let pool = sluice::Pool::builder()
+    ///     .max_size(1)
+    ///     .validation_skip_window(Duration::ZERO)
+    ///     .error_handler(Box::new(sluice::NopErrorHandler))
+    ///     .build(Manager)?;
+    /// let started = std::time::Instant::now();
+    /// let err = pool.get_timeout(Duration::from_millis(200)).unwrap_err();
+    /// assert!(err.is_timeout());
+    /// assert!(started.elapsed() < Duration::from_secs(2));
+    /// # Ok::<(), sluice::Error>(())
+    /// ```
+    ///
+    /// [`is_valid`]: ManageConnection::is_valid
+    #[allow(unused_variables)]
+    fn is_valid_within(
+        &self,
+        conn: &mut Self::Connection,
+        timeout: Duration,
+    ) -> Result<(), Self::Error> {
+        self.is_valid(conn)
+    }
 
     /// Tells, *quickly* and without I/O, whether a connection is known to be unusable.
     ///
@@ -177,21 +309,22 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// Tells, without a round trip, whether the server has already closed this connection's
     /// session: its error packet or end-of-stream is waiting on the socket. Default: `false`.
     ///
-    /// Runs on every check-out of a connection that sat idle (more than about a millisecond
-    /// since it came back: a connection returned moments ago was just looked at by
-    /// [`has_broken`](ManageConnection::has_broken), which should make the same check), before
-    /// it is handed out, on the checking-out thread and without the pool's lock: skip window or
-    /// not, and with `test_on_check_out` off too. It is what keeps a session the server killed while it sat idle (an idle
-    /// timeout on the server, an administrator's `KILL`, a restart) from reaching a borrower
-    /// inside the skip window. `true` closes the connection (counted in `closed_broken`) and
-    /// the check-out goes on with another one.
+    /// Runs on every check-out, before the connection is handed out, on the checking-out
+    /// thread and without the pool's lock: skip window or not, and with `test_on_check_out`
+    /// off too. It is what keeps a session the server ended (an idle timeout on the server,
+    /// an administrator's kill, a restart) from reaching a borrower inside the skip window,
+    /// whether it ended while idle or during the previous borrower's last query. `true` closes
+    /// the connection (counted in `closed_broken`) and the check-out goes on with another one.
+    /// `extensions` are the connection's, holding what
+    /// [`connect_within`](ManageConnection::connect_within) put there.
     ///
     /// It must cost about as much as a system call, never a round trip: a zero-timeout poll
-    /// of the connection's socket, or a flag the driver keeps. Drivers that hide their socket
-    /// leave the default; for them a dead idle session surfaces as one failed query, after
-    /// which [`has_broken`](ManageConnection::has_broken) retires it. Unlike `has_broken`,
-    /// which r2d2-style managers sometimes implement with a round trip, the pool never calls
-    /// this method unless the manager overrides it.
+    /// of the connection's socket, or a flag the driver keeps, and it must not consume
+    /// anything the connection's user could still read (a `LISTEN` notification). Drivers
+    /// that hide their socket leave the default; for them a dead idle session surfaces as one
+    /// failed query, after which [`has_broken`](ManageConnection::has_broken) retires it.
+    /// Unlike `has_broken`, which r2d2-style managers sometimes implement with a round trip,
+    /// the pool never calls this method unless the manager overrides it.
     ///
     /// # Examples
     ///
@@ -215,7 +348,9 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///     }
     ///     fn is_valid(&self, _: &mut Conn) -> Result<(), std::io::Error> { Ok(()) }
     ///     fn has_broken(&self, conn: &mut Conn) -> bool { conn.hung_up.load(Ordering::Relaxed) }
-    ///     fn is_closed(&self, conn: &mut Conn) -> bool { conn.hung_up.load(Ordering::Relaxed) }
+    ///     fn is_closed(&self, conn: &mut Conn, _: &sluice::Extensions) -> bool {
+    ///         conn.hung_up.load(Ordering::Relaxed)
+    ///     }
     /// }
     ///
     /// let last = Arc::default();
@@ -232,7 +367,7 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// # Ok::<(), sluice::Error>(())
     /// ```
     #[allow(unused_variables)]
-    fn is_closed(&self, conn: &mut Self::Connection) -> bool {
+    fn is_closed(&self, conn: &mut Self::Connection, extensions: &Extensions) -> bool {
         false
     }
 }

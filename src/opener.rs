@@ -1,11 +1,12 @@
 //! The pool's opener thread, `sluice-<pool name>`: it opens connections when they are wanted
-//! (one at a time, with capped exponential back-off after failures) and gives each its
-//! lifetime deadline.
+//! (one at a time, each attempt given `connection_timeout`, with capped exponential back-off
+//! after failures) and gives each its lifetime deadline.
 //!
 //! Between jobs it holds only a weak reference to the pool, so it never keeps a pool alive; it
 //! exits when the pool closes or its state is dropped (the wake-up channel disconnects). It
 //! never holds the pool's lock while connecting, closing a connection, logging or calling a
-//! handler, and a panic in any of those costs one attempt, never the thread.
+//! handler, and a panic in any of those costs one attempt, never the thread nor the count of
+//! connections being opened.
 
 use std::hash::{BuildHasher, RandomState};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -20,24 +21,15 @@ use crate::error::Cause;
 use crate::event::AcquireEvent;
 use crate::extensions::Extensions;
 use crate::manager::ManageConnection;
-use crate::shared::{Home, Shared, panic_text};
+use crate::shared::{Home, ManagerCall, Shared, panic_text};
 use crate::slots::Conn;
 
 /// Connection ids, unique within the process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The first retry after a failed connect waits this long; each further failure doubles it.
-const FIRST_BACKOFF: Duration = Duration::from_millis(10);
-
-/// Retries never wait longer than this (nor longer than a quarter of `connection_timeout`), so
-/// a pool notices within seconds that its database is back.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
-
-/// How long to wait before the next connect after `failures` failures in a row.
-fn backoff(failures: u32, connection_timeout: Duration) -> Duration {
-    let doubled = FIRST_BACKOFF.saturating_mul(1 << failures.saturating_sub(1).min(20));
-    doubled.min(MAX_BACKOFF).min(connection_timeout / 4)
-}
+/// Each connect attempt gets at least this long, whatever `connection_timeout` is: a shorter
+/// one could never reach a database across a real network.
+pub(crate) const MIN_CONNECT_TIME: Duration = Duration::from_secs(1);
 
 /// A connection's lifetime is `max_lifetime` shortened by up to this fraction of it (2.5%),
 /// at random, so that connections opened together do not all expire together.
@@ -107,21 +99,30 @@ where
         Job::Sleep(None)
     }
 
-    /// Opens one connection (already counted as opening) and adds it to the pool.
+    /// Opens one connection (already counted as opening) and adds it to the pool. However
+    /// this ends, even by a panic, the connection stops counting as being opened.
     fn open(self: &Arc<Self>, generation: u64) {
-        #[cfg(feature = "metrics")]
-        let started = std::time::Instant::now();
-        let attempt = catch_unwind(AssertUnwindSafe(|| {
-            let mut raw = self.manager.connect()?;
+        let mut attempt = Attempt {
+            shared: self,
+            settled: false,
+        };
+        let budget = self.config.connection_timeout.max(MIN_CONNECT_TIME);
+        let started = Instant::now();
+        let mut extensions = Extensions::new();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let mut raw = self.manager.connect_within(budget, &mut extensions)?;
             self.config.customizer.on_acquire(&mut raw)?;
             Ok(raw)
         }));
-        let raw = match attempt {
+        let took = started.elapsed();
+        self.overran
+            .check(&self.config.name, ManagerCall::Connect, budget, took);
+        let raw = match outcome {
             Ok(Ok(raw)) => raw,
             Ok(Err(err)) => {
                 let permanent = catch_unwind(AssertUnwindSafe(|| self.manager.is_permanent(&err)))
                     .unwrap_or(false);
-                self.open_failed(Cause::capture(&err), permanent);
+                attempt.failed(Cause::capture(&err), permanent);
                 self.shielded("the error handler", || {
                     self.config.error_handler.handle_error(err);
                 });
@@ -129,13 +130,13 @@ where
             }
             Err(panic) => {
                 let cause = Cause::message(format!("connect panicked: {}", panic_text(&panic)));
-                log::error!("pool {:?}: {cause}", self.config.name);
-                self.open_failed(cause, false);
+                attempt.failed(cause.clone(), false);
+                log_shielded!(log::Level::Error, "pool {:?}: {cause}", self.config.name);
                 return;
             }
         };
         #[cfg(feature = "metrics")]
-        self.histograms.connected(started.elapsed());
+        self.shielded("recording a metric", || self.histograms.connected(took));
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         // Stamped precisely: this is off the hot path, and release events report the age.
         let born = Clock::Precise.now();
@@ -143,6 +144,7 @@ where
             .config
             .max_lifetime
             .map_or(Stamp::NEVER, |lifetime| born.after(jittered(lifetime)));
+        let now = self.clock.now();
         let conn = Box::new(Conn {
             raw,
             home: Arc::new(Home(self.clone())),
@@ -150,9 +152,10 @@ where
             born,
             expires,
             generation,
-            checked_in: self.clock.now(),
-            verified: self.clock.now(),
-            extensions: Extensions::new(),
+            checked_in: now,
+            verified: now,
+            proven: false,
+            extensions,
         });
         if self.config.events {
             // Before the connection is counted (so that its acquire comes before its checkout),
@@ -163,6 +166,7 @@ where
                     .handle_acquire(AcquireEvent { id });
             });
         }
+        attempt.settled = true;
         let (retired, nudge) = {
             let mut slots = self.slots.lock();
             let retired = slots.opened(conn);
@@ -176,14 +180,39 @@ where
             self.close_conn(conn);
         }
     }
+}
 
-    fn open_failed(&self, cause: Cause, permanent: bool) {
-        let timeout = self.config.connection_timeout;
-        let mut slots = self.slots.lock();
-        slots.open_failed(Arc::new(cause), permanent, |failures| {
-            backoff(failures, timeout)
-        });
-        self.progress.notify_all();
+/// One connect attempt, counted as "being opened" until it settles: with a connection, or
+/// with [`Attempt::failed`]. Dropped unsettled (a panic in the pool's own bookkeeping), it
+/// settles as a failure, so the pool never waits for a connection that will not come.
+struct Attempt<'a, M>
+where
+    M: ManageConnection,
+{
+    shared: &'a Shared<M>,
+    settled: bool,
+}
+
+impl<M> Attempt<'_, M>
+where
+    M: ManageConnection,
+{
+    fn failed(&mut self, cause: Cause, permanent: bool) {
+        self.settled = true;
+        let mut slots = self.shared.slots.lock();
+        slots.open_failed(Arc::new(cause), permanent);
+        self.shared.progress.notify_all();
+    }
+}
+
+impl<M> Drop for Attempt<'_, M>
+where
+    M: ManageConnection,
+{
+    fn drop(&mut self) {
+        if !self.settled {
+            self.failed(Cause::message("the connect attempt panicked"), false);
+        }
     }
 }
 
@@ -202,20 +231,6 @@ mod tests {
         assert!(
             *longest - *shortest > Duration::from_secs(10),
             "{shortest:?}..{longest:?}"
-        );
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_its_caps() {
-        let long = Duration::from_secs(30);
-        assert_eq!(backoff(1, long), Duration::from_millis(10));
-        assert_eq!(backoff(2, long), Duration::from_millis(20));
-        assert_eq!(backoff(5, long), Duration::from_millis(160));
-        assert_eq!(backoff(40, long), MAX_BACKOFF);
-        assert_eq!(backoff(u32::MAX, long), MAX_BACKOFF);
-        assert_eq!(
-            backoff(40, Duration::from_millis(200)),
-            Duration::from_millis(50)
         );
     }
 }

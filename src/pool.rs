@@ -20,7 +20,7 @@ use crate::manager::ManageConnection;
 use crate::metrics::{Metrics, State};
 use crate::shared::{Home, Pooled, Shared, wait_until};
 use crate::slots::Conn;
-use crate::{opener, reaper};
+use crate::{keepalive, opener, reaper};
 
 /// A pool of connections, shared by cloning.
 ///
@@ -40,10 +40,11 @@ use crate::{opener, reaper};
 ///
 /// # Threads
 ///
-/// Each pool runs two threads, which hold only a weak reference to it: `sluice-<name>` opens
-/// connections, one at a time, and `sluice-reap-<name>` closes expired and idle ones, runs
-/// keepalive and reports leaks. Two, so that a connect hanging on an unreachable server never
-/// delays the others.
+/// Each pool runs two threads, three with keepalive, which hold only a weak reference to it:
+/// `sluice-<name>` opens connections, one at a time; `sluice-reap-<name>` closes expired and
+/// idle ones, reports leaks and publishes metrics; `sluice-keep-<name>` validates idle
+/// connections for keepalive. Apart, so that a connect or a validation hanging on a sick
+/// database never delays the others' work.
 ///
 /// # Examples
 ///
@@ -174,9 +175,12 @@ where
     pub(crate) fn start(config: Config<M::Connection, M::Error>, manager: M) -> Pool<M> {
         let (wake, woken) = crossbeam_channel::bounded(1);
         let (reap, reap_woken) = crossbeam_channel::bounded(1);
+        let (keep, keep_woken) = crossbeam_channel::bounded(1);
         let opener_name = format!("sluice-{}", config.name);
         let reaper_name = format!("sluice-reap-{}", config.name);
-        let shared = Arc::new(Shared::new(config, manager, wake, reap));
+        let keeper_name = format!("sluice-keep-{}", config.name);
+        let keeps_alive = config.keepalive.is_some();
+        let shared = Arc::new(Shared::new(config, manager, wake, reap, keep));
         let weak = Arc::downgrade(&shared);
         let spawned = thread::Builder::new()
             .name(opener_name)
@@ -186,6 +190,16 @@ where
                 thread::Builder::new()
                     .name(reaper_name)
                     .spawn(move || reaper::run(weak, reap_woken))
+            })
+            .and_then(|_| {
+                if !keeps_alive {
+                    return Ok(());
+                }
+                let weak = Arc::downgrade(&shared);
+                thread::Builder::new()
+                    .name(keeper_name)
+                    .spawn(move || keepalive::run(weak, keep_woken))
+                    .map(drop)
             });
         if let Err(err) = spawned {
             let pool = shared.config.name.clone();
@@ -206,7 +220,8 @@ where
     ) -> Pool<M> {
         let (wake, _) = crossbeam_channel::bounded(1);
         let (reap, _) = crossbeam_channel::bounded(1);
-        let shared = Arc::new(Shared::new(config, manager, wake, reap));
+        let (keep, _) = crossbeam_channel::bounded(1);
+        let shared = Arc::new(Shared::new(config, manager, wake, reap, keep));
         shared.refuse(error);
         Pool(Arc::new(Handle { shared }))
     }
@@ -228,8 +243,8 @@ where
             if let Some(err) = shared.permanent(&slots, start) {
                 return Err(err);
             }
-            let timed_out = wait_until(&shared.progress, &mut slots, deadline);
-            if timed_out && !slots.has_open(target) {
+            let waited = wait_until(&shared.progress, &mut slots, deadline);
+            if waited.timed_out() && !slots.has_open(target) {
                 return Err(shared.timed_out(&slots, start, Phase::Build { target }));
             }
         }

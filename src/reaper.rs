@@ -1,15 +1,19 @@
 //! The pool's reaper thread, `sluice-reap-<pool name>`: it closes idle connections past their
-//! lifetime or idle timeout, validates idle connections for keepalive, reports check-outs held
-//! past the leak threshold, and warns when it runs late because the process is starved.
+//! lifetime or idle timeout, reports check-outs held past the leak threshold, publishes
+//! metrics, and warns when it runs late because the process is starved. It makes no round
+//! trip to the database (keepalive has a thread of its own), so nothing the database does can
+//! delay a leak report or a sweep.
 //!
-//! It wakes for the earliest deadline it knows (a connection's lifetime, keepalive or idle
-//! timeout, a check-out crossing the leak threshold) and at least every `reaper_rate`; a
-//! check-in or check-out that brings an earlier deadline wakes it to replan. Like the opener it
-//! holds only a weak reference to the pool between jobs and exits when the pool closes or is
-//! dropped, and it never holds the pool's lock while validating, closing, logging or calling a
-//! handler.
+//! It wakes for the earliest deadline it knows (a connection's lifetime or idle timeout, a
+//! check-out crossing the leak threshold) and at least every `reaper_rate`; a check-in or
+//! check-out that brings an earlier deadline wakes it to replan. Rounds never start closer
+//! than [`MIN_ROUND_GAP`] apart, whatever the settings. Each part of a round is shielded from
+//! panics (a user's logger or metrics recorder), and a round that fails to plan still has a
+//! next deadline. Like the opener it holds only a weak reference to the pool between rounds
+//! and exits when the pool closes or is dropped, and it never holds the pool's lock while
+//! closing, logging or calling a handler.
 
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -19,11 +23,31 @@ use crate::error::Human;
 use crate::manager::ManageConnection;
 use crate::shared::Shared;
 
-/// How long after it was last verified an idle connection is validated for keepalive: a tenth
-/// before `keepalive` runs out, so that with the reaper's own scheduling delay each connection
-/// is still validated at least every `keepalive`.
-pub(crate) fn keepalive_due(keepalive: Duration) -> Duration {
-    keepalive - keepalive / 10
+/// Background rounds (the reaper's, and keepalive passes) never start closer together than
+/// this, whatever `reaper_rate`, `keepalive` or a stream of wake-ups ask for: a pool must
+/// never spin.
+pub(crate) const MIN_ROUND_GAP: Duration = Duration::from_millis(10);
+
+/// Waits until the next round may start: not before `not_before`, then until `until` (`None`:
+/// until woken) or a wake-up on `woken`. Returns `false` when the pool is gone (the channel
+/// disconnected).
+pub(crate) fn rest(woken: &Receiver<()>, not_before: Instant, until: Option<Instant>) -> bool {
+    let mut nudged = false;
+    while Instant::now() < not_before {
+        match woken.recv_deadline(not_before) {
+            Ok(()) => nudged = true,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return false,
+        }
+    }
+    if nudged {
+        return true;
+    }
+    let woke = match until {
+        Some(deadline) => woken.recv_deadline(deadline),
+        None => woken.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    };
+    woke != Err(RecvTimeoutError::Disconnected)
 }
 
 /// The longest the thread sleeps with nothing due: `reaper_rate`, or less when it publishes
@@ -57,7 +81,8 @@ where
         if periodic.is_none_or(|at| at <= start) {
             periodic = start.checked_add(period(shared.config.reaper_rate));
         }
-        let mut next = None;
+        // If planning panics, the round still ends with a deadline: the periodic one.
+        let mut next = periodic;
         let mut closed = false;
         shared.shielded("reaping idle connections", || {
             match shared.reap(start, periodic) {
@@ -69,12 +94,8 @@ where
             return;
         }
         drop(shared);
-        last = next.map(|deadline| (start, deadline));
-        let woke = match next {
-            Some(deadline) => woken.recv_deadline(deadline),
-            None => woken.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
-        if woke == Err(RecvTimeoutError::Disconnected) {
+        last = next.map(|deadline| (start, deadline.max(start + MIN_ROUND_GAP)));
+        if !rest(&woken, start + MIN_ROUND_GAP, next) {
             return;
         }
     }
@@ -84,25 +105,33 @@ impl<M> Shared<M>
 where
     M: ManageConnection,
 {
-    /// One round, started at `start`: closes what expired, keeps idle connections alive,
-    /// reports leaks, and plans the next round (no later than `periodic`). Every deadline it
-    /// plans for is fixed before the round's work (a connection's, or `periodic`), so time
-    /// lost in the round shows as lateness. `None` when the pool is closed.
+    /// One round, started at `start`: closes what expired, reports leaks, publishes metrics,
+    /// and plans the next round (no later than `periodic`). Every deadline it plans for is
+    /// fixed before the round's work (a connection's, or `periodic`), so time lost in the round
+    /// shows as lateness. Each part is shielded on its own, so a panic in one (a logger, a
+    /// recorder) stops none of the others. `None` when the pool is closed.
     fn reap(&self, start: Instant, periodic: Option<Instant>) -> Option<Option<Instant>> {
-        self.sweep()?;
-        #[cfg(feature = "metrics")]
-        crate::publish::publish(&self.config.name, &self.metrics());
-        if let Some(every) = self.config.keepalive {
-            self.keep_alive(keepalive_due(every));
+        let mut open = true;
+        self.shielded("closing expired connections", || {
+            open = self.sweep().is_some()
+        });
+        if !open {
+            return None;
         }
         let mut latest = periodic;
         if let Some(tracker) = &self.leaks {
-            let (found, next) = tracker.scan(start);
-            for leak in found {
-                log::warn!("possible connection leak: {leak}");
-            }
-            latest = crate::clock::earliest(latest, next);
+            self.shielded("reporting leaks", || {
+                let (found, next) = tracker.scan(start);
+                latest = crate::clock::earliest(latest, next);
+                for leak in found {
+                    log_shielded!(log::Level::Warn, "possible connection leak: {leak}");
+                }
+            });
         }
+        #[cfg(feature = "metrics")]
+        self.shielded("publishing metrics", || {
+            crate::publish::publish(&self.config.name, &self.metrics());
+        });
         let (now, now_stamp) = (Instant::now(), Clock::Precise.now());
         let latest = latest.map_or(Stamp::NEVER, |at| {
             now_stamp.after(at.saturating_duration_since(now))
@@ -133,30 +162,6 @@ where
             self.close_conn(conn);
         }
         Some(())
-    }
-
-    /// Validates, one at a time, every idle connection not verified within `after`.
-    fn keep_alive(&self, after: Duration) {
-        loop {
-            let due = Clock::Precise.now().before(after);
-            let Some(mut conn) = self.slots.lock().take_for_keepalive(due) else {
-                return;
-            };
-            let Err((cause, error)) = self.validate(&mut conn) else {
-                let retired = self.slots.lock().kept_alive(conn, Clock::Precise.now());
-                if let Some((conn, _)) = retired {
-                    self.close_conn(conn);
-                }
-                continue;
-            };
-            self.slots.lock().keepalive_failed(Arc::new(cause));
-            self.close_conn(conn);
-            if let Some(err) = error {
-                self.shielded("the error handler", || {
-                    self.config.error_handler.handle_error(err);
-                });
-            }
-        }
     }
 }
 
@@ -217,7 +222,8 @@ impl Schedule {
     /// Assesses one round and logs the start and end of an episode.
     fn judge(&mut self, pool: &str, planned: Duration, elapsed: Duration) {
         match self.assess(planned, elapsed) {
-            Judgement::FellBehind => log::warn!(
+            Judgement::FellBehind => log_shielded!(
+                log::Level::Warn,
                 "pool {pool:?}: the reaper thread woke up {} late (it planned to sleep {}, \
                  slept {}): this process or machine is starved of CPU, the process was \
                  stopped, or a call on the reaper's thread blocked; until it catches up, \
@@ -227,7 +233,10 @@ impl Schedule {
                 Human(elapsed),
             ),
             Judgement::CaughtUp => {
-                log::info!("pool {pool:?}: the reaper thread is back on schedule");
+                log_shielded!(
+                    log::Level::Info,
+                    "pool {pool:?}: the reaper thread is back on schedule"
+                );
             }
             Judgement::OnTime | Judgement::StillBehind => {}
         }

@@ -11,21 +11,22 @@ use std::cell::Cell;
 use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::clock::{Clock, Stamp};
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::error::{Cause, Error, Permanent, Phase, TimedOut};
+use crate::error::{Cause, Error, Human, Permanent, Phase, TimedOut};
 use crate::event::{CheckinEvent, ReleaseEvent, TimeoutEvent};
 use crate::leak::Tracker;
 use crate::manager::ManageConnection;
 use crate::metrics::Metrics;
 use crate::pool::PooledConnection;
-use crate::slots::{Conn, Retire, Slots, Timers};
+use crate::slots::{Conn, Limits, Retire, Slots};
 
 /// A connection's way back to its pool: a strong reference to the pool, one per connection,
 /// shared by that connection's guards.
@@ -70,6 +71,10 @@ where
     wake: Sender<()>,
     /// Wakes the reaper thread, likewise.
     reap: Sender<()>,
+    /// Wakes the keepalive thread, likewise.
+    keep: Sender<()>,
+    /// Whether the manager was already named for overrunning a timeout.
+    pub(crate) overran: Overran,
 }
 
 /// Keeps the pool's lock and the fields it guards on cache lines of their own (two, for CPUs
@@ -104,10 +109,15 @@ fn last_used() -> u64 {
     LAST_USED.with(Cell::get)
 }
 
-/// How recently a connection must have come back (or opened) for a check-out to trust
-/// `has_broken`'s look at it instead of asking `is_closed` again. With the coarse clock this is
-/// "within the same tick" (a few milliseconds).
-const JUST_LOOKED_AT: Duration = Duration::from_millis(1);
+/// However little time a check-out has left, a validation it starts gets at least this long:
+/// with less, a healthy connection on a slow network would fail it and be closed, only
+/// because its caller was impatient. It is the most a check-out can overrun its timeout by
+/// (with a manager that honours `is_valid_within`).
+pub(crate) const VALIDATION_FLOOR: Duration = Duration::from_millis(10);
+
+/// How much longer than its timeout a manager call may run before the pool calls it an
+/// overrun (and logs it, once per pool): scheduling noise on a loaded machine is not one.
+const OVERRUN_SLACK: Duration = Duration::from_millis(50);
 
 /// A connection that failed its check-out checks, and why.
 struct Rejected<M>
@@ -122,27 +132,61 @@ where
     error: Option<M::Error>,
 }
 
+/// What a connection just taken needs before it is handed out.
+enum Verdict {
+    Ready,
+    Reject(Retire),
+    /// A round trip: `is_valid_within`.
+    Validate,
+}
+
 /// Where a check-out goes after its connection was rejected.
-enum Next<M>
+enum AfterReject<M>
 where
     M: ManageConnection,
 {
-    Take(Pooled<M>),
-    /// Back in line (at its head) with this ticket, still within the original deadline.
-    Wait {
-        ticket: u64,
-        start: Instant,
-        timeout: Duration,
-    },
-    Stop(Option<Error>),
+    /// Another idle connection, to check in turn.
+    Check(Pooled<M>),
+    /// Back in line, at its head, with this ticket.
+    Wait(u64),
+    /// Give up: the pool closed, the deadline passed, or nothing is idle for a `try_get`
+    /// (`None`).
+    Fail(Option<Error>),
+}
+
+/// When a check-out began, and when it must be over (`None`: a deadline too far to
+/// represent, so none).
+#[derive(Clone, Copy)]
+pub(crate) struct Deadline {
+    pub(crate) start: Instant,
+    pub(crate) at: Option<Instant>,
+}
+
+impl Deadline {
+    pub(crate) fn new(start: Instant, timeout: Duration) -> Deadline {
+        Deadline {
+            start,
+            at: start.checked_add(timeout),
+        }
+    }
+
+    /// The time left (`Duration::MAX` without a deadline).
+    fn remaining(&self, now: Instant) -> Duration {
+        self.at
+            .map_or(Duration::MAX, |at| at.saturating_duration_since(now))
+    }
+
+    fn passed(&self, now: Instant) -> bool {
+        self.at.is_some_and(|at| at <= now)
+    }
 }
 
 /// A check-out's place in the queue, kept across a rejected connection.
 #[derive(Default)]
 struct Place {
     wake: Option<Arc<Condvar>>,
-    /// When the check-out started, once it had to wait.
-    since: Option<Instant>,
+    /// Whether it joined the queue, so the wait is counted once it ends with a connection.
+    waited: bool,
 }
 
 impl Place {
@@ -157,12 +201,13 @@ impl<M> Shared<M>
 where
     M: ManageConnection,
 {
-    /// `wake` and `reap` wake the opener and the reaper.
+    /// `wake`, `reap` and `keep` wake the opener, the reaper and the keepalive thread.
     pub(crate) fn new(
         config: Config<M::Connection, M::Error>,
         manager: M,
         wake: Sender<()>,
         reap: Sender<()>,
+        keep: Sender<()>,
     ) -> Shared<M> {
         // Connections are stamped for the skip window, the lifetime, keepalive and idle time.
         let window = (config.test_on_check_out && !config.validation_skip_window.is_zero())
@@ -176,16 +221,14 @@ where
         .into_iter()
         .flatten()
         .min();
-        let timers = Timers {
-            keepalive: config.keepalive.map(crate::reaper::keepalive_due),
+        let limits = Limits {
+            max_size: config.max_size,
+            min_idle: config.min_idle_target(),
             idle_timeout: config.idle_timeout,
+            connection_timeout: config.connection_timeout,
         };
         Shared {
-            slots: CacheLine(Mutex::new(Slots::new(
-                config.max_size,
-                config.min_idle_target(),
-                timers,
-            ))),
+            slots: CacheLine(Mutex::new(Slots::new(limits))),
             progress: Condvar::new(),
             clock: Clock::for_finest(finest),
             leaks: config
@@ -195,8 +238,10 @@ where
             histograms: crate::publish::Histograms::new(&config.name),
             config,
             manager,
+            overran: Overran::default(),
             wake,
             reap,
+            keep,
         }
     }
 
@@ -233,12 +278,15 @@ where
         };
         self.wake_worker();
         self.wake_reaper();
+        let _ = self.keep.try_send(());
         for conn in drained {
             self.close_conn(conn);
         }
         // The reaper stops with the pool: the last word on the recorder is this one.
         #[cfg(feature = "metrics")]
-        crate::publish::publish(&self.config.name, &self.metrics());
+        self.shielded("publishing metrics", || {
+            crate::publish::publish(&self.config.name, &self.metrics());
+        });
     }
 
     /// Retires every current connection: idle ones now, the others when they come back.
@@ -268,73 +316,87 @@ where
             let mut slots = self.slots.lock();
             if let Some(mut conn) = slots.take_idle_preferring(last_used()) {
                 self.unlock_and_refill(slots);
-                if self.needs_no_check(&mut conn) {
+                let verdict = self.verdict(&mut conn);
+                if let Verdict::Ready = verdict {
                     return Ok(PooledConnection::new(conn, None, caller));
                 }
-                return self.checkout_slow(Some(conn), None, timeout, caller);
+                return self.checkout_slow(Some((conn, verdict)), timeout, caller);
             }
         }
-        let started = self.config.timed.then(Instant::now);
-        self.checkout_slow(None, started, timeout, caller)
+        self.checkout_slow(None, timeout, caller)
     }
 
-    /// Whether a connection just taken can be handed out without `check`: it has not
-    /// expired, it was verified (checked in, validated) within the skip window or check-out
-    /// tests are off, and the server has not closed it.
+    /// What a connection just taken needs before it can be handed out, from what costs no
+    /// round trip: its lifetime, whether the server closed it (`is_closed`, always), and
+    /// whether it was verified (checked in, validated) within the skip window.
     #[inline]
-    fn needs_no_check(&self, conn: &mut Pooled<M>) -> bool {
+    fn verdict(&self, conn: &mut Pooled<M>) -> Verdict {
         let now = self.clock.now();
-        conn.expires > now
-            && (!self.config.test_on_check_out
-                || now.since(conn.verified) < self.config.validation_skip_window)
-            && !self.server_closed(conn, now)
+        if conn.expires <= now {
+            Verdict::Reject(Retire::MaxLifetime)
+        } else if self.server_closed(conn) {
+            Verdict::Reject(Retire::Broken)
+        } else if self.config.test_on_check_out
+            && now.since(conn.verified) >= self.config.validation_skip_window
+        {
+            Verdict::Validate
+        } else {
+            Verdict::Ready
+        }
     }
 
     /// Everything else about a check-out: waiting, checking, and going on after a rejected
-    /// connection. `taken` is a connection the fast path already took; `started` is when the
-    /// check-out began, if something needs to know.
+    /// connection. `taken` is a connection the fast path already took.
+    ///
+    /// Every step is bounded by the check-out's deadline: `timeout`, or for a `try_get` (which
+    /// waits in no line) `connection_timeout`, so that its checks are bounded too.
     #[inline(never)]
     fn checkout_slow(
         &self,
-        taken: Option<Pooled<M>>,
-        mut started: Option<Instant>,
+        taken: Option<(Pooled<M>, Verdict)>,
         timeout: Option<Duration>,
         caller: &'static Location<'static>,
     ) -> Result<PooledConnection<M>, Option<Error>> {
+        let deadline = Deadline::new(
+            Instant::now(),
+            timeout.unwrap_or(self.config.connection_timeout),
+        );
+        let waits = timeout.is_some();
         let mut place = Place::default();
-        let mut conn = match taken {
-            Some(conn) => conn,
-            None => self.first_take(timeout, &mut started, &mut place)?,
+        let (mut conn, mut verdict) = match taken {
+            Some(taken) => taken,
+            None => {
+                let mut conn = self.first_take(waits, deadline, &mut place)?;
+                let verdict = self.verdict(&mut conn);
+                (conn, verdict)
+            }
         };
         loop {
-            let rejected = match self.check(conn, &mut started) {
+            let rejected = match self.check(conn, verdict, deadline) {
                 Ok(conn) => {
-                    if let Some(since) = place.since {
-                        self.slots.lock().record_wait(since.elapsed());
+                    if place.waited {
+                        self.slots.lock().record_wait(deadline.start.elapsed());
                     }
-                    return Ok(PooledConnection::new(conn, started, caller));
+                    return Ok(PooledConnection::new(conn, Some(deadline.start), caller));
                 }
                 Err(rejected) => rejected,
             };
             let next = {
                 let mut slots = self.slots.lock();
-                slots.reject(rejected.reason, rejected.cause);
-                match slots.take_idle_preferring(last_used()) {
-                    Some(conn) => Next::Take(conn),
-                    None if slots.is_closed() => Next::Stop(Some(slots.refusal(&self.config.name))),
-                    None => match timeout {
-                        None => Next::Stop(None),
-                        Some(timeout) => {
-                            let start = *started.get_or_insert_with(Instant::now);
-                            place.since.get_or_insert(start);
-                            let ticket = slots.enqueue(place.wake(), true);
-                            Next::Wait {
-                                ticket,
-                                start,
-                                timeout,
-                            }
-                        }
-                    },
+                slots.reject(rejected.reason, rejected.cause, rejected.conn.proven);
+                if slots.is_closed() {
+                    AfterReject::Fail(Some(slots.refusal(&self.config.name)))
+                } else if deadline.passed(Instant::now()) {
+                    // Checked before every retry: a database that keeps failing validation
+                    // must not hold a caller past its deadline.
+                    AfterReject::Fail(waits.then(|| self.give_up(&mut slots, deadline)))
+                } else if let Some(conn) = slots.take_idle_preferring(last_used()) {
+                    AfterReject::Check(conn)
+                } else if !waits {
+                    AfterReject::Fail(None)
+                } else {
+                    place.waited = true;
+                    AfterReject::Wait(slots.enqueue(place.wake(), true))
                 }
             };
             // Closing frees a place, so the pool's thread opens a replacement if one is wanted.
@@ -345,22 +407,27 @@ where
                 });
             }
             conn = match next {
-                Next::Take(conn) => conn,
-                Next::Stop(err) => return Err(err),
-                Next::Wait {
-                    ticket,
-                    start,
-                    timeout,
-                } => self.await_handoff(self.slots.lock(), &mut place, ticket, start, timeout)?,
+                AfterReject::Check(conn) => conn,
+                AfterReject::Fail(err) => {
+                    if err.as_ref().is_some_and(Error::is_timeout) {
+                        self.timeout_event(deadline);
+                    }
+                    return Err(err);
+                }
+                AfterReject::Wait(ticket) => {
+                    let slots = self.slots.lock();
+                    self.await_handoff(slots, &mut place, ticket, deadline)?
+                }
             };
+            verdict = self.verdict(&mut conn);
         }
     }
 
     /// The first attempt of a check-out: an idle connection, or a place in line.
     fn first_take(
         &self,
-        timeout: Option<Duration>,
-        started: &mut Option<Instant>,
+        waits: bool,
+        deadline: Deadline,
         place: &mut Place,
     ) -> Result<Pooled<M>, Option<Error>> {
         let mut slots = self.slots.lock();
@@ -371,9 +438,10 @@ where
         if slots.is_closed() {
             return Err(Some(slots.refusal(&self.config.name)));
         }
-        let timeout = timeout.ok_or(None)?;
-        let start = *started.get_or_insert_with(Instant::now);
-        if let Some(err) = self.permanent(&slots, start) {
+        if !waits {
+            return Err(None);
+        }
+        if let Some(err) = self.permanent(&slots, deadline.start) {
             return Err(Some(err));
         }
         let mut slots = match self.yield_for_idle(slots) {
@@ -383,12 +451,12 @@ where
         if slots.is_closed() {
             return Err(Some(slots.refusal(&self.config.name)));
         }
-        place.since = Some(start);
+        place.waited = true;
         let ticket = slots.enqueue(place.wake(), false);
         if slots.wants_connection() {
             self.wake_worker();
         }
-        Ok(self.await_handoff(slots, place, ticket, start, timeout)?)
+        Ok(self.await_handoff(slots, place, ticket, deadline)?)
     }
 
     /// Before joining the queue, gives the CPU away a few times and looks again.
@@ -431,17 +499,15 @@ where
     }
 
     /// Waits, with `ticket` in line, until a connection is handed over, the pool closes, or the
-    /// deadline (`start + timeout`) passes.
+    /// deadline passes.
     fn await_handoff(
         &self,
         mut slots: MutexGuard<'_, PoolSlots<M>>,
         place: &mut Place,
         ticket: u64,
-        start: Instant,
-        timeout: Duration,
+        deadline: Deadline,
     ) -> Result<Pooled<M>, Error> {
         let wake = place.wake();
-        let deadline = start.checked_add(timeout);
         loop {
             if let Some(conn) = slots.take_handed(ticket) {
                 return Ok(conn);
@@ -450,27 +516,41 @@ where
                 slots.leave(ticket);
                 return Err(slots.refusal(&self.config.name));
             }
-            if let Some(err) = self.permanent(&slots, start) {
+            if let Some(err) = self.permanent(&slots, deadline.start) {
                 slots.leave(ticket);
                 return Err(err);
             }
-            if wait_until(&wake, &mut slots, deadline) {
+            if wait_until(&wake, &mut slots, deadline.at).timed_out() {
                 // A connection handed over as the timer fired is taken, not lost.
                 if let Some(conn) = slots.take_handed(ticket) {
                     return Ok(conn);
                 }
                 slots.leave(ticket);
-                slots.record_timeout();
-                let err = self.timed_out(&slots, start, Phase::Checkout);
+                let err = self.give_up(&mut slots, deadline);
                 drop(slots);
-                if self.config.events {
-                    self.shielded("the timeout event handler", || {
-                        let event = TimeoutEvent { timeout };
-                        self.config.event_handler.handle_timeout(event);
-                    });
-                }
+                self.timeout_event(deadline);
                 return Err(err);
             }
+        }
+    }
+
+    /// Counts a check-out that ran out of time and says why, with the pool as it is now.
+    fn give_up(&self, slots: &mut PoolSlots<M>, deadline: Deadline) -> Error {
+        slots.record_timeout();
+        self.timed_out(slots, deadline.start, Phase::Checkout)
+    }
+
+    /// Tells the event handler that a check-out timed out (off-lock).
+    fn timeout_event(&self, deadline: Deadline) {
+        if self.config.events {
+            self.shielded("the timeout event handler", || {
+                let timeout = deadline
+                    .at
+                    .map_or(Duration::MAX, |at| at.duration_since(deadline.start));
+                self.config
+                    .event_handler
+                    .handle_timeout(TimeoutEvent { timeout });
+            });
         }
     }
 
@@ -496,62 +576,72 @@ where
         }))
     }
 
-    /// Checks a connection just taken from the pool, off-lock: its lifetime, whether the
-    /// server closed it (`is_closed`, always), then (unless it was checked in within the skip
-    /// window) `is_valid`.
+    /// Acts on a connection's [`Verdict`], off-lock: validation runs `is_valid_within` with
+    /// what is left of the check-out's time.
     fn check(
         &self,
         mut conn: Pooled<M>,
-        started: &mut Option<Instant>,
+        verdict: Verdict,
+        deadline: Deadline,
     ) -> Result<Pooled<M>, Rejected<M>> {
-        let now: Stamp = self.clock.now();
         let rejected = |conn, reason, cause: Option<Cause>, error| Rejected {
             conn,
             reason,
             cause: cause.map(Arc::new),
             error,
         };
-        if conn.expires <= now {
-            return Err(rejected(conn, Retire::MaxLifetime, None, None));
-        }
-        if self.server_closed(&mut conn, now) {
-            return Err(rejected(conn, Retire::Broken, None, None));
-        }
-        let config = &self.config;
-        if !config.test_on_check_out || now.since(conn.verified) < config.validation_skip_window {
-            return Ok(conn);
-        }
-        started.get_or_insert_with(Instant::now);
-        match self.validate(&mut conn) {
-            Ok(()) => {
-                conn.verified = self.clock.now();
-                Ok(conn)
+        match verdict {
+            Verdict::Ready => Ok(conn),
+            Verdict::Reject(reason) => Err(rejected(conn, reason, None, None)),
+            Verdict::Validate => {
+                let budget = deadline.remaining(Instant::now()).max(VALIDATION_FLOOR);
+                match self.validate(&mut conn, budget) {
+                    Ok(()) => {
+                        conn.verified = self.clock.now();
+                        conn.proven = true;
+                        Ok(conn)
+                    }
+                    Err((cause, error)) => Err(rejected(conn, Retire::Invalid, Some(cause), error)),
+                }
             }
-            Err((cause, error)) => Err(rejected(conn, Retire::Invalid, Some(cause), error)),
         }
     }
 
     /// Whether the manager can see, without a round trip, that the server closed `conn`'s
-    /// session; a panic counts as closed. A connection checked in (or opened) moments ago is
-    /// not asked: `has_broken` has just looked at it, and under load that halves the system
-    /// calls a socket-polling driver makes per borrow.
+    /// session; a panic counts as closed.
     #[inline]
-    fn server_closed(&self, conn: &mut Pooled<M>, now: Stamp) -> bool {
-        now.since(conn.checked_in) >= JUST_LOOKED_AT
-            && catch_unwind(AssertUnwindSafe(|| self.manager.is_closed(&mut conn.raw)))
-                .unwrap_or(true)
+    fn server_closed(&self, conn: &mut Pooled<M>) -> bool {
+        let Conn {
+            raw, extensions, ..
+        } = &mut **conn;
+        catch_unwind(AssertUnwindSafe(|| self.manager.is_closed(raw, extensions))).unwrap_or(true)
     }
 
-    /// Runs the manager's `is_valid` on `conn`. On failure: the cause (for the pool's last
-    /// error) and the driver's error, if it returned one (for the error handler); a panic is
-    /// logged and counts as a failure.
-    pub(crate) fn validate(&self, conn: &mut Pooled<M>) -> Result<(), (Cause, Option<M::Error>)> {
-        match catch_unwind(AssertUnwindSafe(|| self.manager.is_valid(&mut conn.raw))) {
+    /// Runs the manager's `is_valid_within(timeout)` on `conn`. On failure: the cause (for the
+    /// pool's last error) and the driver's error, if it returned one (for the error handler);
+    /// a panic is logged and counts as a failure. A validation that overruns `timeout` is
+    /// logged, once per pool.
+    pub(crate) fn validate(
+        &self,
+        conn: &mut Pooled<M>,
+        timeout: Duration,
+    ) -> Result<(), (Cause, Option<M::Error>)> {
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            self.manager.is_valid_within(&mut conn.raw, timeout)
+        }));
+        self.overran.check(
+            &self.config.name,
+            ManagerCall::Validation,
+            timeout,
+            started.elapsed(),
+        );
+        match outcome {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err((Cause::capture(&err), Some(err))),
             Err(panic) => {
                 let cause = Cause::message(format!("is_valid panicked: {}", panic_text(&panic)));
-                log::error!("pool {:?}: {cause}", self.config.name);
+                log_shielded!(log::Level::Error, "pool {:?}: {cause}", self.config.name);
                 Err((cause, None))
             }
         }
@@ -572,7 +662,7 @@ where
         if let Some(at) = checked_out {
             let used = at.elapsed();
             #[cfg(feature = "metrics")]
-            self.histograms.used(used);
+            self.shielded("recording a metric", || self.histograms.used(used));
             if self.config.events {
                 let event = CheckinEvent {
                     id: conn.id,
@@ -623,7 +713,8 @@ where
                 false
             }
             Err(panic) => {
-                log::error!(
+                log_shielded!(
+                    log::Level::Error,
                     "pool {:?}: recycle panicked: {}",
                     self.config.name,
                     panic_text(&panic)
@@ -639,7 +730,7 @@ where
     fn forget_borrow(&self, id: u64) {
         if let Some(tracker) = &self.leaks {
             if let Some(returned) = tracker.returned(id) {
-                log::info!("pool {:?}: {returned}", self.config.name);
+                log_shielded!(log::Level::Info, "pool {:?}: {returned}", self.config.name);
             }
         }
     }
@@ -686,7 +777,8 @@ where
     /// logged with what was being done.
     pub(crate) fn shielded(&self, doing: &str, f: impl FnOnce()) {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
-            log::error!(
+            log_shielded!(
+                log::Level::Error,
                 "pool {:?}: panic while {doing}: {}",
                 self.config.name,
                 panic_text(&panic)
@@ -695,19 +787,74 @@ where
     }
 }
 
+/// How a wait on a condition variable ended.
+#[must_use]
+pub(crate) struct Waited {
+    timed_out: bool,
+}
+
+impl Waited {
+    /// Whether the deadline passed (rather than a notification or a spurious wake-up).
+    pub(crate) fn timed_out(&self) -> bool {
+        self.timed_out
+    }
+}
+
 /// Waits on `cond` until notified or `deadline` (`None`: a deadline too far to represent, so
-/// no deadline at all); returns whether the deadline passed.
+/// no deadline at all).
 pub(crate) fn wait_until<T>(
     cond: &Condvar,
     guard: &mut MutexGuard<'_, T>,
     deadline: Option<Instant>,
-) -> bool {
-    match deadline {
+) -> Waited {
+    let timed_out = match deadline {
         Some(deadline) => cond.wait_until(guard, deadline).timed_out(),
         None => {
             cond.wait(guard);
             false
         }
+    };
+    Waited { timed_out }
+}
+
+/// Which manager call ran long.
+#[derive(Clone, Copy)]
+pub(crate) enum ManagerCall {
+    Connect,
+    Validation,
+}
+
+/// Whether the pool already said that its manager overran a timeout it was given: once per
+/// pool and kind of call, so that a manager that never honours its deadline is named without
+/// flooding the log.
+#[derive(Default)]
+pub(crate) struct Overran {
+    connect: AtomicBool,
+    validation: AtomicBool,
+}
+
+impl Overran {
+    /// Logs, the first time, a call that took `took` against a `timeout`.
+    pub(crate) fn check(&self, pool: &str, call: ManagerCall, timeout: Duration, took: Duration) {
+        if took <= timeout.saturating_add(OVERRUN_SLACK) {
+            return;
+        }
+        let (flag, what, method) = match call {
+            ManagerCall::Connect => (&self.connect, "a connect", "connect_within"),
+            ManagerCall::Validation => (&self.validation, "a validation", "is_valid_within"),
+        };
+        if flag.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        log_shielded!(
+            log::Level::Warn,
+            "pool {pool:?}: {what} took {}, {} longer than the {} it was given: the manager \
+             does not bound it, so a database that stops answering holds the pool's callers \
+             past their deadlines; implement ManageConnection::{method} (said once per pool)",
+            Human(took),
+            Human(took - timeout),
+            Human(timeout),
+        );
     }
 }
 

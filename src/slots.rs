@@ -13,9 +13,17 @@
 //!    to the longest-waiting thread first, so `!idle.is_empty()` implies `waiters.is_empty()`.
 //! 4. A waiting thread's ticket is in `waiters` until it is handed a connection (then it is in
 //!    `handed`), gives up, or the pool closes.
-//! 5. `next_reap` is never later than the reaper's next wake-up, and no idle connection has a
-//!    deadline (lifetime, keepalive, idle timeout) before `next_reap` that the reaper has not
-//!    been woken for: a check-in that brings an earlier one lowers it and sets `nudge`.
+//! 5. `next_reap` is never later than the reaper's next wake-up, and no idle connection
+//!    expires before `next_reap` without the reaper being woken for it: a connection that
+//!    becomes idle with an earlier deadline (its lifetime, or its own idle timeout) lowers it
+//!    and sets `nudge`. (Idle timeouts of older connections are looked at by the reaper's
+//!    planned rounds, at least every `reaper_rate`.)
+//! 6. At most [`MAX_OPENING`] connections are being opened, and no connect starts before
+//!    `retry_at`: after a failed connect, or a new connection that failed its first validation,
+//!    the next one waits out a back-off that grows with each failure in a row and never
+//!    shrinks below [`FIRST_BACKOFF`], so a failing database is never hammered.
+//!
+//! Debug builds check these after every change (`Slots::check`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -45,6 +53,9 @@ pub(crate) struct Conn<C, H> {
     /// When the connection was last known to work: checked in, opened or validated. The skip
     /// window and keepalive count from here.
     pub(crate) verified: Stamp,
+    /// Whether it ever worked: passed a validation or came back healthy. A connection that
+    /// fails its first validation counts as a failed connect, for back-off.
+    pub(crate) proven: bool,
     pub(crate) extensions: Extensions,
 }
 
@@ -89,6 +100,25 @@ struct Counters {
 /// pool puts on a database that is struggling or coming back up.
 const MAX_OPENING: u32 = 1;
 
+/// The first retry after a failure waits this long; each further failure in a row doubles it.
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Retries never wait longer than this, nor longer than a quarter of `connection_timeout`
+/// (so that a waiting caller sees a few), so a pool notices within seconds that its database
+/// is back...
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// ...but the cap is never below this, whatever `connection_timeout` is: a tiny timeout must
+/// not turn the back-off into a storm of connects.
+const MIN_BACKOFF_CAP: Duration = Duration::from_millis(50);
+
+/// How long to wait before the next connect after `failures` failures in a row.
+pub(crate) fn backoff(failures: u32, connection_timeout: Duration) -> Duration {
+    let doubled = FIRST_BACKOFF.saturating_mul(1 << failures.saturating_sub(1).min(20));
+    let cap = (connection_timeout / 4).clamp(MIN_BACKOFF_CAP, MAX_BACKOFF);
+    doubled.min(cap)
+}
+
 /// The hot fields come first, in this order, so that with the lock word they fill one cache
 /// line: a check-out or check-in that finds no one waiting touches only that line (and reads
 /// the rarely written ones below).
@@ -106,12 +136,8 @@ pub(crate) struct Slots<C, H> {
     next_reap: Stamp,
     /// A check-in lowered `next_reap`: the reaper must be woken to replan.
     nudge: bool,
-    /// How long after a check-in an idle connection may next need the reaper: the shorter of
-    /// keepalive and idle timeout.
-    reap_after: Option<Duration>,
     max_size: u32,
     min_idle: u32,
-    keepalive: Option<Duration>,
     idle_timeout: Option<Duration>,
     /// Idle connections the reaper took out to validate.
     validating: u32,
@@ -119,8 +145,11 @@ pub(crate) struct Slots<C, H> {
     waiters: VecDeque<Waiter>,
     handed: Vec<(u64, Box<Conn<C, H>>)>,
     next_ticket: u64,
-    /// Connect failures in a row, for back-off.
+    /// Failures in a row (connects, and new connections failing their first validation), for
+    /// back-off; a connection that proves itself ends the run.
     failures: u32,
+    /// `connection_timeout`, which caps the back-off.
+    connection_timeout: Duration,
     /// The last connect failed with an error the manager called permanent.
     permanent: bool,
     /// No connect before this, after a failure.
@@ -131,19 +160,24 @@ pub(crate) struct Slots<C, H> {
     counters: Counters,
 }
 
-/// What the reaper watches idle connections for, besides their lifetime.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Timers {
-    pub(crate) keepalive: Option<Duration>,
+/// The settings the state needs.
+#[derive(Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_size: u32,
+    pub(crate) min_idle: u32,
+    /// What the reaper watches idle connections for, besides their lifetime.
     pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) connection_timeout: Duration,
 }
 
 impl<C, H> Slots<C, H> {
-    pub(crate) fn new(max_size: u32, min_idle: u32, timers: Timers) -> Slots<C, H> {
-        let reap_after = [timers.keepalive, timers.idle_timeout]
-            .into_iter()
-            .flatten()
-            .min();
+    pub(crate) fn new(limits: Limits) -> Slots<C, H> {
+        let Limits {
+            max_size,
+            min_idle,
+            idle_timeout,
+            connection_timeout,
+        } = limits;
         Slots {
             idle: Vec::with_capacity(max_size.min(1024) as usize),
             open: 0,
@@ -154,16 +188,15 @@ impl<C, H> Slots<C, H> {
             checkouts: 0,
             next_reap: Stamp::NEVER,
             nudge: false,
-            reap_after,
             max_size,
             min_idle,
-            keepalive: timers.keepalive,
-            idle_timeout: timers.idle_timeout,
+            idle_timeout,
             validating: 0,
             waiters: VecDeque::new(),
             handed: Vec::new(),
             next_ticket: 0,
             failures: 0,
+            connection_timeout,
             permanent: false,
             retry_at: None,
             last_error: None,
@@ -201,6 +234,7 @@ impl<C, H> Slots<C, H> {
             None => self.idle.pop()?,
         };
         self.checkouts += 1;
+        self.check();
         Some(conn)
     }
 
@@ -232,6 +266,7 @@ impl<C, H> Slots<C, H> {
         } else {
             self.waiters.push_back(waiter);
         }
+        self.check();
         ticket
     }
 
@@ -239,7 +274,9 @@ impl<C, H> Slots<C, H> {
     pub(crate) fn take_handed(&mut self, ticket: u64) -> Option<Box<Conn<C, H>>> {
         let at = self.handed.iter().position(|(t, _)| *t == ticket)?;
         self.checkouts += 1;
-        Some(self.handed.swap_remove(at).1)
+        let conn = self.handed.swap_remove(at).1;
+        self.check();
+        Some(conn)
     }
 
     /// Takes `ticket` out of line (it gave up, or the pool closed).
@@ -247,16 +284,24 @@ impl<C, H> Slots<C, H> {
         if let Some(at) = self.waiters.iter().position(|w| w.ticket == ticket) {
             self.waiters.remove(at);
         }
+        self.check();
     }
 
     /// A connection just taken (idle or handed over) failed the taker's checks: it is not a
-    /// check-out after all, and it closes for `reason`.
-    pub(crate) fn reject(&mut self, reason: Retire, cause: Option<Arc<Cause>>) {
+    /// check-out after all, and it closes for `reason`. A new connection that never worked
+    /// (it fails its first validation, or the driver finds it closed before its first use)
+    /// counts as a failed connect, for back-off: a database that accepts connections and
+    /// then drops or refuses them must not be hammered.
+    pub(crate) fn reject(&mut self, reason: Retire, cause: Option<Arc<Cause>>, proven: bool) {
         self.checkouts -= 1;
         if let Some(cause) = cause {
             self.record_invalid(cause);
         }
+        if !proven {
+            self.failed_again(Instant::now());
+        }
         self.retire(reason);
+        self.check();
     }
 
     /// Records a wait that ended with a connection.
@@ -291,26 +336,99 @@ impl<C, H> Slots<C, H> {
         now: Stamp,
     ) -> Option<(Box<Conn<C, H>>, Retire)> {
         let verdict = verdict.or_else(|| self.pool_verdict(&conn));
-        match verdict {
-            Some(reason) => {
-                self.retire(reason);
-                Some((conn, reason))
+        if let Some(reason) = verdict {
+            self.retire(reason);
+            self.check();
+            return Some((conn, reason));
+        }
+        self.proved(&mut conn);
+        self.admit(conn, now);
+        None
+    }
+
+    /// Makes a healthy connection available, as of `now`: to the longest-waiting thread, else
+    /// to the idle stack, telling the reaper if it brings an earlier deadline.
+    fn admit(&mut self, mut conn: Box<Conn<C, H>>, now: Stamp) {
+        conn.checked_in = now;
+        conn.verified = now;
+        self.watch_for(&conn);
+        self.give(conn);
+        self.check();
+    }
+
+    /// The first moment the reaper must look at `conn` if it sits idle: its lifetime, or its
+    /// idle timeout.
+    fn reap_due(&self, conn: &Conn<C, H>) -> Stamp {
+        match self.idle_timeout {
+            Some(after) => conn.expires.min(conn.checked_in.after(after)),
+            None => conn.expires,
+        }
+    }
+
+    /// Keeps invariant 5 for a connection about to be idle: lowers `next_reap` to its
+    /// deadline if that is earlier, and asks for the reaper to be woken.
+    fn watch_for(&mut self, conn: &Conn<C, H>) {
+        let due = self.reap_due(conn);
+        if due < self.next_reap {
+            self.next_reap = due;
+            self.nudge = true;
+        }
+    }
+
+    /// Asserts the invariants (module doc) in debug builds; called after every change.
+    #[inline]
+    fn check(&self) {
+        #[cfg(debug_assertions)]
+        {
+            assert!(
+                self.open + self.opening + self.closing <= self.max_size,
+                "open {} + opening {} + closing {} > max_size {}",
+                self.open,
+                self.opening,
+                self.closing,
+                self.max_size
+            );
+            assert!(self.opening <= MAX_OPENING);
+            assert!(
+                self.idle.is_empty() || self.waiters.is_empty(),
+                "a connection is idle while a thread waits"
+            );
+            assert!(
+                self.idle.len() + self.handed.len() + self.validating as usize
+                    <= self.open as usize,
+                "more connections placed than open"
+            );
+            for (ticket, _) in &self.handed {
+                assert!(
+                    self.waiters.iter().all(|w| w.ticket != *ticket),
+                    "ticket {ticket} both handed a connection and in line"
+                );
             }
-            None => {
-                conn.checked_in = now;
-                conn.verified = now;
-                let due = match self.reap_after {
-                    Some(after) => conn.expires.min(now.after(after)),
-                    None => conn.expires,
-                };
-                if due < self.next_reap {
-                    self.next_reap = due;
-                    self.nudge = true;
+            if self.closed {
+                assert!(self.idle.is_empty() && self.handed.is_empty() && self.waiters.is_empty());
+            }
+            if !self.nudge {
+                for conn in &self.idle {
+                    assert!(
+                        conn.expires >= self.next_reap,
+                        "an idle connection expires before the reaper's next round"
+                    );
                 }
-                self.give(conn);
-                None
             }
         }
+    }
+
+    /// `conn` worked: it came back healthy or passed a validation, so the database does too,
+    /// and a run of failures is over.
+    fn proved(&mut self, conn: &mut Conn<C, H>) {
+        conn.proven = true;
+        self.failures = 0;
+    }
+
+    /// One more failure in a row: no connect before the back-off it earns.
+    fn failed_again(&mut self, now: Instant) {
+        self.failures = self.failures.saturating_add(1);
+        self.retry_at = now.checked_add(backoff(self.failures, self.connection_timeout));
     }
 
     /// Whether a check-in since the last call brought a deadline the reaper must wake for.
@@ -349,12 +467,14 @@ impl<C, H> Slots<C, H> {
     /// A retired connection has finished closing: its place is free.
     pub(crate) fn closed_one(&mut self) {
         self.closing -= 1;
+        self.check();
     }
 
     /// A checked-out connection leaves the pool for good.
     pub(crate) fn detach(&mut self) {
         self.open -= 1;
         self.counters.detached += 1;
+        self.check();
     }
 
     /// Records a validation failure as the last error.
@@ -365,6 +485,7 @@ impl<C, H> Slots<C, H> {
     /// The pool's thread starts opening a connection; returns the generation it will belong to.
     pub(crate) fn begin_open(&mut self) -> u64 {
         self.opening += 1;
+        self.check();
         self.generation
     }
 
@@ -374,7 +495,8 @@ impl<C, H> Slots<C, H> {
         self.opening -= 1;
         self.open += 1;
         self.counters.created += 1;
-        self.failures = 0;
+        // The run of failures goes on until the connection proves itself (a database that
+        // accepts connects but fails every validation must still be backed off from).
         self.permanent = false;
         self.retry_at = None;
         if self
@@ -384,30 +506,31 @@ impl<C, H> Slots<C, H> {
         {
             self.last_error = None;
         }
+        if let Some(reason) = self.pool_verdict(&conn) {
+            self.retire(reason);
+            self.check();
+            return Some((conn, reason));
+        }
         let now = conn.checked_in;
-        self.check_in(conn, None, now)
+        self.admit(conn, now);
+        None
     }
 
-    /// A connect failed; the next try waits for `backoff(failures in a row)`. If the error is
-    /// `permanent` and no connection can come back, the waiting threads are woken to fail.
-    pub(crate) fn open_failed(
-        &mut self,
-        cause: Arc<Cause>,
-        permanent: bool,
-        backoff: impl Fn(u32) -> Duration,
-    ) {
+    /// A connect failed; the next try waits out the back-off. If the error is `permanent` and
+    /// no connection can come back, the waiting threads are woken to fail.
+    pub(crate) fn open_failed(&mut self, cause: Arc<Cause>, permanent: bool) {
         self.opening -= 1;
         self.counters.connect_failures += 1;
-        self.failures = self.failures.saturating_add(1);
         self.permanent = permanent;
         let now = Instant::now();
-        self.retry_at = now.checked_add(backoff(self.failures));
+        self.failed_again(now);
         self.last_error = Some((cause, Failed::Connect, now));
         if self.refuses_now() {
             for waiter in &self.waiters {
                 waiter.wake.notify_one();
             }
         }
+        self.check();
     }
 
     /// The permanent connect error to fail a check-out with at once: the last connect failed
@@ -439,6 +562,7 @@ impl<C, H> Slots<C, H> {
         for _ in 0..out.len() {
             self.retire(Retire::Shutdown);
         }
+        self.check();
         out
     }
 
@@ -464,6 +588,7 @@ impl<C, H> Slots<C, H> {
         for _ in 0..out.len() {
             self.retire(Retire::Evicted);
         }
+        self.check();
         out
     }
 
@@ -503,6 +628,7 @@ impl<C, H> Slots<C, H> {
         for (_, reason) in &out {
             self.retire(*reason);
         }
+        self.check();
         out
     }
 
@@ -517,7 +643,9 @@ impl<C, H> Slots<C, H> {
             .filter(|(_, c)| c.verified <= due)
             .min_by_key(|(_, c)| c.verified)?;
         self.validating += 1;
-        Some(self.idle.remove(at))
+        let conn = self.idle.remove(at);
+        self.check();
+        Some(conn)
     }
 
     /// A connection passed its keepalive validation at `now`: it goes to a waiting thread, or
@@ -529,6 +657,7 @@ impl<C, H> Slots<C, H> {
     ) -> Option<(Box<Conn<C, H>>, Retire)> {
         self.validating -= 1;
         conn.verified = now;
+        self.proved(&mut conn);
         let verdict = self
             .pool_verdict(&conn)
             .or((conn.expires <= now).then_some(Retire::MaxLifetime));
@@ -542,20 +671,37 @@ impl<C, H> Slots<C, H> {
                 waiter.wake.notify_one();
             }
             None => {
+                // Invariant 5: the reaper may have planned while this connection was out.
+                self.watch_for(&conn);
                 let at = self
                     .idle
                     .partition_point(|c| c.checked_in <= conn.checked_in);
                 self.idle.insert(at, conn);
             }
         }
+        self.check();
         None
     }
 
-    /// A connection failed its keepalive validation: it closes.
-    pub(crate) fn keepalive_failed(&mut self, cause: Arc<Cause>) {
+    /// A connection failed its keepalive validation: it closes. A new one that never worked
+    /// counts toward the connect back-off.
+    pub(crate) fn keepalive_failed(&mut self, cause: Arc<Cause>, proven: bool) {
         self.validating -= 1;
         self.record_invalid(cause);
+        if !proven {
+            self.failed_again(Instant::now());
+        }
         self.retire(Retire::Invalid);
+        self.check();
+    }
+
+    /// When the keepalive thread must next look: the earliest time an idle connection becomes
+    /// due (`after` past its last verification), or `latest`.
+    pub(crate) fn plan_keepalive(&self, after: Duration, latest: Stamp) -> Stamp {
+        self.idle
+            .iter()
+            .map(|c| c.verified.after(after))
+            .fold(latest, Stamp::min)
     }
 
     /// Plans the reaper's next wake-up: the earliest deadline among the idle connections, or
@@ -564,9 +710,6 @@ impl<C, H> Slots<C, H> {
         let mut next = latest;
         for conn in &self.idle {
             next = next.min(conn.expires);
-            if let Some(every) = self.keepalive {
-                next = next.min(conn.verified.after(every));
-            }
         }
         if let Some(timeout) = self.idle_timeout {
             if self.idle.len() as u32 > self.min_idle {
@@ -577,6 +720,7 @@ impl<C, H> Slots<C, H> {
         }
         self.next_reap = next;
         self.nudge = false;
+        self.check();
         next
     }
 
@@ -665,8 +809,18 @@ mod tests {
             generation,
             checked_in: t(0),
             verified: t(0),
+            proven: false,
             extensions: Extensions::new(),
         })
+    }
+
+    fn limits(max_size: u32, min_idle: u32) -> Limits {
+        Limits {
+            max_size,
+            min_idle,
+            idle_timeout: None,
+            connection_timeout: Duration::from_secs(30),
+        }
     }
 
     fn open_one(slots: &mut Slots<u64, ()>, id: u64) {
@@ -675,8 +829,58 @@ mod tests {
     }
 
     #[test]
+    fn backoff_doubles_up_to_its_caps() {
+        let long = Duration::from_secs(30);
+        assert_eq!(backoff(1, long), Duration::from_millis(10));
+        assert_eq!(backoff(2, long), Duration::from_millis(20));
+        assert_eq!(backoff(5, long), Duration::from_millis(160));
+        assert_eq!(backoff(40, long), MAX_BACKOFF);
+        assert_eq!(backoff(u32::MAX, long), MAX_BACKOFF);
+        assert_eq!(
+            backoff(40, Duration::from_millis(400)),
+            Duration::from_millis(100)
+        );
+        // However short the timeout, retries are spaced out.
+        assert_eq!(backoff(1, Duration::from_nanos(1)), FIRST_BACKOFF);
+        assert_eq!(backoff(40, Duration::from_nanos(1)), MIN_BACKOFF_CAP);
+    }
+
+    #[test]
+    fn a_new_connection_failing_its_first_validation_counts_toward_the_back_off() {
+        let mut s = Slots::new(limits(1, 0));
+        s.enqueue(Arc::new(Condvar::new()), false);
+        for failures in 1..=3 {
+            assert!(s.wants_connection());
+            let generation = s.begin_open();
+            assert!(s.opened(conn(failures, generation)).is_none());
+            assert_eq!(
+                s.retry_at(),
+                None,
+                "a connect that worked may be followed at once"
+            );
+            let handed = s.handed.pop().unwrap().1;
+            let ticket = s.enqueue(Arc::new(Condvar::new()), true);
+            s.checkouts += 1;
+            s.reject(Retire::Invalid, None, handed.proven);
+            let wait = s.retry_at().unwrap() - Instant::now();
+            let expected = backoff(failures as u32, Duration::from_secs(30));
+            assert!(wait <= expected && wait > expected / 2, "{wait:?}");
+            s.leave(ticket);
+            s.enqueue(Arc::new(Condvar::new()), false);
+            s.closed_one();
+        }
+        // A connection that works ends the run.
+        let generation = s.begin_open();
+        assert!(s.opened(conn(9, generation)).is_none());
+        let handed = s.handed.pop().unwrap().1;
+        s.checkouts += 1;
+        assert!(s.check_in(handed, None, t(1)).is_none());
+        assert_eq!(s.failures, 0);
+    }
+
+    #[test]
     fn a_thread_gets_back_the_connection_it_used_last_if_it_is_near_the_top() {
-        let mut s = Slots::new(12, 12, Timers::default());
+        let mut s = Slots::new(limits(12, 12));
         for id in 1..=12 {
             open_one(&mut s, id);
         }
@@ -700,7 +904,7 @@ mod tests {
 
     #[test]
     fn idle_is_most_recently_used_first() {
-        let mut s = Slots::new(3, 3, Timers::default());
+        let mut s = Slots::new(limits(3, 3));
         for id in 0..3 {
             open_one(&mut s, id);
         }
@@ -714,7 +918,7 @@ mod tests {
 
     #[test]
     fn returned_connection_goes_to_the_longest_waiter() {
-        let mut s = Slots::new(1, 1, Timers::default());
+        let mut s = Slots::new(limits(1, 1));
         open_one(&mut s, 7);
         let held = s.take_idle().unwrap();
         let first = s.enqueue(Arc::new(Condvar::new()), false);
@@ -729,7 +933,7 @@ mod tests {
 
     #[test]
     fn demand_counts_connections_being_opened() {
-        let mut s: Slots<u64, ()> = Slots::new(10, 0, Timers::default());
+        let mut s: Slots<u64, ()> = Slots::new(limits(10, 0));
         assert!(!s.wants_connection());
         s.enqueue(Arc::new(Condvar::new()), false);
         assert!(s.wants_connection());
@@ -740,7 +944,7 @@ mod tests {
 
     #[test]
     fn eviction_retires_idle_now_and_checked_out_on_return() {
-        let mut s = Slots::new(2, 0, Timers::default());
+        let mut s = Slots::new(limits(2, 0));
         open_one(&mut s, 1);
         open_one(&mut s, 2);
         let out = s.take_idle().unwrap();
@@ -756,7 +960,7 @@ mod tests {
 
     #[test]
     fn sweep_keeps_min_idle_and_closes_oldest_first() {
-        let mut s = Slots::new(4, 1, Timers::default());
+        let mut s = Slots::new(limits(4, 1));
         for id in 0..3 {
             open_one(&mut s, id);
         }
@@ -776,7 +980,7 @@ mod tests {
 
     #[test]
     fn shut_down_wakes_waiters_and_drains_everything_idle_or_handed() {
-        let mut s = Slots::new(2, 0, Timers::default());
+        let mut s = Slots::new(limits(2, 0));
         open_one(&mut s, 1);
         open_one(&mut s, 2);
         let held = s.take_idle().unwrap();

@@ -119,7 +119,7 @@ impl crate::ManageConnection for MysqlConnectionManager {
         socket::has_news(conn)
     }
 
-    fn is_closed(&self, conn: &mut Conn) -> bool {
+    fn is_closed(&self, conn: &mut Conn, _: &crate::Extensions) -> bool {
         socket::has_news(conn)
     }
 

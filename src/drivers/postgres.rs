@@ -131,7 +131,7 @@ where
         client.is_closed()
     }
 
-    fn is_closed(&self, client: &mut Client) -> bool {
+    fn is_closed(&self, client: &mut Client, _: &crate::Extensions) -> bool {
         client.is_closed()
     }
 

@@ -94,8 +94,8 @@ pub struct Script {
     broken_all: AtomicBool,
     /// Connection ids whose server hung up: `is_closed` and `has_broken` report them.
     hung_up: Mutex<HashSet<u64>>,
-    /// Makes `is_closed` panic.
-    pub is_closed_panics: AtomicBool,
+    /// How many of the next `is_closed` calls panic.
+    pub is_closed_panics: AtomicU64,
     pub is_closed_calls: AtomicU64,
     next_id: AtomicU64,
     /// Calls to `connect`, successful or not.
@@ -120,7 +120,7 @@ impl Default for Script {
             broken: Mutex::new(HashSet::new()),
             broken_all: AtomicBool::new(false),
             hung_up: Mutex::new(HashSet::new()),
-            is_closed_panics: AtomicBool::new(false),
+            is_closed_panics: AtomicU64::new(0),
             is_closed_calls: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             connects: AtomicU64::new(0),
@@ -291,9 +291,16 @@ impl sluice::ManageConnection for FakeManager {
             || self.script.hung_up.lock().contains(&conn.id)
     }
 
-    fn is_closed(&self, conn: &mut FakeConn) -> bool {
+    fn is_closed(&self, conn: &mut FakeConn, _: &sluice::Extensions) -> bool {
         self.script.is_closed_calls.fetch_add(1, Ordering::SeqCst);
-        if self.script.is_closed_panics.load(Ordering::SeqCst) {
+        let panic_now = self
+            .script
+            .is_closed_panics
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if panic_now {
             panic!("is_closed blew up");
         }
         self.script.hung_up.lock().contains(&conn.id)
