@@ -7,8 +7,12 @@
 # - PostgreSQL: database `test`; users `postgres` and `root` reach it from 127.0.0.1 without a
 #   password (trust, loopback only); user `sluice_auth` (password `sluice-auth-secret`) must
 #   give its password, for the wrong-password tests.
+#   TLS on (`ssl = on`, for tests/postgres_tls.rs) with a certificate for 127.0.0.1 and
+#   localhost signed by a CA of its own; clients trust that CA through its certificate,
+#   /etc/postgresql-common/sluice-tls/ca.pem. The server reads cert.pem and key.pem beside it.
 # - MariaDB: database `test`; `root` reaches it from 127.0.0.1 with an empty password; user
-#   `sluice_auth` (password `sluice-auth-secret`) for the wrong-password tests.
+#   `sluice_auth` (password `sluice-auth-secret`) for the wrong-password tests. TLS on, with a
+#   CA of its own too: /etc/mysql/sluice-tls/ca.pem.
 #
 # With arguments it acts on one server, for the restart tests (tests/*_restart.rs):
 #
@@ -101,6 +105,8 @@ postgres_service() {
     if ! command -v pg_lsclusters >/dev/null || [[ -z "$(pg_lsclusters -h 2>/dev/null)" ]]; then
         apt_install postgresql postgresql-client
     fi
+    # The certificate first: a server set to load it does not start without it.
+    postgres_tls_files
     if ! pg_up; then
         say "starting PostgreSQL"
         local version cluster
@@ -137,7 +143,79 @@ postgres_service() {
         pg_sql "create database test"
     fi
     pg_sql "grant all on database test to $AUTH_USER" >/dev/null
-    say "PostgreSQL ready on 127.0.0.1:5432 ($(pg_sql 'show server_version'))"
+    postgres_tls
+    say "PostgreSQL ready on 127.0.0.1:5432 ($(pg_sql 'show server_version'), TLS $(pg_tls_state))"
+}
+
+# TLS for tests/postgres_tls.rs: a server certificate for 127.0.0.1 and localhost signed by a
+# CA of its own (the tests trust that CA through its file, ca.pem), set with ALTER SYSTEM.
+# PostgreSQL (10 and later) loads a new certificate on a reload: no restart.
+PG_TLS_DIR=/etc/postgresql-common/sluice-tls
+PG_TLS_NEW=
+
+# Makes the CA and the server's certificate and key, unless all three files are there.
+postgres_tls_files() {
+    if as_root test -s "$PG_TLS_DIR/ca.pem" && as_root test -s "$PG_TLS_DIR/cert.pem" &&
+        as_root test -s "$PG_TLS_DIR/key.pem"; then
+        return 0
+    fi
+    say "making a CA and a TLS certificate for PostgreSQL in $PG_TLS_DIR"
+    local tmp
+    tmp=$(mktemp -d)
+    # rustls refuses a CA certificate as the server's own, hence a CA that signs it. The CA's
+    # key is thrown away: nothing else is ever signed with it.
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sluice PostgreSQL test CA" \
+        -keyout "$tmp/ca-key.pem" -out "$tmp/ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+        -keyout "$tmp/key.pem" -out "$tmp/server.csr" 2>/dev/null
+    printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' \
+        'basicConstraints=critical,CA:FALSE' 'extendedKeyUsage=serverAuth' >"$tmp/ext"
+    openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca-key.pem" \
+        -CAcreateserial -days 3650 -extfile "$tmp/ext" -out "$tmp/cert.pem" 2>/dev/null
+    # PostgreSQL wants its key owned by the user it runs as and closed to everyone else.
+    as_root install -d -m 755 "$PG_TLS_DIR"
+    as_root install -o postgres -g postgres -m 644 "$tmp/ca.pem" "$tmp/cert.pem" "$PG_TLS_DIR/"
+    as_root install -o postgres -g postgres -m 600 "$tmp/key.pem" "$PG_TLS_DIR/"
+    rm -rf "$tmp"
+    PG_TLS_NEW=1
+}
+
+# Whether a client that trusts only our CA gets an encrypted session whose certificate names
+# 127.0.0.1 (libpq's verify-full).
+pg_tls_up() {
+    local dsn="host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
+    dsn+=" sslmode=verify-full sslrootcert=$PG_TLS_DIR/ca.pem"
+    local ssl
+    ssl=$(psql -Atc 'select ssl from pg_stat_ssl where pid = pg_backend_pid()' "$dsn" 2>/dev/null)
+    [[ "$ssl" == t ]]
+}
+pg_tls_state() { if pg_tls_up; then echo on; else echo off; fi; }
+
+# Points the server at the files (ssl_ca_file stays unset: no client certificates) and
+# reloads it when anything changed.
+postgres_tls() {
+    local changed=$PG_TLS_NEW setting want
+    for setting in ssl ssl_cert_file ssl_key_file; do
+        case $setting in
+            ssl) want=on ;;
+            ssl_cert_file) want=$PG_TLS_DIR/cert.pem ;;
+            ssl_key_file) want=$PG_TLS_DIR/key.pem ;;
+        esac
+        if [[ "$(pg_sql "show $setting")" != "$want" ]]; then
+            # One statement per call: ALTER SYSTEM cannot run inside a transaction block.
+            pg_sql "alter system set $setting = '$want'" >/dev/null
+            changed=1
+        fi
+    done
+    if [[ -n "$changed" ]]; then
+        say "turning on TLS for PostgreSQL with the certificate in $PG_TLS_DIR (reload)"
+        pg_sql 'select pg_reload_conf()' >/dev/null
+        PG_TLS_NEW=
+    fi
+    if ! wait_for "PostgreSQL with TLS" pg_tls_up; then
+        say "PostgreSQL serves no verified TLS with $PG_TLS_DIR/cert.pem: see its log" >&2
+        return 1
+    fi
 }
 
 postgres_stop() {
