@@ -403,6 +403,12 @@ pub fn logged(name: &str) -> Vec<(log::Level, String)> {
         .collect()
 }
 
+/// Every captured line, whichever pool or test it came from: the error handler's lines name
+/// no pool.
+pub fn all_logged() -> Vec<(log::Level, String)> {
+    LOGS.lock().clone()
+}
+
 /// A loopback port nothing listens on (it was free a moment ago).
 pub fn unused_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
