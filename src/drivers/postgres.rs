@@ -30,6 +30,38 @@
 //!
 //! Authentication failures and unknown databases are permanent errors: `build` and check-outs
 //! fail at once with the server's reason.
+//!
+//! # TLS
+//!
+//! The manager hands its `MakeTlsConnect` to the driver unchanged, and the checks above ask
+//! the client, not the socket, so they work the same with TLS on. Connectors that work:
+//!
+//! - `tokio-postgres-rustls` (0.14, rustls 0.23, with its `ring` or `aws-lc-rs` feature): no
+//!   OpenSSL. sluice's own TLS tests use it.
+//! - `postgres-native-tls` (OpenSSL on Linux) or `postgres-openssl`, by the driver's author.
+//!
+//! Ask for `sslmode=require`: the default, `prefer`, goes on unencrypted when the server offers
+//! no TLS. Once TLS is on, rustls checks the server's certificate and host name (libpq's
+//! `require` checks neither):
+//!
+//! ```no_run
+//! use rustls::pki_types::{CertificateDer, pem::PemObject};
+//! use sluice::postgres::PostgresConnectionManager;
+//!
+//! let mut roots = rustls::RootCertStore::empty();
+//! for cert in CertificateDer::pem_file_iter("ca.pem")? {
+//!     roots.add(cert?)?;
+//! }
+//! let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+//! let tls = rustls::ClientConfig::builder_with_provider(provider)
+//!     .with_safe_default_protocol_versions()?
+//!     .with_root_certificates(roots)
+//!     .with_no_client_auth();
+//! let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+//! let config = "host=db.internal user=app dbname=orders sslmode=require".parse()?;
+//! let pool = sluice::Pool::new(PostgresConnectionManager::new(config, tls))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fmt;
 
@@ -66,7 +98,8 @@ where
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
     /// A manager connecting with `config` through `tls` (`postgres::NoTls`, or a connector
-    /// from `postgres-native-tls` or `postgres-openssl`).
+    /// from `tokio-postgres-rustls`, `postgres-native-tls` or `postgres-openssl`: see
+    /// [TLS](self#tls)).
     ///
     /// # Examples
     ///
