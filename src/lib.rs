@@ -360,6 +360,9 @@ mod reaper;
 mod shared;
 pub mod sizing;
 mod slots;
+#[cfg(all(any(feature = "postgres", feature = "mysql"), target_os = "linux"))]
+#[path = "drivers/socket.rs"]
+mod socket;
 #[cfg(feature = "sqlite")]
 #[path = "drivers/sqlite.rs"]
 pub mod sqlite;

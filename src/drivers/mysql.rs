@@ -8,6 +8,12 @@
 //! check-out (`is_closed`), so a session killed while it sat idle is never handed out, skip
 //! window or not.
 //!
+//! On Linux every round trip the pool makes is bounded: a connect (TCP, TLS and the login)
+//! reads and writes with the attempt's deadline unless your options set timeouts of their own
+//! (yours are left on the socket afterwards), and a validation with what is left of the
+//! check-out's. A server that stops answering costs a caller its timeout, not more. Connect
+//! errors that happen below the server (refused, no answer) name the address tried.
+//!
 //! # TLS
 //!
 //! The `mysql` crate takes one TLS backend, chosen by its features; sluice passes whichever is
@@ -34,8 +40,11 @@
 //! ```
 
 use std::fmt;
+use std::time::Duration;
 
-use ::mysql::{Conn, Error, Opts, OptsBuilder};
+use ::mysql::{Conn, DriverError, Error, Opts, OptsBuilder};
+
+use crate::Extensions;
 
 /// Server error codes that waiting will not fix: access denied (wrong user or password), no
 /// access to the database, unknown database.
@@ -111,15 +120,46 @@ impl crate::ManageConnection for MysqlConnectionManager {
         Conn::new(self.opts.clone())
     }
 
+    fn connect_within(&self, timeout: Duration, _: &mut Extensions) -> Result<Conn, Error> {
+        if !socket::CAN_SET_TIMEOUTS {
+            return self.connect();
+        }
+        let (read, write) = (
+            self.opts.get_read_timeout().copied(),
+            self.opts.get_write_timeout().copied(),
+        );
+        let opts = OptsBuilder::from_opts(self.opts.clone())
+            .read_timeout(read.or(Some(timeout)))
+            .write_timeout(write.or(Some(timeout)))
+            .tcp_connect_timeout(self.opts.get_tcp_connect_timeout().or(Some(timeout)));
+        let mut conn = Conn::new(opts).map_err(|err| self.named(err, timeout))?;
+        // The user's own timeouts (none, by default) for the connection's life.
+        socket::set_timeouts(&mut conn, read, write)?;
+        Ok(conn)
+    }
+
     fn is_valid(&self, conn: &mut Conn) -> Result<(), Error> {
         conn.ping()
+    }
+
+    fn is_valid_within(&self, conn: &mut Conn, timeout: Duration) -> Result<(), Error> {
+        if !socket::CAN_SET_TIMEOUTS {
+            return conn.ping();
+        }
+        socket::set_timeouts(conn, Some(timeout), Some(timeout))?;
+        conn.ping()?;
+        socket::set_timeouts(
+            conn,
+            self.opts.get_read_timeout().copied(),
+            self.opts.get_write_timeout().copied(),
+        )
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
         socket::has_news(conn)
     }
 
-    fn is_closed(&self, conn: &mut Conn, _: &crate::Extensions) -> bool {
+    fn is_closed(&self, conn: &mut Conn, _: &Extensions) -> bool {
         socket::has_news(conn)
     }
 
@@ -132,41 +172,109 @@ impl crate::ManageConnection for MysqlConnectionManager {
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+impl MysqlConnectionManager {
+    /// Names the address in a connect error that happened below the server (the TCP connect,
+    /// or a handshake that got no answer in `timeout`); the server's own errors are left as
+    /// they are.
+    fn named(&self, err: Error, timeout: Duration) -> Error {
+        let address = match self.opts.get_socket() {
+            Some(path) => path.to_owned(),
+            None => format!(
+                "{}:{}",
+                self.opts.get_ip_or_hostname(),
+                self.opts.get_tcp_port()
+            ),
+        };
+        let (description, kind) = match &err {
+            Error::DriverError(DriverError::ConnectTimeout) => (
+                format!("no answer within {}", crate::error::Human(timeout)),
+                std::io::ErrorKind::TimedOut,
+            ),
+            Error::IoError(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                (
+                    format!(
+                        "the server did not finish the login within {}",
+                        crate::error::Human(timeout)
+                    ),
+                    std::io::ErrorKind::TimedOut,
+                )
+            }
+            Error::IoError(io) => (io.to_string(), io.kind()),
+            _ => return err,
+        };
+        Error::DriverError(DriverError::CouldNotConnect(Some((
+            address,
+            description,
+            kind,
+        ))))
+    }
+}
+
+#[cfg(target_os = "linux")]
 mod socket {
     use std::os::fd::{AsRawFd, BorrowedFd};
+    use std::time::Duration;
 
-    use rustix::event::{PollFd, PollFlags, poll};
-    use rustix::time::Timespec;
+    use rustix::net::sockopt::{Timeout, set_socket_timeout};
 
-    /// Whether an idle connection's socket has something to read or has hung up: the server
-    /// sent an error packet (the session was killed, timed out) or closed the connection.
-    pub(super) fn has_news(conn: &mut mysql::Conn) -> bool {
+    use crate::socket::{Look, look};
+
+    /// Whether read and write timeouts can be put on a connection's socket.
+    pub(super) const CAN_SET_TIMEOUTS: bool = true;
+
+    /// Runs `f` with the socket `conn` owns.
+    fn with_socket<R>(conn: &mut mysql::Conn, f: impl FnOnce(BorrowedFd<'_>) -> R) -> R {
         let raw = conn.as_raw_fd();
         // SAFETY: `raw` is the socket `conn` owns, and `conn` is borrowed mutably for the whole
         // of this function, so the descriptor stays open while `fd` exists. The driver offers
         // only `AsRawFd`, not `AsFd`, so there is no way to borrow it without `unsafe`.
         #[allow(unsafe_code)]
         let fd = unsafe { BorrowedFd::borrow_raw(raw) };
-        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-        let zero = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        match poll(&mut fds, Some(&zero)) {
-            Ok(0) => false,
-            Ok(_) => !fds[0].revents().is_empty(),
-            // A socket that cannot be polled cannot be trusted either.
-            Err(_) => true,
-        }
+        f(fd)
+    }
+
+    /// Whether an idle connection's socket has something to read or has hung up: the server
+    /// sent an error packet (the session was killed, timed out) or closed the connection.
+    pub(super) fn has_news(conn: &mut mysql::Conn) -> bool {
+        with_socket(conn, |fd| look(fd) != Look::Quiet)
+    }
+
+    /// Puts read and write timeouts on the connection's socket (`None`: none).
+    pub(super) fn set_timeouts(
+        conn: &mut mysql::Conn,
+        read: Option<Duration>,
+        write: Option<Duration>,
+    ) -> Result<(), mysql::Error> {
+        with_socket(conn, |fd| {
+            set_socket_timeout(fd, Timeout::Recv, read)?;
+            set_socket_timeout(fd, Timeout::Send, write)
+        })
+        .map_err(|errno| mysql::Error::IoError(errno.into()))
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(target_os = "linux"))]
 mod socket {
+    use std::time::Duration;
+
+    pub(super) const CAN_SET_TIMEOUTS: bool = false;
+
     /// Without a cheap way to look at the socket, nothing is known to be wrong.
     pub(super) fn has_news(_: &mut mysql::Conn) -> bool {
         false
+    }
+
+    pub(super) fn set_timeouts(
+        _: &mut mysql::Conn,
+        _: Option<Duration>,
+        _: Option<Duration>,
+    ) -> Result<(), mysql::Error> {
+        Ok(())
     }
 }
 

@@ -1,40 +1,39 @@
 //! PostgreSQL through the `postgres` crate (feature `postgres`):
 //! [`PostgresConnectionManager`], generic over the TLS connector like r2d2_postgres, so
-//! moving from it is a change of path.
+//! moving from it is a change of path (and of the error type, see [`Error`]).
 //!
-//! Validation is one cheap round trip (an empty simple query); `has_broken` does no I/O (it
-//! asks the client whether its connection has closed), and neither does the same question on
-//! every check-out. The synchronous client hides its socket and reads it only inside a call,
-//! which has two consequences:
+//! # A sick server
 //!
-//! - A session the server ended while it sat idle is found by its first query, which fails
-//!   once (`connection closed`); `has_broken` then retires it.
-//! - A session the server ends *during* a query (`pg_terminate_backend`, a restart, a
-//!   failover) fails that query with the server's `FATAL`, but the client has not yet read
-//!   the end of the stream that follows, so it still looks open when it comes back. A
-//!   borrower inside the skip window may then see one more error before it is retired. To
-//!   avoid that second error, retire the connection yourself when a query fails with an
-//!   error of SQLSTATE class 57 (operator intervention):
+//! - **Connecting** is bounded as a whole (TCP, TLS and the login, not only the TCP connect
+//!   that the driver's `connect_timeout` covers): each attempt gets the pool's
+//!   `connection_timeout`, split between the hosts where the configuration names several, so
+//!   a host that accepts and never answers (a stopped server, a proxy holding the login) is
+//!   given up on and the next one tried. A `connect_timeout` you set is used per host. Connect
+//!   errors name the host and port tried.
+//! - **Validation** (an empty query) gives up when the check-out's time runs out.
+//! - **A session the server ended** is never handed out again, and costs no round trip to
+//!   find: on Linux the pool keeps a duplicate of each connection's socket (the client does
+//!   not show its own) and, on every check-out, looks at it without reading anything from it.
+//!   A hang-up, or an error message the server sent while the connection was idle (always a
+//!   `FATAL` one: it is ending the session), retires the connection. A user's `LISTEN`
+//!   notifications stay where they are. So a session killed while idle costs no error, and
+//!   one killed during a query costs that query only. (Elsewhere, and in the rare case where
+//!   two connections to the same server opened at the same instant from different threads,
+//!   the pool asks the client, which learns of the end only at its next query.)
+//! - Failed authentication, an unknown database, and the same reported by a proxy (PgBouncer
+//!   answers with SQLSTATE `08P01` and a `FATAL` message) are permanent errors: `build` and
+//!   check-outs fail at once with the server's reason.
 //!
-//! ```no_run
-//! # let pool: sluice::Pool<sluice::postgres::PostgresConnectionManager<postgres::NoTls>> = todo!();
-//! let mut conn = pool.get()?;
-//! if let Err(err) = conn.execute("UPDATE jobs SET done = true WHERE id = 1", &[]) {
-//!     if err.code().is_some_and(|code| code.code().starts_with("57")) {
-//!         sluice::PooledConnection::mark_broken(&mut conn);
-//!     }
-//!     return Err(err.into());
-//! }
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-//!
-//! Authentication failures and unknown databases are permanent errors: `build` and check-outs
-//! fail at once with the server's reason.
+//! With several hosts, sluice tries them itself, one by one, each through a configuration of
+//! its own built from yours; a `notice_callback` set on your configuration is not carried over
+//! to those (notices are then logged, the driver's default).
 //!
 //! # TLS
 //!
-//! The manager hands its `MakeTlsConnect` to the driver unchanged, and the checks above ask
-//! the client, not the socket, so they work the same with TLS on. Connectors that work:
+//! The manager hands its `MakeTlsConnect` to the driver unchanged. The look at the socket
+//! works beneath TLS: a hang-up shows the same, and only an error message sent to an idle
+//! connection is hidden by the encryption (the hang-up that follows it then retires the
+//! connection). Connectors that work:
 //!
 //! - `tokio-postgres-rustls` (0.14, rustls 0.23, with its `ring` or `aws-lc-rs` feature): no
 //!   OpenSSL. sluice's own TLS tests use it.
@@ -63,12 +62,25 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use ::postgres::config::Host;
-use ::postgres::error::SqlState;
+use ::postgres::config::{Host, LoadBalanceHosts};
+use ::postgres::error::{DbError, Severity, SqlState};
 use ::postgres::tls::{MakeTlsConnect, TlsConnect};
-use ::postgres::{Client, Config, Error, Socket};
+use ::postgres::{Client, Config, Socket};
+use parking_lot::Mutex;
+
+use crate::Extensions;
+use crate::error::Human;
+
+/// How many connect attempts that got no answer may still be waiting (each on a thread of its
+/// own) before the manager stops starting new ones: a bound on threads, whatever the server
+/// does. On Linux the manager also cuts off such an attempt's socket, which ends it at once.
+const MAX_HANGING: usize = 4;
 
 /// Opens PostgreSQL connections for a pool.
 ///
@@ -88,6 +100,8 @@ pub struct PostgresConnectionManager<T> {
     config: Config,
     tls: T,
     recycle: bool,
+    /// Connect attempts given up on whose thread has not finished yet.
+    hanging: Arc<Mutex<usize>>,
 }
 
 impl<T> PostgresConnectionManager<T>
@@ -98,8 +112,7 @@ where
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
     /// A manager connecting with `config` through `tls` (`postgres::NoTls`, or a connector
-    /// from `tokio-postgres-rustls`, `postgres-native-tls` or `postgres-openssl`: see
-    /// [TLS](self#tls)).
+    /// from `tokio-postgres-rustls`, `postgres-native-tls` or `postgres-openssl`).
     ///
     /// # Examples
     ///
@@ -116,6 +129,7 @@ where
             config,
             tls,
             recycle: false,
+            hanging: Arc::new(Mutex::new(0)),
         }
     }
 
@@ -140,6 +154,287 @@ where
         self.recycle = recycle;
         self
     }
+
+    /// The hosts to try, in order, each with a configuration that names it alone (the
+    /// configuration itself when it names one host).
+    fn targets(&self) -> Vec<Target> {
+        let hosts = self.config.get_hosts();
+        let ports = self.config.get_ports();
+        let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        if hosts.len() <= 1 {
+            let host = hosts.first().cloned().unwrap_or_else(|| {
+                let addr = self.config.get_hostaddrs().first();
+                Host::Tcp(addr.map_or_else(|| "localhost".into(), ToString::to_string))
+            });
+            return vec![Target::new(host, port(0), self.config.clone())];
+        }
+        let mut targets: Vec<Target> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                let config = alone(
+                    &self.config,
+                    host,
+                    self.config.get_hostaddrs().get(i),
+                    port(i),
+                );
+                Target::new(host.clone(), port(i), config)
+            })
+            .collect();
+        if self.config.get_load_balance_hosts() == LoadBalanceHosts::Random {
+            shuffle(&mut targets);
+        }
+        targets
+    }
+
+    /// One attempt at `target`, on a thread of its own so that it can be given up on after
+    /// `budget`. On Linux, a connection comes with a duplicate of its socket; an attempt given
+    /// up on has its socket shut down, which ends it.
+    fn attempt(&self, target: &Target, budget: Duration) -> Result<Opened, Outcome> {
+        let hanging = *self.hanging.lock();
+        if hanging >= MAX_HANGING {
+            return Err(Outcome::Hanging(hanging));
+        }
+        let before = sockets::before();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        // Whether the attempt was given up on: then its thread counts itself out when done.
+        let abandoned = Arc::new(Mutex::new(false));
+        let spawned = {
+            let (mut config, tls) = (target.config.clone(), self.tls.clone());
+            // The TCP connect gets no longer than the whole attempt, so that the thread of an
+            // attempt given up on ends with it (the driver's `connect_timeout` covers only that
+            // part).
+            if config.get_connect_timeout().is_none() {
+                config.connect_timeout(budget);
+            }
+            let (abandoned, hanging) = (abandoned.clone(), self.hanging.clone());
+            thread::Builder::new()
+                .name("sluice-pg-connect".into())
+                .spawn(move || {
+                    let result = config.connect(tls);
+                    let abandoned = abandoned.lock();
+                    if *abandoned {
+                        *hanging.lock() -= 1;
+                    } else {
+                        let _ = tx.send(result);
+                    }
+                })
+        };
+        if spawned.is_err() {
+            // No thread to spare: connect here, bounded by the driver's TCP timeout only.
+            let client = target
+                .config
+                .connect(self.tls.clone())
+                .map_err(Outcome::Failed)?;
+            return Ok(Opened::new(client, &before, target));
+        }
+        let outcome = rx.recv_timeout(budget);
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                let mut abandoned = abandoned.lock();
+                match rx.try_recv() {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        *abandoned = true;
+                        *self.hanging.lock() += 1;
+                        drop(abandoned);
+                        sockets::cut_off(&before, target);
+                        return Err(Outcome::NoAnswer(budget));
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(client) => Ok(Opened::new(client, &before, target)),
+            Err(err) => Err(Outcome::Failed(err)),
+        }
+    }
+}
+
+/// A copy of `config` naming `host` (and `hostaddr`, `port`) alone.
+fn alone(config: &Config, host: &Host, hostaddr: Option<&std::net::IpAddr>, port: u16) -> Config {
+    let mut c = Config::new();
+    if let Some(user) = config.get_user() {
+        c.user(user);
+    }
+    if let Some(password) = config.get_password() {
+        c.password(password);
+    }
+    if let Some(dbname) = config.get_dbname() {
+        c.dbname(dbname);
+    }
+    if let Some(options) = config.get_options() {
+        c.options(options);
+    }
+    if let Some(name) = config.get_application_name() {
+        c.application_name(name);
+    }
+    match host {
+        Host::Tcp(name) => c.host(name),
+        #[cfg(unix)]
+        Host::Unix(path) => c.host_path(path),
+    };
+    if let Some(addr) = hostaddr {
+        c.hostaddr(*addr);
+    }
+    c.port(port)
+        .ssl_mode(config.get_ssl_mode())
+        .ssl_negotiation(config.get_ssl_negotiation())
+        .keepalives(config.get_keepalives())
+        .keepalives_idle(config.get_keepalives_idle())
+        .target_session_attrs(config.get_target_session_attrs())
+        .channel_binding(config.get_channel_binding());
+    if let Some(timeout) = config.get_connect_timeout() {
+        c.connect_timeout(*timeout);
+    }
+    if let Some(timeout) = config.get_tcp_user_timeout() {
+        c.tcp_user_timeout(*timeout);
+    }
+    if let Some(interval) = config.get_keepalives_interval() {
+        c.keepalives_interval(interval);
+    }
+    if let Some(retries) = config.get_keepalives_retries() {
+        c.keepalives_retries(retries);
+    }
+    c
+}
+
+/// Shuffles `targets` (for `load_balance_hosts=random`).
+fn shuffle(targets: &mut [Target]) {
+    use std::hash::{BuildHasher, RandomState};
+    // A fresh `RandomState` is randomly keyed: hashing anything with it gives random bits.
+    for i in (1..targets.len()).rev() {
+        let j = RandomState::new().hash_one(i) as usize % (i + 1);
+        targets.swap(i, j);
+    }
+}
+
+/// A host to try.
+struct Target {
+    /// `host:port`, or the socket directory and port, for errors.
+    label: String,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    peer: Peer,
+    config: Config,
+}
+
+/// Where a connection to a target leads, to find its socket.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+enum Peer {
+    Tcp(u16),
+    Unix(std::path::PathBuf),
+}
+
+impl Target {
+    fn new(host: Host, port: u16, config: Config) -> Target {
+        let (label, peer) = match host {
+            Host::Tcp(name) => (format!("{name}:{port}"), Peer::Tcp(port)),
+            #[cfg(unix)]
+            Host::Unix(dir) => {
+                let path = dir.join(format!(".s.PGSQL.{port}"));
+                (path.display().to_string(), Peer::Unix(path))
+            }
+        };
+        Target {
+            label,
+            peer,
+            config,
+        }
+    }
+}
+
+/// A new connection, and (on Linux) a duplicate of its socket to look at.
+struct Opened {
+    client: Client,
+    socket: Option<SessionSocket>,
+}
+
+impl Opened {
+    fn new(client: Client, before: &sockets::Before, target: &Target) -> Opened {
+        Opened {
+            client,
+            socket: sockets::found(before, target),
+        }
+    }
+}
+
+/// The pool's own duplicate of a connection's socket, kept in its extensions: looking at it
+/// costs a system call and takes nothing away from the client.
+struct SessionSocket(#[cfg_attr(not(target_os = "linux"), allow(dead_code))] std::os::fd::OwnedFd);
+
+impl SessionSocket {
+    /// Whether the server has ended the session: it hung up, or sent an error message (`E`)
+    /// to a connection that asked nothing (a `FATAL` one: the session is over), or a TLS
+    /// alert. Notifications, notices and parameter changes leave it open.
+    #[cfg(target_os = "linux")]
+    fn ended(&self) -> bool {
+        use crate::socket::{Look, look};
+        use std::os::fd::AsFd;
+        /// A TLS record carrying an alert, as TLS 1.2 shows it (a close, or a fatal error).
+        const TLS_ALERT: u8 = 0x15;
+        match look(self.0.as_fd()) {
+            Look::Quiet => false,
+            Look::Waiting(first) => first == b'E' || first == TLS_ALERT,
+            Look::Ended => true,
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn ended(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod sockets {
+    use rustix::net::Shutdown;
+
+    use super::{Peer, SessionSocket, Target};
+    use crate::socket::{self, Sockets};
+
+    pub(super) type Before = Sockets;
+
+    pub(super) fn before() -> Before {
+        Sockets::now()
+    }
+
+    fn peer(target: &Target) -> socket::Peer {
+        match &target.peer {
+            Peer::Tcp(port) => socket::Peer::Tcp(*port),
+            Peer::Unix(path) => socket::Peer::Unix(path.clone()),
+        }
+    }
+
+    /// The socket of the connection just opened to `target`, if it can be told apart.
+    pub(super) fn found(before: &Before, target: &Target) -> Option<SessionSocket> {
+        before.new_one_to(&peer(target)).map(SessionSocket)
+    }
+
+    /// Shuts down the socket of an attempt at `target` that got no answer, which makes the
+    /// attempt fail at once and its thread finish.
+    pub(super) fn cut_off(before: &Before, target: &Target) {
+        if let Some(fd) = before.new_one_to(&peer(target)) {
+            let _ = rustix::net::shutdown(&fd, Shutdown::Both);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod sockets {
+    use super::{SessionSocket, Target};
+
+    pub(super) struct Before;
+
+    pub(super) fn before() -> Before {
+        Before
+    }
+
+    pub(super) fn found(_: &Before, _: &Target) -> Option<SessionSocket> {
+        None
+    }
+
+    pub(super) fn cut_off(_: &Before, _: &Target) {}
 }
 
 impl<T> crate::ManageConnection for PostgresConnectionManager<T>
@@ -153,30 +448,73 @@ where
     type Error = Error;
 
     fn connect(&self) -> Result<Client, Error> {
-        self.config.connect(self.tls.clone())
+        self.connect_within(Duration::from_secs(30), &mut Extensions::new())
+    }
+
+    /// Tries each host in turn. Each gets what is left of `timeout` shared among the hosts not
+    /// yet tried (or its own `connect_timeout`, if the configuration sets one), for the whole
+    /// attempt.
+    fn connect_within(
+        &self,
+        timeout: Duration,
+        extensions: &mut Extensions,
+    ) -> Result<Client, Error> {
+        let deadline = Instant::now() + timeout;
+        let targets = self.targets();
+        let mut attempts = Vec::with_capacity(targets.len());
+        for (i, target) in targets.iter().enumerate() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let share = left / (targets.len() - i) as u32;
+            let budget = match self.config.get_connect_timeout() {
+                Some(own) => (*own).min(left),
+                None => share,
+            };
+            match self.attempt(target, budget) {
+                Ok(opened) => {
+                    if let Some(socket) = opened.socket {
+                        extensions.insert(socket);
+                    }
+                    return Ok(opened.client);
+                }
+                Err(outcome) => attempts.push(Attempt {
+                    target: target.label.clone(),
+                    outcome,
+                }),
+            }
+        }
+        Err(Error(Box::new(Failure::Connect(attempts))))
     }
 
     fn is_valid(&self, client: &mut Client) -> Result<(), Error> {
-        client.simple_query("").map(|_| ())
+        client.simple_query("").map(|_| ()).map_err(Error::from)
+    }
+
+    fn is_valid_within(&self, client: &mut Client, timeout: Duration) -> Result<(), Error> {
+        client.is_valid(timeout).map_err(Error::from)
     }
 
     fn has_broken(&self, client: &mut Client) -> bool {
         client.is_closed()
     }
 
-    fn is_closed(&self, client: &mut Client, _: &crate::Extensions) -> bool {
+    fn is_closed(&self, client: &mut Client, extensions: &Extensions) -> bool {
         client.is_closed()
+            || extensions
+                .get::<SessionSocket>()
+                .is_some_and(SessionSocket::ended)
     }
 
     fn is_permanent(&self, error: &Error) -> bool {
-        error.code().is_some_and(|code| {
-            [
-                SqlState::INVALID_PASSWORD,
-                SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
-                SqlState::INVALID_CATALOG_NAME,
-            ]
-            .contains(code)
-        })
+        match &*error.0 {
+            Failure::Connect(attempts) => {
+                !attempts.is_empty()
+                    && attempts.iter().all(|a| match &a.outcome {
+                        Outcome::Failed(err) => refuses_login(err),
+                        _ => false,
+                    })
+            }
+            Failure::Postgres(err) => refuses_login(err),
+        }
     }
 
     fn recycle(&self, client: &mut Client) -> Result<(), Error> {
@@ -188,6 +526,193 @@ where
         // them on the server.
         client.clear_type_cache();
         Ok(())
+    }
+}
+
+/// Whether the server (or a proxy in front of it) refused the login for a reason waiting will
+/// not fix: a wrong password, an unknown role or database.
+fn refuses_login(error: &::postgres::Error) -> bool {
+    let Some(db) = error.as_db_error() else {
+        return false;
+    };
+    [
+        SqlState::INVALID_PASSWORD,
+        SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+        SqlState::INVALID_CATALOG_NAME,
+    ]
+    .contains(db.code())
+        || proxy_refuses_login(db)
+}
+
+/// PgBouncer reports login failures as `FATAL` protocol violations (`08P01`), the same code as
+/// its passing troubles (`pgbouncer cannot connect to server`, `no more connections
+/// allowed`): only the message tells them apart.
+fn proxy_refuses_login(db: &DbError) -> bool {
+    const REFUSALS: [&str; 5] = [
+        "password authentication failed",
+        "sasl authentication failed",
+        "no such database",
+        "no such user",
+        "auth failed",
+    ];
+    let message = db.message().to_ascii_lowercase();
+    db.code() == &SqlState::PROTOCOL_VIOLATION
+        && db.parsed_severity() == Some(Severity::Fatal)
+        && REFUSALS.iter().any(|refusal| message.contains(refusal))
+}
+
+/// What went wrong with a PostgreSQL connection: a failed connect (naming each host tried and
+/// what happened there), or the driver's error from a validation or a reset.
+///
+/// The driver's own error, when there is one, is [`source()`](StdError::source) and
+/// [`as_postgres`](Error::as_postgres); its text is part of this error's `Display` too.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sluice::postgres::PostgresConnectionManager;
+///
+/// // Nothing listens on port 1.
+/// let config = "host=127.0.0.1 port=1 user=postgres".parse()?;
+/// let err = sluice::Pool::builder()
+///     .connection_timeout(Duration::from_secs(1))
+///     .error_handler(Box::new(sluice::NopErrorHandler))
+///     .build(PostgresConnectionManager::new(config, postgres::NoTls))
+///     .unwrap_err();
+/// let cause = err.last_error().unwrap().to_string();
+/// assert!(cause.starts_with("connecting to 127.0.0.1:1: "), "{cause}");
+/// # Ok::<(), postgres::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Error(Box<Failure>);
+
+#[derive(Debug)]
+enum Failure {
+    /// Every host was tried, in this order.
+    Connect(Vec<Attempt>),
+    Postgres(::postgres::Error),
+}
+
+/// One host tried, and what came of it.
+#[derive(Debug)]
+struct Attempt {
+    target: String,
+    outcome: Outcome,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Failed(::postgres::Error),
+    /// The server did not finish the login within this long.
+    NoAnswer(Duration),
+    /// Not tried: this many earlier attempts are still waiting for their answer.
+    Hanging(usize),
+}
+
+impl Error {
+    /// The driver's own error, if there is one: the last host's, for a failed connect.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use postgres::error::SqlState;
+    ///
+    /// fn is_wrong_password(err: &sluice::postgres::Error) -> bool {
+    ///     err.as_postgres().and_then(postgres::Error::code) == Some(&SqlState::INVALID_PASSWORD)
+    /// }
+    /// ```
+    #[must_use]
+    pub fn as_postgres(&self) -> Option<&::postgres::Error> {
+        match &*self.0 {
+            Failure::Postgres(err) => Some(err),
+            Failure::Connect(attempts) => attempts.iter().rev().find_map(|a| match &a.outcome {
+                Outcome::Failed(err) => Some(err),
+                _ => None,
+            }),
+        }
+    }
+
+    /// The SQLSTATE code of the driver's error, if the server gave one.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn f(err: sluice::postgres::Error) {
+    /// if err.code() == Some(&postgres::error::SqlState::INVALID_CATALOG_NAME) {
+    ///     eprintln!("no such database");
+    /// }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn code(&self) -> Option<&SqlState> {
+        self.as_postgres().and_then(::postgres::Error::code)
+    }
+
+    /// Whether a connect failed because no host answered in time.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn f(err: sluice::postgres::Error) {
+    /// if err.is_timeout() {
+    ///     eprintln!("the database does not answer: {err}");
+    /// }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn is_timeout(&self) -> bool {
+        match &*self.0 {
+            Failure::Connect(attempts) => {
+                !attempts.is_empty()
+                    && attempts
+                        .iter()
+                        .all(|a| matches!(a.outcome, Outcome::NoAnswer(_)))
+            }
+            Failure::Postgres(_) => false,
+        }
+    }
+}
+
+impl From<::postgres::Error> for Error {
+    fn from(err: ::postgres::Error) -> Error {
+        Error(Box::new(Failure::Postgres(err)))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.0 {
+            Failure::Postgres(err) => fmt::Display::fmt(err, f),
+            Failure::Connect(attempts) => {
+                if attempts.is_empty() {
+                    return f.write_str("no host to connect to");
+                }
+                for (i, attempt) in attempts.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "connecting to {}: ", attempt.target)?;
+                    match &attempt.outcome {
+                        Outcome::Failed(err) => write!(f, "{err}")?,
+                        Outcome::NoAnswer(after) => {
+                            write!(f, "no answer within {}", Human(*after))?;
+                        }
+                        Outcome::Hanging(count) => write!(
+                            f,
+                            "not tried: {count} earlier attempts are still waiting for an answer"
+                        )?,
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.as_postgres().map(|err| err as _)
     }
 }
 

@@ -207,14 +207,28 @@ impl crate::ManageConnection for SqliteConnectionManager {
     type Error = rusqlite::Error;
 
     fn connect(&self) -> Result<Connection, rusqlite::Error> {
+        self.connect_within(self.busy_timeout, &mut crate::Extensions::new())
+    }
+
+    /// Opens the database; the initialisation (`with_init`: a `PRAGMA journal_mode = WAL`
+    /// waits for every other connection's lock) waits no longer than `timeout` for a lock,
+    /// and the connection then gets its busy timeout.
+    fn connect_within(
+        &self,
+        timeout: Duration,
+        _: &mut crate::Extensions,
+    ) -> Result<Connection, rusqlite::Error> {
         let mut conn = self.open()?;
-        conn.busy_timeout(self.busy_timeout)?;
         if let Some(init) = &self.init {
+            conn.busy_timeout(self.busy_timeout.min(timeout))?;
             init(&mut conn)?;
         }
+        conn.busy_timeout(self.busy_timeout)?;
         Ok(conn)
     }
 
+    /// Runs an empty statement, which takes no lock and so never waits: it is within any
+    /// deadline (the default `is_valid_within` calls this).
     fn is_valid(&self, conn: &mut Connection) -> Result<(), rusqlite::Error> {
         conn.execute_batch("")
     }
