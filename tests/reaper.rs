@@ -372,3 +372,34 @@ fn a_check_out_never_takes_an_expired_connection_even_while_the_reaper_is_busy()
     release.send(()).unwrap();
     *manager.0.hold.lock() = None;
 }
+
+#[test]
+fn slow_keepalive_never_delays_leak_reports_or_the_sweep() {
+    let manager = FakeManager::new();
+    let pool = Pool::builder()
+        .max_size(100)
+        .min_idle(Some(20))
+        .test_on_check_out(false)
+        .keepalive(Some(Duration::from_millis(20)))
+        .idle_timeout(Some(Duration::from_millis(300)))
+        .leak_detection_threshold(Some(Duration::from_millis(200)))
+        .build(manager.clone())
+        .unwrap();
+    // Open 100, then give back all but one: 80 are beyond min_idle and will time out idle.
+    let mut held: Vec<_> = (0..100).map(|_| pool.get_timeout(SOON).unwrap()).collect();
+    let leaked = held.pop().unwrap();
+    drop(held);
+    // A server that answers each keepalive in 300 ms: a pass over the idle ones takes 30 s.
+    manager.script.slow_validation(Duration::from_millis(300));
+    // The reaper is not the keepalive thread: the leak is reported, and idle connections time
+    // out, on their own schedule.
+    assert!(eventually(Duration::from_secs(3), || pool
+        .metrics()
+        .leaks_detected
+        == 1));
+    assert!(eventually(Duration::from_secs(3), || {
+        pool.metrics().closed_idle_timeout >= 70
+    }));
+    manager.script.slow_validation(Duration::ZERO);
+    drop(leaked);
+}

@@ -23,6 +23,10 @@ pub struct FakeError {
     pub source: Option<Box<FakeError>>,
     /// What `FakeManager::is_permanent` says of it.
     pub permanent: bool,
+    /// A driver bug: its `Display` panics.
+    pub display_panics: bool,
+    /// A driver bug: its `source()` panics.
+    pub source_panics: bool,
 }
 
 impl FakeError {
@@ -31,6 +35,17 @@ impl FakeError {
             message: message.into(),
             source: None,
             permanent: false,
+            display_panics: false,
+            source_panics: false,
+        }
+    }
+
+    /// An error whose `Display` and `source()` panic, as a buggy driver's might.
+    pub fn panicking() -> FakeError {
+        FakeError {
+            display_panics: true,
+            source_panics: true,
+            ..FakeError::new("unprintable")
         }
     }
 
@@ -53,12 +68,18 @@ impl FakeError {
 
 impl fmt::Display for FakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.display_panics {
+            panic!("the error's Display blew up");
+        }
         f.write_str(&self.message)
     }
 }
 
 impl std::error::Error for FakeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        if self.source_panics {
+            panic!("the error's source() blew up");
+        }
         self.source.as_deref().map(|s| s as _)
     }
 }
@@ -89,6 +110,11 @@ pub struct Script {
     connect_default: Mutex<ConnectDefault>,
     validation_plan: Mutex<VecDeque<Result<(), FakeError>>>,
     validation_fails: Mutex<Option<FakeError>>,
+    /// How long each validation takes (a slow or stopped server).
+    validation_delay: Mutex<Duration>,
+    /// Whether `is_valid_within` honours its timeout (a well-behaved driver) or ignores it
+    /// (a manager that only has `is_valid`).
+    pub honours_deadlines: AtomicBool,
     /// Connection ids `has_broken` reports as broken.
     broken: Mutex<HashSet<u64>>,
     broken_all: AtomicBool,
@@ -117,6 +143,8 @@ impl Default for Script {
             connect_default: Mutex::new(ConnectDefault::Ok),
             validation_plan: Mutex::new(VecDeque::new()),
             validation_fails: Mutex::new(None),
+            validation_delay: Mutex::new(Duration::ZERO),
+            honours_deadlines: AtomicBool::new(true),
             broken: Mutex::new(HashSet::new()),
             broken_all: AtomicBool::new(false),
             hung_up: Mutex::new(HashSet::new()),
@@ -152,6 +180,12 @@ impl Script {
     /// Makes every `is_valid` (once the queue is empty) fail with `error`, or pass with `None`.
     pub fn fail_validation(&self, error: Option<FakeError>) {
         *self.validation_fails.lock() = error;
+    }
+
+    /// Makes every validation take `delay` (or its timeout, if shorter and honoured), then do
+    /// what it would have done.
+    pub fn slow_validation(&self, delay: Duration) {
+        *self.validation_delay.lock() = delay;
     }
 
     /// Makes `has_broken` report connection `id` as broken.
@@ -269,8 +303,20 @@ impl sluice::ManageConnection for FakeManager {
         }
     }
 
-    fn is_valid(&self, _conn: &mut FakeConn) -> Result<(), FakeError> {
+    fn is_valid(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
+        self.is_valid_within(conn, Duration::MAX)
+    }
+
+    fn is_valid_within(&self, _conn: &mut FakeConn, timeout: Duration) -> Result<(), FakeError> {
         self.script.validations.fetch_add(1, Ordering::SeqCst);
+        let delay = *self.script.validation_delay.lock();
+        if !delay.is_zero() {
+            if self.script.honours_deadlines.load(Ordering::SeqCst) && delay > timeout {
+                std::thread::sleep(timeout);
+                return Err(FakeError::new("no answer within the deadline"));
+            }
+            std::thread::sleep(delay);
+        }
         if let Some(result) = self.script.validation_plan.lock().pop_front() {
             return result;
         }
