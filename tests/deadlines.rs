@@ -30,10 +30,7 @@ fn timed_get(pool: &Pool<FakeManager>, timeout: Duration) -> (Duration, sluice::
     let pool = pool.clone();
     finishes_within(timeout + SOON, move || {
         let started = Instant::now();
-        let err = pool
-            .get_timeout(timeout)
-            .err()
-            .expect("the check-out fails");
+        let err = pool.get_timeout(timeout).expect_err("the check-out fails");
         (started.elapsed(), err)
     })
 }
