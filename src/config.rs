@@ -299,6 +299,17 @@ where
     /// How long [`Pool::get`] waits for a connection, and `build` for its first `min_idle`
     /// connections. Default 30 seconds; zero is invalid.
     ///
+    /// It bounds everything a check-out does, whatever the database does: waiting in line,
+    /// and validating with what is left of it ([`is_valid_within`]; a validation gets at least
+    /// 10 ms, the most a check-out overruns by). It is also what each connect attempt gets
+    /// ([`connect_within`], at least a second), since a caller would not wait longer for it.
+    /// After failed connects the pool backs off, 10 ms doubling up to a quarter of this
+    /// setting, but never more than 2 s nor less than 50 ms, so that a tiny timeout cannot turn
+    /// into a storm of connects.
+    ///
+    /// [`is_valid_within`]: crate::ManageConnection::is_valid_within
+    /// [`connect_within`]: crate::ManageConnection::connect_within
+    ///
     /// # Examples
     ///
     /// ```
@@ -333,6 +344,10 @@ where
     /// A connection it validated counts as freshly verified, so with
     /// [`validation_skip_window`](Builder::validation_skip_window) a check-out soon after needs
     /// no round trip of its own.
+    ///
+    /// Validations run on a thread of the pool's own (`sluice-keep-<name>`), each bounded by
+    /// `connection_timeout`, so a database that stops answering never delays the reaper's leak
+    /// reports and sweeps. A connection is validated at most every 100 ms, whatever this says.
     ///
     /// # Examples
     ///
@@ -401,9 +416,10 @@ where
     }
 
     /// How often, at the least, the pool's reaper thread wakes up. It also wakes for the
-    /// earliest deadline it knows (a connection's lifetime, idle timeout or keepalive, a
-    /// check-out crossing the leak threshold), so this bounds how late it notices anything it
-    /// was not told of. Default 30 seconds; zero is invalid.
+    /// earliest deadline it knows (a connection's lifetime or idle timeout, a check-out
+    /// crossing the leak threshold), so this bounds how late it notices anything it was not
+    /// told of. Default 30 seconds; zero is invalid. Rounds never come closer than 10 ms apart,
+    /// whatever this says.
     ///
     /// # Examples
     ///

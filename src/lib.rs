@@ -41,18 +41,18 @@
 //! 1. An idle connection is taken at once: the one the calling thread returned last if it is
 //!    still idle (so a thread keeps its server session, as a dedicated connection would:
 //!    measured, that is worth 5 to 10% of a `SELECT 1` round trip), else the most recently
-//!    used. Then, if it sat idle, [`ManageConnection::is_closed`] looks for a session the
-//!    server ended without a round trip.
+//!    used. Then [`ManageConnection::is_closed`] looks for a session the server ended, without
+//!    a round trip.
 //! 2. With none idle, the caller waits in a strict first-come, first-served queue; a connection
 //!    that comes back goes straight to the longest-waiting caller. Meanwhile the pool's own
 //!    thread opens a connection if callers outnumber the connections already being opened
 //!    (never more than `max_size` in all). Callers never open connections themselves.
 //! 3. With `test_on_check_out(true)` (the default), the connection is checked with
-//!    [`ManageConnection::is_valid`] on the caller's thread, unless it was checked in less than
+//!    [`ManageConnection::is_valid_within`] on the caller's thread, given what is left of the
+//!    caller's time, unless it was checked in less than
 //!    [`validation_skip_window`](Builder::validation_skip_window) ago (500 ms by default) or
-//!    validated by keepalive within that window. A
-//!    connection that fails is closed and the caller goes on with the next one, within its
-//!    original deadline.
+//!    validated by keepalive within that window. A connection that fails is closed and the
+//!    caller goes on with the next one, within its original deadline.
 //! 4. If nothing arrives within the timeout, the [`Error`] says which pool, how long the caller
 //!    waited, how many connections were in use, idle, being opened and waited for, and the
 //!    database's last error with its whole `source()` chain.
@@ -64,14 +64,49 @@
 //! The pool's lock is held only to move connections and change counts: no driver call, handler,
 //! log line or connection drop ever happens under it.
 //!
-//! Each pool has two threads, which hold only a weak reference to it and exit when it closes
-//! or its last handle is dropped: `sluice-<name>` opens connections, and `sluice-reap-<name>`
-//! (the reaper) closes expired and idle ones, runs keepalive and reports leaks. The reaper
-//! wakes for the earliest deadline it knows, and at least every
+//! Each pool has two threads, three with keepalive, which hold only a weak reference to it and
+//! exit when it closes or its last handle is dropped: `sluice-<name>` opens connections,
+//! `sluice-reap-<name>` (the reaper) closes expired and idle ones, reports leaks and publishes
+//! metrics, and `sluice-keep-<name>` runs keepalive. The reaper makes no round trip to the
+//! database, so a sick database never delays a leak report. It wakes for the earliest
+//! deadline it knows, and at least every
 //! [`reaper_rate`](Builder::reaper_rate). If a round of its work comes more than 1.5 times
 //! the planned interval after the previous one (the process is starved of CPU or was stopped,
 //! or a call on its thread blocked), it says so once per episode at `warn`, because timeouts
 //! and lifetimes will look odd until it catches up, and at `info` when it has.
+//!
+//! # When the database is sick
+//!
+//! A pool earns its keep when the database is hung, half alive, restarting or refusing.
+//! Whatever it does:
+//!
+//! - **Every check-out keeps its deadline.** `get_timeout(d)` (or `get`, with
+//!   `connection_timeout`) returns within `d` and at most about 10 ms more: waiting in line,
+//!   and each validation, which gets what is left of the time
+//!   ([`ManageConnection::is_valid_within`]). A connection that keeps failing validation is
+//!   replaced and retried only while time remains. A manager that cannot bound its round trips
+//!   (one with only r2d2's `is_valid`) is named in the log, once, with how long it overran.
+//! - **Connecting is bounded.** Each attempt gets `connection_timeout` (at least a second)
+//!   through [`ManageConnection::connect_within`]; the built-in drivers bound the whole
+//!   login, and try the next host where the configuration names several, so one server that
+//!   accepts and never answers cannot block the pool.
+//! - **No storms.** Failed connects are retried with back-off (10 ms doubling up to 2 s, never
+//!   below 50 ms between the later ones), and so are new connections that fail their first
+//!   validation or are found closed before their first use: a database that accepts
+//!   connections and then drops them is not hammered. Background rounds never come closer
+//!   than 10 ms apart, and keepalive validates a connection at most every 100 ms, whatever
+//!   the settings say.
+//! - **Nothing is lost to a panic**: in a driver's calls, in a driver error's `Display` or
+//!   `source()`, in a handler, a customizer, the application's logger or metrics recorder.
+//!   Each costs one attempt or one connection, never a count of the pool's or one of its
+//!   threads.
+//! - **A session the server ended is not handed out again**: [`ManageConnection::is_closed`]
+//!   runs on every check-out (the built-in drivers look at the socket, without a round trip).
+//!
+//! What stays the caller's: a guard passed to `std::mem::forget` never comes back, so its
+//! connection keeps its place in the pool for good (leak detection reports it); and a
+//! connection taken out with [`PooledConnection::detach`] no longer counts toward
+//! `max_size`: the pool may open another in its place.
 //!
 //! # Choosing settings
 //!
@@ -306,6 +341,9 @@
 //!   ([`ManageConnection::is_permanent`], a method with a default body, so r2d2 managers
 //!   compile unchanged): a wrong password then fails `build` and check-outs at once
 //!   ([`Error::is_permanent`]) instead of after the whole `connection_timeout`.
+//! - Every check-out is bounded by its timeout, validation included, and a manager can bound
+//!   its connects and validations ([`ManageConnection::connect_within`],
+//!   [`ManageConnection::is_valid_within`], methods with default bodies).
 //! - A panic in `connect`, in a customizer or in a handler costs one attempt, not a pool slot;
 //!   a connection dropped during a panic is closed, not reused; `max_lifetime` is also checked
 //!   when connections are checked out and come back; dropping the last `Pool` handle stops the

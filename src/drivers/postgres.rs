@@ -17,9 +17,15 @@
 //!   A hang-up, or an error message the server sent while the connection was idle (always a
 //!   `FATAL` one: it is ending the session), retires the connection. A user's `LISTEN`
 //!   notifications stay where they are. So a session killed while idle costs no error, and
-//!   one killed during a query costs that query only. (Elsewhere, and in the rare case where
-//!   two connections to the same server opened at the same instant from different threads,
-//!   the pool asks the client, which learns of the end only at its next query.)
+//!   one killed during a query costs that query. One case is left: the server sends its
+//!   `FATAL` error and only hangs up once its process has exited, some milliseconds later
+//!   (about 10 ms measured on PostgreSQL 15), and the client has read the error by then;
+//!   under load the connection may be handed on inside that window, and its next query fails
+//!   too. Retire it yourself when a query fails with a `FATAL` error (a `SQLSTATE` of class
+//!   57, or `08`) to close that gap: `sluice::PooledConnection::mark_broken(&mut conn)`.
+//!   (Elsewhere than on Linux, and when two connections to the same server opened at the same
+//!   instant from different threads, the pool asks the client, which learns of the end only
+//!   at its next query.)
 //! - Failed authentication, an unknown database, and the same reported by a proxy (PgBouncer
 //!   answers with SQLSTATE `08P01` and a `FATAL` message) are permanent errors: `build` and
 //!   check-outs fail at once with the server's reason.
