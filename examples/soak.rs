@@ -21,7 +21,11 @@
 //! sent, to the first successful query of a check-out that began after it); the resident memory
 //! (VmRSS); and the pool's metrics. It ends with a summary: totals, the worst recovery, the
 //! error rate, and the resident memory at the start, after the first interval, at the end and
-//! at its peak, to show whether anything leaks.
+//! at its peak, to show whether anything leaks. Read the memory from the first interval on
+//! (threads and connections are set up by then), and over a long run: resident memory also
+//! holds what the allocator keeps after it is freed, so it can creep up by some hundreds of
+//! KiB as connections are replaced while the heap in use stays flat; a leak is growth that
+//! does not level off.
 //!
 //! ```sh
 //! cargo run --release --features postgres --example soak -- --duration 600
@@ -516,8 +520,10 @@ struct Shared {
     workers: Vec<WorkerStats>,
     /// The first message of each kind of error in the current interval.
     samples: Mutex<BTreeMap<&'static str, String>>,
-    /// Connections (by `PooledConnection::id`) a query has failed on.
-    failed_connections: Mutex<HashSet<u64>>,
+    /// Connections (by `PooledConnection::id`) a query has failed on, in this interval and the
+    /// one before: a dead session handed out again fails again within moments, and the soak
+    /// must not grow a set of its own while it watches the memory.
+    failed_connections: Mutex<[HashSet<u64>; 2]>,
     /// Errors the pool passed to its error handler (connects and validations that failed).
     pool_errors: AtomicU64,
     faults: FaultCounts,
@@ -530,7 +536,7 @@ impl Shared {
             stop: AtomicBool::new(false),
             workers: (0..threads).map(|_| WorkerStats::new()).collect(),
             samples: Mutex::new(BTreeMap::new()),
-            failed_connections: Mutex::new(HashSet::new()),
+            failed_connections: Mutex::new([HashSet::new(), HashSet::new()]),
             pool_errors: AtomicU64::new(0),
             faults: FaultCounts::default(),
             recoveries: Recoveries::default(),
@@ -648,18 +654,16 @@ fn worker(index: usize, pool: &PgPool, shared: &Shared) {
                 stats.add(count);
                 shared.sample(kind, || chain(&error));
                 // Deliberately no `mark_broken`: the soak shows what the pool does on its own.
-                if !shared
-                    .failed_connections
-                    .lock()
-                    .insert(PooledConnection::id(&conn))
-                {
+                let id = PooledConnection::id(&conn);
+                let failed_before = {
+                    let mut failed = shared.failed_connections.lock();
+                    let [now, before] = &mut *failed;
+                    before.contains(&id) || !now.insert(id)
+                };
+                if failed_before {
                     stats.add(Count::QueryRepeat);
                     shared.sample("query: again on a connection that had failed", || {
-                        format!(
-                            "connection {} failed again: {}",
-                            PooledConnection::id(&conn),
-                            chain(&error)
-                        )
+                        format!("connection {id} failed again: {}", chain(&error))
                     });
                 }
             }
@@ -915,7 +919,7 @@ fn inject_faults(
                 // A stop that the end would cut short is left out.
                 if Instant::now() + options.stop_for < end {
                     stops += 1;
-                    stop(&mut admin, shared, options.stop_for, app, stops, &at);
+                    stop(&mut admin, shared, options, app, stops, &at);
                 }
                 next_stop = Some(next_after(when, every, Instant::now()));
             }
@@ -977,7 +981,7 @@ fn kill(admin: &mut Admin, shared: &Shared, app: &str, number: u32, at: f64) {
 fn stop(
     admin: &mut Admin,
     shared: &Shared,
-    stop_for: Duration,
+    options: &Options,
     app: &str,
     number: u32,
     at: &dyn Fn(Instant) -> f64,
@@ -987,22 +991,23 @@ fn stop(
         shared.faults.failed.fetch_add(1, Ordering::Relaxed);
         say!("{:9.2} s  {name} failed: {why}", at(Instant::now()));
     };
-    // Right after a kill the pool is still opening its new sessions: wait (up to a second)
-    // until their number holds still, so that the stop freezes them all.
-    let settle_by = Instant::now() + Duration::from_secs(1);
-    let mut backends: Vec<(i32, i32)> = Vec::new();
-    loop {
-        let previous = backends.len();
-        backends = match admin.backends(app) {
+    // Right after a kill the pool is still opening its new sessions, one at a time: wait (up
+    // to 2 s) until it has all of them (min_idle is max_size), so that the stop freezes the
+    // whole pool. A pool still short after that is stopped as it is, and the line says so.
+    let stop_for = options.stop_for;
+    let looked = Instant::now();
+    let settle_by = looked + Duration::from_secs(2);
+    let backends = loop {
+        let backends = match admin.backends(app) {
             Ok(backends) => backends,
             Err(e) => return fail(chain(&e)),
         };
-        let settled = !backends.is_empty() && backends.len() == previous;
-        if settled || Instant::now() >= settle_by || shared.stopping() {
-            break;
+        let full = backends.len() >= options.max_size as usize;
+        if full || Instant::now() >= settle_by || shared.stopping() {
+            break backends;
         }
-        thread::sleep(Duration::from_millis(25));
-    }
+        thread::sleep(Duration::from_millis(10));
+    };
     // Checked again for each stop: only processes that are the pool's backends, here.
     let (pids, foreign): (Vec<i32>, Vec<i32>) = backends
         .iter()
@@ -1035,8 +1040,18 @@ fn stop(
         format!(" ({} skipped: not a backend process here)", foreign.len())
     };
     let problem = outcome.err().map(|e| format!(" ({e})")).unwrap_or_default();
+    let short = if backends.len() < options.max_size as usize {
+        format!(
+            " (the pool had {} of its {} sessions after {})",
+            backends.len(),
+            options.max_size,
+            human(began - looked)
+        )
+    } else {
+        String::new()
+    };
     say!(
-        "{:9.2} s  {name}: SIGSTOP to {} backends for {}{skipped}{problem}",
+        "{:9.2} s  {name}: SIGSTOP to {} backends for {}{short}{skipped}{problem}",
         at(began),
         guard.pids.len(),
         human(stop_for)
@@ -1121,6 +1136,11 @@ impl Reporter {
             *total += n;
         }
         let samples = std::mem::take(&mut *shared.samples.lock());
+        {
+            let mut failed = shared.failed_connections.lock();
+            let [now, before] = &mut *failed;
+            *before = std::mem::take(now);
+        }
         let (recovered, pending) = shared.recoveries.take();
         let pool_errors = shared.pool_errors.load(Ordering::Relaxed);
         let m = pool.metrics();
