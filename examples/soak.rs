@@ -561,8 +561,8 @@ impl std::fmt::Debug for PoolErrors {
     }
 }
 
-impl HandleError<postgres::Error> for PoolErrors {
-    fn handle_error(&self, error: postgres::Error) {
+impl HandleError<sluice::postgres::Error> for PoolErrors {
+    fn handle_error(&self, error: sluice::postgres::Error) {
         self.0.pool_errors.fetch_add(1, Ordering::Relaxed);
         self.0
             .sample("pool's error handler (connect or validation)", || {
