@@ -151,10 +151,15 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// the pool then logs once, with how long the validation overran, when one takes longer
     /// than its `timeout`. The built-in drivers all honour it.
     ///
+    /// `extensions` are the connection's, holding what
+    /// [`connect_within`](ManageConnection::connect_within) put there.
+    ///
     /// # Errors
     ///
-    /// As [`is_valid`]; running out of time is an error too (the connection is closed: its
-    /// session may still have the answer on its way).
+    /// As [`is_valid`]; running out of time is an error too. The pool then closes the
+    /// connection (its answer may still be on its way), on the caller's thread: a driver whose
+    /// connections wait for the server when dropped should make sure this one does not (the
+    /// PostgreSQL driver shuts its socket down).
     ///
     /// # Examples
     ///
@@ -177,7 +182,12 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///         std::thread::sleep(conn.delay);
     ///         Ok(())
     ///     }
-    ///     fn is_valid_within(&self, conn: &mut Slow, timeout: Duration) -> Result<(), std::io::Error> {
+    ///     fn is_valid_within(
+    ///         &self,
+    ///         conn: &mut Slow,
+    ///         timeout: Duration,
+    ///         _: &sluice::Extensions,
+    ///     ) -> Result<(), std::io::Error> {
     ///         if conn.delay > timeout {
     ///             std::thread::sleep(timeout);
     ///             return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"));
@@ -205,6 +215,7 @@ pub trait ManageConnection: Send + Sync + 'static {
         &self,
         conn: &mut Self::Connection,
         timeout: Duration,
+        extensions: &Extensions,
     ) -> Result<(), Self::Error> {
         self.is_valid(conn)
     }

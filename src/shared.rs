@@ -627,8 +627,11 @@ where
         timeout: Duration,
     ) -> Result<(), (Cause, Option<M::Error>)> {
         let started = Instant::now();
+        let Conn {
+            raw, extensions, ..
+        } = &mut **conn;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            self.manager.is_valid_within(&mut conn.raw, timeout)
+            self.manager.is_valid_within(raw, timeout, extensions)
         }));
         self.overran.check(
             &self.config.name,

@@ -142,7 +142,12 @@ impl crate::ManageConnection for MysqlConnectionManager {
         conn.ping()
     }
 
-    fn is_valid_within(&self, conn: &mut Conn, timeout: Duration) -> Result<(), Error> {
+    fn is_valid_within(
+        &self,
+        conn: &mut Conn,
+        timeout: Duration,
+        _: &Extensions,
+    ) -> Result<(), Error> {
         if !socket::CAN_SET_TIMEOUTS {
             return conn.ping();
         }

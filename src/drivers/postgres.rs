@@ -8,9 +8,11 @@
 //!   that the driver's `connect_timeout` covers): each attempt gets the pool's
 //!   `connection_timeout`, split between the hosts where the configuration names several, so
 //!   a host that accepts and never answers (a stopped server, a proxy holding the login) is
-//!   given up on and the next one tried. A `connect_timeout` you set is used per host. Connect
-//!   errors name the host and port tried.
-//! - **Validation** (an empty query) gives up when the check-out's time runs out.
+//!   given up on and the next one tried (and tried last for a while). A `connect_timeout` you
+//!   set caps each host's share. Connect errors name the host and port tried.
+//! - **Validation** (an empty query) gives up when the check-out's time runs out, and then
+//!   shuts the session's socket down, so that closing the connection does not wait for the
+//!   server either.
 //! - **A session the server ended** is never handed out again, and costs no round trip to
 //!   find: on Linux the pool keeps a duplicate of each connection's socket (the client does
 //!   not show its own) and, on every check-out, looks at it without reading anything from it.
@@ -88,6 +90,9 @@ use crate::error::Human;
 /// does. On Linux the manager also cuts off such an attempt's socket, which ends it at once.
 const MAX_HANGING: usize = 4;
 
+/// How long a host that gave no answer is tried after the others.
+const SILENT_FOR: Duration = Duration::from_secs(30);
+
 /// Opens PostgreSQL connections for a pool.
 ///
 /// # Examples
@@ -108,6 +113,8 @@ pub struct PostgresConnectionManager<T> {
     recycle: bool,
     /// Connect attempts given up on whose thread has not finished yet.
     hanging: Arc<Mutex<usize>>,
+    /// Hosts (by label) that last gave no answer, and when.
+    silent: Mutex<Vec<(String, Instant)>>,
 }
 
 impl<T> PostgresConnectionManager<T>
@@ -136,6 +143,7 @@ where
             tls,
             recycle: false,
             hanging: Arc::new(Mutex::new(0)),
+            silent: Mutex::new(Vec::new()),
         }
     }
 
@@ -190,7 +198,21 @@ where
         if self.config.get_load_balance_hosts() == LoadBalanceHosts::Random {
             shuffle(&mut targets);
         }
+        // A host that just gave no answer goes last, so that each new connection does not
+        // spend its share of the time there first.
+        let mut silent = self.silent.lock();
+        silent.retain(|(_, at)| at.elapsed() < SILENT_FOR);
+        targets.sort_by_key(|t| silent.iter().any(|(label, _)| *label == t.label));
         targets
+    }
+
+    /// Remembers whether `target` answered.
+    fn answered(&self, target: &Target, answered: bool) {
+        let mut silent = self.silent.lock();
+        silent.retain(|(label, _)| *label != target.label);
+        if !answered {
+            silent.push((target.label.clone(), Instant::now()));
+        }
     }
 
     /// One attempt at `target`, on a thread of its own so that it can be given up on after
@@ -390,6 +412,15 @@ impl SessionSocket {
     fn ended(&self) -> bool {
         false
     }
+
+    /// Ends the session's traffic both ways, so that nothing waits on it any more.
+    #[cfg(target_os = "linux")]
+    fn shut_down(&self) {
+        let _ = rustix::net::shutdown(&self.0, rustix::net::Shutdown::Both);
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn shut_down(&self) {}
 }
 
 #[cfg(target_os = "linux")]
@@ -457,9 +488,9 @@ where
         self.connect_within(Duration::from_secs(30), &mut Extensions::new())
     }
 
-    /// Tries each host in turn. Each gets what is left of `timeout` shared among the hosts not
-    /// yet tried (or its own `connect_timeout`, if the configuration sets one), for the whole
-    /// attempt.
+    /// Tries each host in turn (one that gave no answer lately last). Each gets, for the whole
+    /// attempt, what is left of `timeout` shared among the hosts not yet tried, and no more
+    /// than the configuration's own `connect_timeout`, if it sets one.
     fn connect_within(
         &self,
         timeout: Duration,
@@ -472,20 +503,24 @@ where
             let left = deadline.saturating_duration_since(Instant::now());
             let share = left / (targets.len() - i) as u32;
             let budget = match self.config.get_connect_timeout() {
-                Some(own) => (*own).min(left),
+                Some(own) => (*own).min(share),
                 None => share,
             };
             match self.attempt(target, budget) {
                 Ok(opened) => {
+                    self.answered(target, true);
                     if let Some(socket) = opened.socket {
                         extensions.insert(socket);
                     }
                     return Ok(opened.client);
                 }
-                Err(outcome) => attempts.push(Attempt {
-                    target: target.label.clone(),
-                    outcome,
-                }),
+                Err(outcome) => {
+                    self.answered(target, !matches!(outcome, Outcome::NoAnswer(_)));
+                    attempts.push(Attempt {
+                        target: target.label.clone(),
+                        outcome,
+                    });
+                }
             }
         }
         Err(Error(Box::new(Failure::Connect(attempts))))
@@ -495,8 +530,21 @@ where
         client.simple_query("").map(|_| ()).map_err(Error::from)
     }
 
-    fn is_valid_within(&self, client: &mut Client, timeout: Duration) -> Result<(), Error> {
-        client.is_valid(timeout).map_err(Error::from)
+    /// On failure (a timeout above all, which leaves the query in flight), the session's
+    /// socket is shut down: the client would otherwise wait, when the pool drops it, for the
+    /// answer of a server that may never give one.
+    fn is_valid_within(
+        &self,
+        client: &mut Client,
+        timeout: Duration,
+        extensions: &Extensions,
+    ) -> Result<(), Error> {
+        client.is_valid(timeout).map_err(|err| {
+            if let Some(socket) = extensions.get::<SessionSocket>() {
+                socket.shut_down();
+            }
+            Error::from(err)
+        })
     }
 
     fn has_broken(&self, client: &mut Client) -> bool {

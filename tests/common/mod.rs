@@ -304,10 +304,15 @@ impl sluice::ManageConnection for FakeManager {
     }
 
     fn is_valid(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
-        self.is_valid_within(conn, Duration::MAX)
+        self.is_valid_within(conn, Duration::MAX, &sluice::Extensions::new())
     }
 
-    fn is_valid_within(&self, _conn: &mut FakeConn, timeout: Duration) -> Result<(), FakeError> {
+    fn is_valid_within(
+        &self,
+        _conn: &mut FakeConn,
+        timeout: Duration,
+        _: &sluice::Extensions,
+    ) -> Result<(), FakeError> {
         self.script.validations.fetch_add(1, Ordering::SeqCst);
         let delay = *self.script.validation_delay.lock();
         if !delay.is_zero() {
