@@ -122,3 +122,33 @@ fn a_zero_timeout_still_validates_within_the_floor() {
     drop(conn);
     assert_eq!(manager.script.validations(), 1);
 }
+
+#[test]
+fn the_reject_loop_stops_at_the_deadline_with_idle_connections_left() {
+    let manager = FakeManager::new();
+    let pool = Pool::builder()
+        .max_size(10)
+        .validation_skip_window(Duration::ZERO)
+        .error_handler(Box::new(NopErrorHandler))
+        .build(manager.clone())
+        .unwrap();
+    // Ten idle connections, each failing a validation that takes 100 ms whatever its
+    // timeout: trying them all would take a second.
+    manager
+        .script
+        .honours_deadlines
+        .store(false, Ordering::SeqCst);
+    manager
+        .script
+        .fail_validation(Some(FakeError::new("server is going away")));
+    manager.script.slow_validation(Duration::from_millis(100));
+    let timeout = Duration::from_millis(300);
+    let (took, err) = timed_get(&pool, timeout);
+    // The deadline, plus at most the one validation under way when it passed.
+    assert!(
+        took < timeout + Duration::from_millis(100) + SLACK,
+        "took {took:?}"
+    );
+    assert!(err.is_timeout(), "{err}");
+    assert!(manager.script.validations() < 10, "it stopped trying");
+}
