@@ -655,7 +655,7 @@ where
         Ok(())
     }
 
-    fn into_config(self) -> Result<Config<M::Connection, M::Error>, Error> {
+    pub(crate) fn into_config(self) -> Result<Config<M::Connection, M::Error>, Error> {
         self.validate()?;
         Ok(self.config_unvalidated())
     }

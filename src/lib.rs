@@ -381,6 +381,9 @@ mod keepalive;
 pub mod leak;
 mod manager;
 mod metrics;
+#[cfg(sluice_model)]
+#[doc(hidden)]
+pub mod model;
 #[cfg(feature = "mysql")]
 #[path = "drivers/mysql.rs"]
 pub mod mysql;
@@ -404,6 +407,7 @@ mod socket;
 #[cfg(feature = "sqlite")]
 #[path = "drivers/sqlite.rs"]
 pub mod sqlite;
+mod sync;
 
 pub use crate::config::Builder;
 pub use crate::error::Error;

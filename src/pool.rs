@@ -226,6 +226,12 @@ where
         Pool(Arc::new(Handle { shared }))
     }
 
+    /// A pool around `shared`, with no threads: for `crate::model` only.
+    #[cfg(sluice_model)]
+    pub(crate) fn from_shared(shared: Arc<Shared<M>>) -> Pool<M> {
+        Pool(Arc::new(Handle { shared }))
+    }
+
     /// Waits until the connections `build` promises are open.
     pub(crate) fn wait_until_ready(&self) -> Result<(), Error> {
         let shared = self.shared();

@@ -12,11 +12,9 @@ use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -27,6 +25,7 @@ use crate::manager::ManageConnection;
 use crate::metrics::Metrics;
 use crate::pool::PooledConnection;
 use crate::slots::{Conn, Limits, Retire, Slots};
+use crate::sync::{Condvar, Mutex, MutexGuard, thread};
 
 /// A connection's way back to its pool: a strong reference to the pool, one per connection,
 /// shared by that connection's guards.

@@ -29,12 +29,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Condvar;
-
 use crate::clock::Stamp;
 use crate::error::{Cause, Counts, Error, Failed, LastError};
 use crate::extensions::Extensions;
 use crate::metrics::{Metrics, State};
+use crate::sync::Condvar;
 
 /// A physical connection and what the pool knows about it. Boxed, so that moving it between
 /// the idle stack, a waiter and a guard copies one pointer.
