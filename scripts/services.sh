@@ -6,13 +6,17 @@
 #   installed from Debian's packages if missing (needs root and apt).
 # - PostgreSQL: database `test`; users `postgres` and `root` reach it from 127.0.0.1 without a
 #   password (trust, loopback only); user `sluice_auth` (password `sluice-auth-secret`) must
-#   give its password, for the wrong-password tests.
+#   give its password, for the wrong-password tests; user `sluice_limited` (no password, trust
+#   from 127.0.0.1 like the others) may hold 2 connections at once (CONNECTION LIMIT 2), for
+#   the too-many-connections tests (tests/postgres_faults.rs).
 #   TLS on (`ssl = on`, for tests/postgres_tls.rs) with a certificate for 127.0.0.1 and
 #   localhost signed by a CA of its own; clients trust that CA through its certificate,
 #   /etc/postgresql-common/sluice-tls/ca.pem. The server reads cert.pem and key.pem beside it.
 # - MariaDB: database `test`; `root` reaches it from 127.0.0.1 with an empty password; user
-#   `sluice_auth` (password `sluice-auth-secret`) for the wrong-password tests. TLS on, with a
-#   CA of its own too: /etc/mysql/sluice-tls/ca.pem.
+#   `sluice_auth` (password `sluice-auth-secret`) for the wrong-password tests; user
+#   `sluice_limited` (empty password) with MAX_USER_CONNECTIONS 2, for the too-many-connections
+#   tests (tests/mysql_faults.rs). TLS on, with a CA of its own too:
+#   /etc/mysql/sluice-tls/ca.pem.
 #
 # With arguments it acts on one server, for the restart tests (tests/*_restart.rs):
 #
@@ -47,6 +51,9 @@ fi
 
 AUTH_USER=sluice_auth
 AUTH_PASSWORD=sluice-auth-secret
+# A user that may hold LIMITED_CONNECTIONS connections at once.
+LIMITED_USER=sluice_limited
+LIMITED_CONNECTIONS=2
 
 say() { echo "services: $*"; }
 
@@ -139,10 +146,16 @@ postgres_service() {
     else
         pg_sql "alter role $AUTH_USER login password '$AUTH_PASSWORD'" >/dev/null
     fi
+    if [[ -z "$(pg_sql "select 1 from pg_roles where rolname = '$LIMITED_USER'")" ]]; then
+        pg_sql "create role $LIMITED_USER login connection limit $LIMITED_CONNECTIONS"
+    else
+        pg_sql "alter role $LIMITED_USER login connection limit $LIMITED_CONNECTIONS" >/dev/null
+    fi
     if [[ -z "$(pg_sql "select 1 from pg_database where datname = 'test'")" ]]; then
         pg_sql "create database test"
     fi
     pg_sql "grant all on database test to $AUTH_USER" >/dev/null
+    pg_sql "grant connect, temporary on database test to $LIMITED_USER" >/dev/null
     postgres_tls
     say "PostgreSQL ready on 127.0.0.1:5432 ($(pg_sql 'show server_version'), TLS $(pg_tls_state))"
 }
@@ -265,7 +278,12 @@ mariadb_service() {
     my_sql "CREATE DATABASE IF NOT EXISTS test;
             CREATE USER IF NOT EXISTS '$AUTH_USER'@'%' IDENTIFIED BY '$AUTH_PASSWORD';
             ALTER USER '$AUTH_USER'@'%' IDENTIFIED BY '$AUTH_PASSWORD';
-            GRANT ALL PRIVILEGES ON test.* TO '$AUTH_USER'@'%';"
+            GRANT ALL PRIVILEGES ON test.* TO '$AUTH_USER'@'%';
+            CREATE USER IF NOT EXISTS '$LIMITED_USER'@'%' IDENTIFIED BY ''
+                WITH MAX_USER_CONNECTIONS $LIMITED_CONNECTIONS;
+            ALTER USER '$LIMITED_USER'@'%' IDENTIFIED BY ''
+                WITH MAX_USER_CONNECTIONS $LIMITED_CONNECTIONS;
+            GRANT ALL PRIVILEGES ON test.* TO '$LIMITED_USER'@'%';"
     mariadb_tls
     say "MariaDB ready on 127.0.0.1:3306 ($(my_sql 'SELECT VERSION()'), TLS $(my_sql 'SELECT @@have_ssl'))"
 }

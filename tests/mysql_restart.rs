@@ -6,8 +6,10 @@
 //! so it needs root (or passwordless sudo) on a machine that script manages, and uses that
 //! server: 127.0.0.1:3306, user `root` with an empty password, database `test` (the
 //! `SLUICE_MY_*` settings of tests/mysql.rs do not apply). It is a test binary of its own, so
-//! that no other test meets the outage. When it cannot stop and start the server it says so
-//! loudly and passes, except under `CI=true`, where it fails.
+//! that no other test meets the outage. It runs only under `CI=true` or with
+//! `SLUICE_SERVER_FAULTS=1` (`common::server_faults_allowed`): otherwise it says so loudly and
+//! passes. When it cannot stop and start the server it says so loudly and passes, except under
+//! `CI=true`, where it fails.
 #![cfg(feature = "mysql")]
 
 mod common;
@@ -38,7 +40,23 @@ const MARIADB: Server = Server {
     // `has_broken` polls the socket, so a session the server ended is retired as it comes
     // back.
     fails_twice_after: None,
+    answers,
 };
+
+/// Whether the server answers a client of the test's own.
+fn answers() -> bool {
+    let opts = OptsBuilder::new()
+        .ip_or_hostname(Some("127.0.0.1"))
+        .tcp_port(3306)
+        .user(Some("root"))
+        .db_name(Some("test"))
+        .tcp_connect_timeout(Some(Duration::from_secs(1)))
+        .read_timeout(Some(Duration::from_secs(1)))
+        .write_timeout(Some(Duration::from_secs(1)));
+    Conn::new(opts)
+        .and_then(|mut conn| conn.query_drop("SELECT 1"))
+        .is_ok()
+}
 
 fn pool() -> Pool<MysqlConnectionManager> {
     let opts = OptsBuilder::new()

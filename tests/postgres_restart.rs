@@ -6,8 +6,10 @@
 //! so it needs root (or passwordless sudo) on a machine that script manages, and uses that
 //! server: 127.0.0.1:5432, user `postgres`, database `test` (the `SLUICE_PG_*` settings of
 //! tests/postgres.rs do not apply). It is a test binary of its own, so that no other test meets
-//! the outage. When it cannot stop and start the server it says so loudly and passes, except
-//! under `CI=true`, where it fails.
+//! the outage. It runs only under `CI=true` or with `SLUICE_SERVER_FAULTS=1`
+//! (`common::server_faults_allowed`): otherwise it says so loudly and passes. When it cannot
+//! stop and start the server it says so loudly and passes, except under `CI=true`, where it
+//! fails.
 #![cfg(feature = "postgres")]
 
 mod common;
@@ -45,7 +47,23 @@ const POSTGRES: Server = Server {
     // no cheap way to look for the end of the stream: a non-blocking poll of its notifications
     // does not read the socket, and one with a zero timeout takes a millisecond.
     fails_twice_after: Some("terminating connection"),
+    answers,
 };
+
+/// Whether the server answers a client of the test's own.
+fn answers() -> bool {
+    let mut config = Config::new();
+    config
+        .host("127.0.0.1")
+        .port(5432)
+        .user("postgres")
+        .dbname("test")
+        .connect_timeout(Duration::from_secs(1));
+    config
+        .connect(NoTls)
+        .and_then(|mut client| client.simple_query("SELECT 1"))
+        .is_ok()
+}
 
 fn pool() -> Pool<PostgresConnectionManager<NoTls>> {
     let mut config = Config::new();

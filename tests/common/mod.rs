@@ -544,3 +544,18 @@ pub fn skip(test: &str, why: &str, fix: &str) {
     }
     eprintln!("\n!!! SKIPPED {test}: {why}; {fix} !!!\n");
 }
+
+/// Whether `test`, which stops, restarts, signals or reconfigures a database server, may run:
+/// only under `CI=true` or with `SLUICE_SERVER_FAULTS=1`, as it disturbs everyone else using
+/// that server. Otherwise says loudly that it did not run (the test then passes).
+pub fn server_faults_allowed(test: &str) -> bool {
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    let asked = std::env::var("SLUICE_SERVER_FAULTS").as_deref() == Ok("1");
+    if !ci && !asked {
+        eprintln!(
+            "\n!!! {test}: not run: set SLUICE_SERVER_FAULTS=1 or CI=true (it stops, restarts \
+             or signals the database server, which disturbs everyone else using it) !!!\n"
+        );
+    }
+    ci || asked
+}

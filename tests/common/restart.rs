@@ -25,6 +25,10 @@ const WORKERS: usize = 6;
 /// How much longer than `connection_timeout` a failed check-out may take on a loaded machine.
 const SLACK: Duration = Duration::from_secs(5);
 
+/// Once the server answers again, every thread must have a working connection within the
+/// pool's `connection_timeout` and this much more (a loaded machine).
+const RECOVERY_SLACK: Duration = Duration::from_secs(1);
+
 /// What a test needs to know about a server.
 pub struct Server {
     /// As `scripts/services.sh` names it: `postgres` or `mariadb`.
@@ -36,6 +40,9 @@ pub struct Server {
     /// pool may hand the connection out once more (its next query fails too, and then it is
     /// retired). `None`: a connection whose query failed is never handed out again.
     pub fails_twice_after: Option<&'static str>,
+    /// Whether the server answers a query now: a connection of the test's own (not the
+    /// pool's), given a second at most. How the test tells when the server is back.
+    pub answers: fn() -> bool,
 }
 
 /// Runs `scripts/services.sh <action> <server>`; on failure, says what it printed.
@@ -261,9 +268,10 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
 /// - During the outage every failed check-out returns within `connection_timeout` (and
 ///   [`SLACK`]) with one of `server.reasons` in its error and a `last_error`, and no thread
 ///   hangs.
-/// - Once the server is back, with nothing done to the pool, every thread gets a connection
-///   that answers within a few seconds, nothing fails any more, and the pool refills to
-///   `min_idle`, every connection of which answers.
+/// - Once the server is back (a connection of the test's own answers, `server.answers`),
+///   with nothing done to the pool, every thread gets a connection that answers within
+///   `connection_timeout` and [`RECOVERY_SLACK`], nothing fails any more, and the pool
+///   refills to `min_idle`, every connection of which answers.
 /// - Failures happen only between the stop and the recovery; a query may fail on a connection
 ///   that died in the outage, but that connection is never handed out again (once, for a
 ///   driver with `server.fails_twice_after`).
@@ -273,6 +281,9 @@ pub fn restart_under_load<M: ManageConnection>(
     pool: impl FnOnce() -> Pool<M>,
     query: fn(&mut M::Connection) -> Result<(), String>,
 ) {
+    if !crate::common::server_faults_allowed(test) {
+        return;
+    }
     let t0 = Instant::now();
     // Up (started if it was down), and the script can manage it.
     if let Err(why) = services("start", server.name) {
@@ -302,6 +313,22 @@ pub fn restart_under_load<M: ManageConnection>(
         }
     };
     let stopped = Instant::now();
+    // Watches for the server to answer again, and moves the workers to BACK at that moment
+    // (the start script goes on with its setup for a while after).
+    let (up_tx, up) = crossbeam_channel::bounded(1);
+    {
+        let (phase, done, answers) = (phase.clone(), load.0.clone(), server.answers);
+        thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                if answers() {
+                    phase.store(BACK, Ordering::SeqCst);
+                    let _ = up_tx.send(Instant::now());
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        });
+    }
     // The pool runs dry (connections die, connects are refused): every thread's check-outs
     // fail, each within the timeout.
     from_each(
@@ -315,7 +342,9 @@ pub fn restart_under_load<M: ManageConnection>(
         panic!("{why}");
     }
     let back = Instant::now();
-    phase.store(BACK, Ordering::SeqCst);
+    let up: Instant = up
+        .recv_timeout(SOON)
+        .expect("the server answers once its start script is done");
     let recovered = from_each(
         &events,
         timeout + SOON,
@@ -447,8 +476,9 @@ pub fn restart_under_load<M: ManageConnection>(
     eprintln!(
         "{test}: {} check-outs ({} failed, {} queries failed); stopping took {:?}, the \
          server was then down {:?} before the start began; the start took {:?}; the first \
-         answer came {:?} after the start began, and every thread had one {:?} after the \
-         start ended; longest failed check-out {longest_failed_get:?} (timeout {timeout:?}); \
+         answer came {:?} after the start began; the server answered the test {:?} after the \
+         start began, and every thread had a working connection {:?} after that ({:?} after \
+         the start script ended); longest failed check-out {longest_failed_get:?} (timeout {timeout:?}); \
          {:?} in all\n\
          errors seen:\n  {}\n\
          a failed check-out said: {}\n{:?}",
@@ -459,11 +489,20 @@ pub fn restart_under_load<M: ManageConnection>(
         start_began - stopped,
         back - start_began,
         first_answer.saturating_duration_since(start_began),
+        up.saturating_duration_since(start_began),
+        recovered.saturating_duration_since(up),
         recovered.saturating_duration_since(back),
         t0.elapsed(),
         reasons.into_iter().collect::<Vec<_>>().join("\n  "),
         a_failed_get.unwrap_or_default(),
         pool.metrics(),
     );
+    let recovery = recovered.saturating_duration_since(up);
+    if recovery > timeout + RECOVERY_SLACK {
+        problems.push(format!(
+            "every thread had a working connection only {recovery:?} after the server \
+             answered again (connection_timeout {timeout:?}, slack {RECOVERY_SLACK:?})"
+        ));
+    }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -1,0 +1,376 @@
+//! `sluice::mysql` against a sick MariaDB server on loopback: the server stopped under load, a
+//! listener that accepts and never answers, a user out of connections, and every pooled
+//! session killed under load.
+//!
+//! The tests use the local server that `scripts/services.sh` sets up: 127.0.0.1:3306, user
+//! `root` with an empty password, database `test`, and the user `sluice_limited`
+//! (MAX_USER_CONNECTIONS 2). Without a reachable server they say so loudly and pass, except
+//! under `CI=true`, where they fail. The test that stops the server (SIGSTOP of `mariadbd`
+//! itself: the only way, as MariaDB runs every session in one process) runs only under
+//! `CI=true` or with `SLUICE_SERVER_FAULTS=1` (`common::server_faults_allowed`), and needs root
+//! beside the server; the others touch only their own pools' sessions, or no server at all.
+//!
+//! One test at a time (`faults::one_at_a_time`): a stopped server and session-killing rounds
+//! must not meet another test's connections.
+#![cfg(feature = "mysql")]
+
+mod common;
+#[path = "common/faults.rs"]
+mod faults;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder};
+use sluice::Pool;
+use sluice::mysql::MysqlConnectionManager;
+
+use common::{SOON, eventually, server_faults_allowed, skip};
+use faults::{
+    HungListener, Overrun, Stopped, Twice, chain, killed_under_load, one_at_a_time,
+    stopped_under_load, unique,
+};
+
+const PORT: u16 = 3306;
+
+/// The user with MAX_USER_CONNECTIONS 2 that scripts/services.sh creates.
+const LIMITED: &str = "sluice_limited";
+
+/// How much longer than its timeout a `build` or `get` against a hung listener may take.
+const SLACK: Duration = Duration::from_millis(500);
+
+/// The local server, as `user`, over TCP only (the driver would otherwise move a loopback
+/// connection to the server's Unix socket, briefly holding two).
+fn opts(user: &str) -> OptsBuilder {
+    OptsBuilder::new()
+        .ip_or_hostname(Some("127.0.0.1"))
+        .tcp_port(PORT)
+        .user(Some(user))
+        .db_name(Some("test"))
+        .prefer_socket(false)
+}
+
+/// A client of the test's own, for looking at and acting on the pools' sessions.
+fn admin() -> Conn {
+    Conn::new(opts("root")).expect("an admin connection")
+}
+
+/// Whether the server answers; if not, says so loudly (fails under CI).
+fn server(test: &str) -> bool {
+    match Conn::new(opts("root").tcp_connect_timeout(Some(Duration::from_secs(5)))) {
+        Ok(_) => true,
+        Err(err) => {
+            let why = format!("no MariaDB at 127.0.0.1:{PORT} ({})", chain(&err));
+            skip(test, &why, "run scripts/services.sh");
+            false
+        }
+    }
+}
+
+fn select_1(conn: &mut Conn) -> Result<(), String> {
+    let one: Option<i32> = conn.query_first("SELECT 1").map_err(|err| chain(&err))?;
+    assert_eq!(one, Some(1));
+    Ok(())
+}
+
+fn connection_id(conn: &mut Conn) -> Result<u64, String> {
+    conn.query_first("SELECT CONNECTION_ID()")
+        .map_err(|err| chain(&err))?
+        .ok_or_else(|| "no connection id".to_string())
+}
+
+// ---- 1. The server stopped under load (gated) ----------------------------------------------
+
+/// The server's process id, from its pid file, checked to be a MariaDB server.
+fn server_pid(admin: &mut Conn) -> Result<u32, String> {
+    let file: Option<String> = admin
+        .query_first("SELECT @@pid_file")
+        .map_err(|err| chain(&err))?;
+    let file = file.ok_or("the server names no pid file")?;
+    let pid: u32 = std::fs::read_to_string(&file)
+        .map_err(|err| format!("cannot read {file}: {err}"))?
+        .trim()
+        .parse()
+        .map_err(|err| format!("{file}: {err}"))?;
+    let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if !matches!(name.trim(), "mariadbd" | "mysqld") {
+        return Err(format!(
+            "process {pid} from {file} is {name:?}, not mariadbd"
+        ));
+    }
+    Ok(pid)
+}
+
+#[test]
+fn gets_stay_within_their_timeout_while_the_server_is_stopped() {
+    let test = "gets_stay_within_their_timeout_while_the_server_is_stopped";
+    if !server_faults_allowed(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    if !server(test) {
+        return;
+    }
+    let pool = Pool::builder()
+        .pool_name(unique("my-stop"))
+        .max_size(4)
+        .min_idle(Some(4))
+        .connection_timeout(Duration::from_secs(1))
+        .validation_skip_window(Duration::ZERO)
+        .error_handler(Box::new(sluice::NopErrorHandler))
+        .build(MysqlConnectionManager::new(opts("root")))
+        .expect("a pool on the running server");
+    let mut admin = admin();
+    let stop = || {
+        let pid = server_pid(&mut admin)?;
+        eprintln!("{test}: stopping mariadbd ({pid})");
+        Stopped::begin(&[pid])
+    };
+    stopped_under_load(test, pool, select_1, stop, Overrun::Never);
+}
+
+// ---- 2. A listener that accepts and never answers ------------------------------------------
+
+fn within_timeout(what: &str, err: &sluice::Error, started: Instant, timeout: Duration) {
+    let took = started.elapsed();
+    let text = err.to_string();
+    eprintln!("{what} failed after {took:?}: {text}");
+    assert!(took <= timeout + SLACK, "{what} took {took:?}: {text}");
+    assert!(err.is_timeout(), "{what}: {text}");
+}
+
+/// Checks that `err` names 127.0.0.1:`port` and says it gave no answer.
+fn names_no_answer(what: &str, err: &sluice::Error, port: u16) {
+    let text = err.to_string();
+    let address = format!("127.0.0.1:{port}");
+    assert!(text.contains(&address), "{what} names {address}: {text}");
+    assert!(
+        text.contains("did not finish the login") || text.contains("no answer"),
+        "{what} says the server did not answer: {text}"
+    );
+}
+
+fn hung_pool(timeout: Duration) -> sluice::Builder<MysqlConnectionManager> {
+    Pool::builder()
+        .max_size(2)
+        .min_idle(Some(1))
+        .connection_timeout(timeout)
+        .error_handler(Box::new(sluice::NopErrorHandler))
+}
+
+fn hung_opts(port: u16) -> OptsBuilder {
+    OptsBuilder::new()
+        .ip_or_hostname(Some("127.0.0.1"))
+        .tcp_port(port)
+        .user(Some("root"))
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_costs_no_more_than_the_timeout() {
+    let _serial = one_at_a_time();
+    let listener = HungListener::start();
+    let port = listener.port();
+    let timeout = Duration::from_secs(1);
+
+    let started = Instant::now();
+    let Err(err) = hung_pool(timeout).build(MysqlConnectionManager::new(hung_opts(port))) else {
+        panic!("a pool built on a server that never answers");
+    };
+    within_timeout("build", &err, started, timeout);
+
+    let pool = hung_pool(timeout).build_unchecked(MysqlConnectionManager::new(hung_opts(port)));
+    for round in 0..4 {
+        let started = Instant::now();
+        let Err(err) = pool.get_timeout(timeout) else {
+            panic!("a connection from a server that never answers");
+        };
+        within_timeout("get_timeout", &err, started, timeout);
+        // The first check-out gives up as the pool's first attempt does (both were given the
+        // same second): only from the second on is there an attempt's error to show.
+        if round > 0 {
+            assert!(err.last_error().is_some(), "the connect's error: {err}");
+        }
+    }
+    assert!(listener.accepted() >= 2, "the listener was tried");
+}
+
+/// What sluice::mysql's documentation promises ("connect errors that happen below the server
+/// (refused, no answer) name the address tried") and does not do today, twice over:
+///
+/// - a `build` (or the first check-out) whose only connect attempt is still waiting gives up
+///   at the same moment as that attempt (both get `connection_timeout`), so its error has no
+///   last error to show (as with PostgreSQL);
+/// - the attempt's own error, once there is one, is the driver's `CodecError { IO error:
+///   Resource temporarily unavailable (os error 11) }`: the `mysql` crate reports the
+///   handshake's read timeout as `Error::CodecError`, which the manager does not name (it
+///   names `IoError` and `DriverError::ConnectTimeout` only).
+///
+/// Run with `--ignored` to see it fail.
+#[test]
+#[ignore = "fails today: a login that never answers is reported as an unnamed CodecError"]
+fn a_server_that_accepts_and_never_answers_is_named() {
+    let _serial = one_at_a_time();
+    let listener = HungListener::start();
+    let port = listener.port();
+    let timeout = Duration::from_secs(1);
+    let pool = hung_pool(timeout).build_unchecked(MysqlConnectionManager::new(hung_opts(port)));
+    // Past the first attempt, so that the pool has its error to show.
+    let _ = pool.get_timeout(timeout);
+    let started = Instant::now();
+    let Err(err) = pool.get_timeout(timeout) else {
+        panic!("a connection from a server that never answers");
+    };
+    within_timeout("get_timeout", &err, started, timeout);
+    names_no_answer("get_timeout", &err, port);
+    drop(pool);
+
+    let started = Instant::now();
+    let Err(err) = hung_pool(timeout).build(MysqlConnectionManager::new(hung_opts(port))) else {
+        panic!("a pool built on a server that never answers");
+    };
+    within_timeout("build", &err, started, timeout);
+    names_no_answer("build", &err, port);
+}
+
+// ---- 3. Too many connections for the user --------------------------------------------------
+
+#[test]
+fn a_user_out_of_connections_is_a_clear_error_without_a_storm_and_the_pool_recovers() {
+    let test = "a_user_out_of_connections_is_a_clear_error_without_a_storm";
+    let _serial = one_at_a_time();
+    if !server(test) {
+        return;
+    }
+    let hold = || Conn::new(opts(LIMITED));
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        match hold() {
+            Ok(conn) => holders.push(conn),
+            Err(err) => {
+                let why = format!("cannot connect as {LIMITED} ({})", chain(&err));
+                skip(test, &why, "run scripts/services.sh");
+                return;
+            }
+        }
+    }
+    // The user is full: a third client of its own is refused.
+    let refused = hold().err().map(|err| chain(&err)).unwrap_or_default();
+    assert!(
+        refused.contains("max_user_connections"),
+        "{LIMITED} must allow 2 connections (run scripts/services.sh): {refused}"
+    );
+
+    let timeout = Duration::from_secs(1);
+    let pool = Pool::builder()
+        .pool_name(unique("my-limited"))
+        .max_size(2)
+        .min_idle(Some(1))
+        .connection_timeout(timeout)
+        .error_handler(Box::new(sluice::NopErrorHandler))
+        .build_unchecked(MysqlConnectionManager::new(opts(LIMITED)));
+    let started = Instant::now();
+    let Err(err) = pool.get_timeout(timeout) else {
+        panic!("a connection beyond the user's limit");
+    };
+    let took = started.elapsed();
+    assert!(took <= timeout + SLACK, "get_timeout took {took:?}: {err}");
+    assert!(err.is_timeout() && !err.is_permanent(), "{err}");
+    let last = err.last_error().map(|e| chain(e)).unwrap_or_default();
+    assert!(
+        last.contains("max_user_connections"),
+        "the server's reason: {last} ({err})"
+    );
+
+    // Back-off: a handful of attempts in two seconds, not hundreds.
+    let before = pool.metrics().connect_failures;
+    thread::sleep(Duration::from_secs(2));
+    let attempts = pool.metrics().connect_failures - before;
+    eprintln!("{test}: {attempts} failed connects in 2 s; the get said: {err}");
+    assert!(
+        (1..=20).contains(&attempts),
+        "{attempts} connect attempts in 2 s"
+    );
+
+    drop(holders);
+    let released = Instant::now();
+    let mut recovered = None;
+    while released.elapsed() < SOON {
+        if let Ok(mut conn) = pool.get_timeout(Duration::from_millis(500)) {
+            select_1(&mut conn).expect("a query once the user has room");
+            recovered = Some(released.elapsed());
+            break;
+        }
+    }
+    let recovered = recovered.expect("the pool recovered once the other clients left");
+    eprintln!("{test}: served {recovered:?} after the other clients left");
+    assert!(
+        recovered <= Duration::from_secs(3),
+        "recovered {recovered:?} after the user had room"
+    );
+}
+
+// ---- 4. Every pooled session killed under load --------------------------------------------
+
+/// Kills every session in `ids` the server still lists (the pool's own, as its connections
+/// reported them) and waits until they are gone; returns how many it killed.
+fn kill_all(admin: &mut Conn, ids: &std::collections::HashSet<u64>) -> usize {
+    if ids.is_empty() {
+        return 0;
+    }
+    let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+    let alive = |admin: &mut Conn| -> Vec<u64> {
+        admin
+            .query(format!(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE ID IN ({})",
+                list.join(",")
+            ))
+            .unwrap()
+    };
+    let victims = alive(admin);
+    let mut killed = 0;
+    for id in &victims {
+        // Gone already (it ended meanwhile): "Unknown thread id".
+        if admin.query_drop(format!("KILL CONNECTION {id}")).is_ok() {
+            killed += 1;
+        }
+    }
+    assert!(
+        eventually(SOON, || alive(admin).iter().all(|id| !victims.contains(id))),
+        "killed sessions outlived KILL"
+    );
+    killed
+}
+
+fn kill_pool(test: &str) -> Option<Pool<MysqlConnectionManager>> {
+    if !server(test) {
+        return None;
+    }
+    Some(
+        Pool::builder()
+            .pool_name(unique("my-kill"))
+            .max_size(8)
+            .min_idle(Some(8))
+            .connection_timeout(Duration::from_secs(5))
+            .error_handler(Box::new(sluice::NopErrorHandler))
+            .build(MysqlConnectionManager::new(opts("root")))
+            .expect("a pool on the running server"),
+    )
+}
+
+#[test]
+fn killing_every_pooled_session_under_load_costs_at_most_the_queries_in_flight() {
+    let test = "killing_every_pooled_session_under_load";
+    let _serial = one_at_a_time();
+    let Some(pool) = kill_pool(test) else {
+        return;
+    };
+    let mut admin = admin();
+    killed_under_load(
+        test,
+        pool,
+        connection_id,
+        |ids| kill_all(&mut admin, ids),
+        Twice::Never,
+    );
+}

@@ -1,0 +1,540 @@
+//! `sluice::postgres` against a sick PostgreSQL server on loopback: backends stopped under
+//! load, a listener that accepts and never answers, a role out of connections, every pooled
+//! session terminated under load, and `LISTEN` notifications left where they are.
+//!
+//! The tests use the local server that `scripts/services.sh` sets up: 127.0.0.1:5432, user
+//! `postgres`, database `test`, and the role `sluice_limited` (connection limit 2). They signal
+//! backends (`kill -STOP`), so they need to run as root (or as the server's user) beside it.
+//! Without a reachable server they say so loudly and pass, except under `CI=true`, where they
+//! fail. The test that stops backends runs only under `CI=true` or with
+//! `SLUICE_SERVER_FAULTS=1` (`common::server_faults_allowed`); the others touch only their own
+//! pools' sessions, or no server at all.
+//!
+//! One test at a time (`faults::one_at_a_time`): session-killing rounds and stopped backends
+//! must not meet another test's connections.
+#![cfg(feature = "postgres")]
+
+mod common;
+#[path = "common/faults.rs"]
+mod faults;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, Config, NoTls};
+use sluice::postgres::PostgresConnectionManager;
+use sluice::{Pool, PooledConnection};
+
+use common::{SOON, eventually, server_faults_allowed, skip};
+use faults::{
+    HungListener, Overrun, Stopped, Twice, chain, killed_under_load, one_at_a_time,
+    stopped_under_load, unique,
+};
+
+const PORT: u16 = 5432;
+
+/// The role with `CONNECTION LIMIT 2` that scripts/services.sh creates.
+const LIMITED: &str = "sluice_limited";
+
+/// How much longer than its timeout a `build` or `get` against a hung listener may take.
+const SLACK: Duration = Duration::from_millis(500);
+
+type Manager = PostgresConnectionManager<NoTls>;
+
+/// The local server's settings, as user `user`, with `application_name` set to `app` (how
+/// the tests find their own pools' backends).
+fn config(user: &str, app: &str) -> Config {
+    let mut config = Config::new();
+    config
+        .host("127.0.0.1")
+        .port(PORT)
+        .user(user)
+        .dbname("test")
+        .application_name(app);
+    config
+}
+
+/// A client of the test's own, for looking at and acting on the pools' sessions.
+fn admin() -> Client {
+    config("postgres", "sluice-faults-admin")
+        .connect(NoTls)
+        .expect("an admin connection")
+}
+
+/// Whether the server answers; if not, says so loudly (fails under CI).
+fn server(test: &str) -> bool {
+    match config("postgres", "sluice-faults-probe").connect(NoTls) {
+        Ok(_) => true,
+        Err(err) => {
+            let why = format!("no PostgreSQL at 127.0.0.1:{PORT} ({})", chain(&err));
+            skip(test, &why, "run scripts/services.sh");
+            false
+        }
+    }
+}
+
+/// The backends serving application `app`.
+fn backends(admin: &mut Client, app: &str) -> Vec<i32> {
+    admin
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
+             AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            &[&app],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+fn select_1(client: &mut Client) -> Result<(), String> {
+    let one: i32 = client
+        .query_one("SELECT 1", &[])
+        .map_err(|err| chain(&err))?
+        .get(0);
+    assert_eq!(one, 1);
+    Ok(())
+}
+
+fn backend_pid(client: &mut Client) -> Result<i32, String> {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .map(|row| row.get(0))
+        .map_err(|err| chain(&err))
+}
+
+// ---- 1. Backends stopped under load (gated) -----------------------------------------------
+
+/// A pool of 4 validating every check-out, under load from 8 threads while its backends
+/// (found by the pool's application_name) are stopped for 3 s.
+fn stop_backends(test: &str, overrun: Overrun) {
+    if !server_faults_allowed(test) {
+        return;
+    }
+    let _serial = one_at_a_time();
+    if !server(test) {
+        return;
+    }
+    let app = unique("pg-stop");
+    let pool = Pool::builder()
+        .pool_name(app.clone())
+        .max_size(4)
+        .min_idle(Some(4))
+        .connection_timeout(Duration::from_secs(1))
+        .validation_skip_window(Duration::ZERO)
+        .error_handler(Box::new(sluice::NopErrorHandler))
+        .build(Manager::new(config("postgres", &app), NoTls))
+        .expect("a pool on the running server");
+    let mut admin = admin();
+    let stop = || {
+        let pids: Vec<u32> = backends(&mut admin, &app)
+            .into_iter()
+            .map(|pid| pid as u32)
+            .collect();
+        if pids.is_empty() {
+            return Err(format!("no backend has application_name {app}"));
+        }
+        eprintln!("{test}: stopping backends {pids:?}");
+        Stopped::begin(&pids)
+    };
+    stopped_under_load(test, pool, select_1, stop, overrun);
+}
+
+/// The driver's known gap. A validation that gets no answer gives up in time (the client's
+/// `is_valid(timeout)`), and the pool then closes that connection on the checking-out thread;
+/// but dropping a `postgres::Client` with a request still unanswered waits for the answer (its
+/// connection task will not send Terminate while responses are pending), so the `get`
+/// returns only when the backend is continued. The strict form of this test, `..._strictly`,
+/// is ignored for that reason.
+#[test]
+fn gets_stay_within_their_timeout_while_the_pools_backends_are_stopped() {
+    stop_backends(
+        "gets_stay_within_their_timeout_while_the_pools_backends_are_stopped",
+        Overrun::UntilResumed,
+    );
+}
+
+#[test]
+#[ignore = "fails today: closing a connection whose validation timed out waits for the backend"]
+fn gets_stay_within_their_timeout_while_the_pools_backends_are_stopped_strictly() {
+    stop_backends(
+        "gets_stay_within_their_timeout_while_the_pools_backends_are_stopped_strictly",
+        Overrun::Never,
+    );
+}
+
+// ---- 2. A listener that accepts and never answers ------------------------------------------
+
+/// Checks an error from a pool whose only host never answers: a timeout, within `timeout`
+/// and [`SLACK`] of `started`.
+fn within_timeout(what: &str, err: &sluice::Error, started: Instant, timeout: Duration) {
+    let took = started.elapsed();
+    let text = err.to_string();
+    eprintln!("{what} failed after {took:?}: {text}");
+    assert!(took <= timeout + SLACK, "{what} took {took:?}: {text}");
+    assert!(err.is_timeout(), "{what}: {text}");
+}
+
+/// Checks that `err` names 127.0.0.1:`port` and says it gave no answer.
+fn names_no_answer(what: &str, err: &sluice::Error, port: u16) {
+    let text = err.to_string();
+    let address = format!("127.0.0.1:{port}");
+    assert!(text.contains(&address), "{what} names {address}: {text}");
+    assert!(text.contains("no answer"), "{what} says no answer: {text}");
+}
+
+/// A pool wanting one connection, each check-out and connect given `timeout`.
+fn pool_on(timeout: Duration) -> sluice::Builder<Manager> {
+    Pool::builder()
+        .max_size(2)
+        .min_idle(Some(1))
+        .connection_timeout(timeout)
+        .error_handler(Box::new(sluice::NopErrorHandler))
+}
+
+fn config_on(port: u16) -> Config {
+    let mut config = Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .dbname("test");
+    config
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_costs_no_more_than_the_timeout_and_is_named() {
+    let _serial = one_at_a_time();
+    let listener = HungListener::start();
+    let port = listener.port();
+    let timeout = Duration::from_secs(1);
+
+    let started = Instant::now();
+    let Err(err) = pool_on(timeout).build(Manager::new(config_on(port), NoTls)) else {
+        panic!("a pool built on a server that never answers");
+    };
+    within_timeout("build", &err, started, timeout);
+
+    let pool = pool_on(timeout).build_unchecked(Manager::new(config_on(port), NoTls));
+    for round in 0..4 {
+        let started = Instant::now();
+        let Err(err) = pool.get_timeout(timeout) else {
+            panic!("a connection from a server that never answers");
+        };
+        within_timeout("get_timeout", &err, started, timeout);
+        // The first check-out gives up as the pool's first attempt does (both were given the
+        // same second): only from the second on is there an attempt's error to show.
+        if round > 0 {
+            names_no_answer("get_timeout", &err, port);
+        }
+    }
+    assert!(listener.accepted() >= 2, "the listener was tried");
+}
+
+/// What the drivers' documentation leads one to expect, and what sluice does not do today: a
+/// `build` (or the first check-out) whose only connect attempt is still waiting on a host
+/// that never answers gives up at the same moment as that attempt (both get
+/// `connection_timeout`), so its error has no last error to show, names no host and says "a
+/// new connection did not open in time". Run with `--ignored` to see it fail.
+#[test]
+#[ignore = "fails today: a build that gives up with its connect still in flight names no host"]
+fn a_build_on_a_server_that_never_answers_names_it() {
+    let _serial = one_at_a_time();
+    let listener = HungListener::start();
+    let port = listener.port();
+    let timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let Err(err) = pool_on(timeout).build(Manager::new(config_on(port), NoTls)) else {
+        panic!("a pool built on a server that never answers");
+    };
+    within_timeout("build", &err, started, timeout);
+    names_no_answer("build", &err, port);
+}
+
+#[test]
+fn a_hung_first_host_is_given_up_on_and_the_second_serves() {
+    let _serial = one_at_a_time();
+    if !server("a_hung_first_host_is_given_up_on_and_the_second_serves") {
+        return;
+    }
+    let listener = HungListener::start();
+    let hung = listener.port();
+    let config: Config = format!(
+        "host=127.0.0.1,127.0.0.1 port={hung},{PORT} user=postgres dbname=test \
+         application_name={}",
+        unique("pg-two-hosts")
+    )
+    .parse()
+    .unwrap();
+    let timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let pool = Pool::builder()
+        .max_size(1)
+        .min_idle(Some(1))
+        .connection_timeout(timeout)
+        .error_handler(Box::new(sluice::NopErrorHandler))
+        .build(Manager::new(config, NoTls))
+        .expect("a pool served by the second host");
+    let built = started.elapsed();
+    let mut took = Vec::new();
+    for round in 0..4 {
+        let started = Instant::now();
+        let mut conn = pool
+            .get_timeout(timeout)
+            .unwrap_or_else(|err| panic!("round {round}: {err}"));
+        took.push(started.elapsed());
+        let port: i32 = conn
+            .query_one("SELECT inet_server_port()", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(port, i32::from(PORT), "served by the second host");
+        // The next get needs a new connection: the hung host first, again.
+        PooledConnection::mark_broken(&mut conn);
+    }
+    eprintln!(
+        "build took {built:?}, gets (each on a new connection after the first) took {took:?}; \
+         the hung host accepted {} connections",
+        listener.accepted()
+    );
+    assert!(
+        listener.accepted() >= 4,
+        "the hung host was tried first each time: {} connections",
+        listener.accepted()
+    );
+}
+
+// ---- 3. Too many connections for the role --------------------------------------------------
+
+#[test]
+fn a_role_out_of_connections_is_a_clear_error_without_a_storm_and_the_pool_recovers() {
+    let test = "a_role_out_of_connections_is_a_clear_error_without_a_storm";
+    let _serial = one_at_a_time();
+    if !server(test) {
+        return;
+    }
+    let app = unique("pg-limited");
+    let hold = || config(LIMITED, &format!("{app}-holder")).connect(NoTls);
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        match hold() {
+            Ok(client) => holders.push(client),
+            Err(err) => {
+                let why = format!("cannot connect as {LIMITED} ({})", chain(&err));
+                skip(test, &why, "run scripts/services.sh");
+                return;
+            }
+        }
+    }
+    // The role is full: a third client of its own is refused.
+    let refused = hold().err().map(|err| chain(&err)).unwrap_or_default();
+    assert!(
+        refused.contains("too many connections"),
+        "{LIMITED} must allow 2 connections (run scripts/services.sh): {refused}"
+    );
+
+    let timeout = Duration::from_secs(1);
+    let pool = Pool::builder()
+        .pool_name(app.clone())
+        .max_size(2)
+        .min_idle(Some(1))
+        .connection_timeout(timeout)
+        .error_handler(Box::new(sluice::NopErrorHandler))
+        .build_unchecked(Manager::new(config(LIMITED, &app), NoTls));
+    let started = Instant::now();
+    let Err(err) = pool.get_timeout(timeout) else {
+        panic!("a connection beyond the role's limit");
+    };
+    let took = started.elapsed();
+    assert!(took <= timeout + SLACK, "get_timeout took {took:?}: {err}");
+    assert!(err.is_timeout() && !err.is_permanent(), "{err}");
+    let last = err.last_error().map(|e| chain(e)).unwrap_or_default();
+    assert!(
+        last.contains("too many connections"),
+        "the server's reason: {last} ({err})"
+    );
+
+    // Back-off: a handful of attempts in two seconds, not hundreds.
+    let before = pool.metrics().connect_failures;
+    thread::sleep(Duration::from_secs(2));
+    let attempts = pool.metrics().connect_failures - before;
+    eprintln!("{test}: {attempts} failed connects in 2 s; the get said: {err}");
+    assert!(
+        (1..=20).contains(&attempts),
+        "{attempts} connect attempts in 2 s"
+    );
+
+    drop(holders);
+    let released = Instant::now();
+    let mut recovered = None;
+    while released.elapsed() < SOON {
+        if let Ok(mut conn) = pool.get_timeout(Duration::from_millis(500)) {
+            select_1(&mut conn).expect("a query once the role has room");
+            recovered = Some(released.elapsed());
+            break;
+        }
+    }
+    let recovered = recovered.expect("the pool recovered once the other clients left");
+    eprintln!("{test}: served {recovered:?} after the other clients left");
+    assert!(
+        recovered <= Duration::from_secs(3),
+        "recovered {recovered:?} after the role had room"
+    );
+}
+
+// ---- 4. Every pooled session terminated under load -----------------------------------------
+
+/// A pool of 8 whose sessions carry a name of their own, and a client to kill them with.
+fn kill_setup(test: &str) -> Option<(Pool<Manager>, String)> {
+    if !server(test) {
+        return None;
+    }
+    let app = unique("pg-kill");
+    let pool = Pool::builder()
+        .pool_name(app.clone())
+        .max_size(8)
+        .min_idle(Some(8))
+        .connection_timeout(Duration::from_secs(5))
+        .error_handler(Box::new(sluice::NopErrorHandler))
+        .build(Manager::new(config("postgres", &app), NoTls))
+        .expect("a pool on the running server");
+    Some((pool, app))
+}
+
+/// Terminates every backend of application `app` (the pool's own sessions only) and waits
+/// until they are gone; returns how many it terminated.
+fn terminate_all(admin: &mut Client, app: &str) -> usize {
+    // The CTE is materialised, so its filter runs before any pg_terminate_backend: in one
+    // WHERE clause the planner may call it first, on every backend of the server.
+    let killed: Vec<i32> = admin
+        .query(
+            "WITH ours AS MATERIALIZED (SELECT pid FROM pg_stat_activity \
+             WHERE application_name = $1 AND backend_type = 'client backend' \
+             AND pid <> pg_backend_pid()) \
+             SELECT pid FROM ours WHERE pg_terminate_backend(pid)",
+            &[&app],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        eventually(SOON, || {
+            let left = backends(admin, app);
+            killed.iter().all(|pid| !left.contains(pid))
+        }),
+        "terminated backends outlived pg_terminate_backend"
+    );
+    killed.len()
+}
+
+fn session_pid(client: &mut Client) -> Result<u64, String> {
+    backend_pid(client).map(|pid| pid as u64)
+}
+
+/// The driver's known window. A session terminated during a query answers it with `FATAL:
+/// terminating connection due to administrator command` and then exits; the client has read
+/// the error but not the end of the stream, and the backend's socket closes only when the
+/// process is gone, some milliseconds later on a loaded machine (even after it has left
+/// pg_stat_activity: such a second failure was seen on a check-out 0.4 ms after the backend
+/// was no longer listed). A check-out inside that window (within the skip window, so without
+/// a round trip) sees nothing on the socket and hands the connection out again; its next
+/// query fails too ("connection reset by peer", "connection closed"), and then it is retired.
+/// The strict form of this test, `..._strictly`, is ignored for that reason.
+const PG_KILLED_IN_A_QUERY: Twice = Twice::After("terminating connection");
+
+#[test]
+fn terminating_every_pooled_session_under_load_costs_at_most_the_queries_in_flight() {
+    let test = "terminating_every_pooled_session_under_load";
+    let _serial = one_at_a_time();
+    let Some((pool, app)) = kill_setup(test) else {
+        return;
+    };
+    let mut admin = admin();
+    killed_under_load(
+        test,
+        pool,
+        session_pid,
+        |_| terminate_all(&mut admin, &app),
+        PG_KILLED_IN_A_QUERY,
+    );
+}
+
+#[test]
+#[ignore = "fails today: a session terminated during a query can be handed out once more"]
+fn terminating_every_pooled_session_under_load_costs_at_most_the_queries_in_flight_strictly() {
+    let test = "terminating_every_pooled_session_under_load_strictly";
+    let _serial = one_at_a_time();
+    let Some((pool, app)) = kill_setup(test) else {
+        return;
+    };
+    let mut admin = admin();
+    killed_under_load(
+        test,
+        pool,
+        session_pid,
+        |_| terminate_all(&mut admin, &app),
+        Twice::Never,
+    );
+}
+
+// ---- 5. LISTEN survives the pool's look at the socket --------------------------------------
+
+#[test]
+fn a_notification_waiting_on_an_idle_connection_survives_check_outs() {
+    let test = "a_notification_waiting_on_an_idle_connection_survives_check_outs";
+    let _serial = one_at_a_time();
+    if !server(test) {
+        return;
+    }
+    let app = unique("pg-listen");
+    let channel = app.replace('-', "_");
+    let pool = Pool::builder()
+        .pool_name(app.clone())
+        .max_size(1)
+        .error_handler(Box::new(sluice::NopErrorHandler))
+        .build(Manager::new(config("postgres", &app), NoTls))
+        .expect("a pool on the running server");
+    let (listener, pid) = {
+        let mut conn = pool.get().unwrap();
+        conn.batch_execute(&format!("LISTEN {channel}")).unwrap();
+        (PooledConnection::id(&conn), backend_pid(&mut conn).unwrap())
+    };
+    let mut admin = admin();
+    let notifier = backend_pid(&mut admin).unwrap();
+    let payload = format!("hello from {}", std::process::id());
+    admin
+        .execute("SELECT pg_notify($1, $2)", &[&channel, &payload])
+        .unwrap();
+    // The listener's backend sends the notification as soon as it is idle: it is on the
+    // pooled connection's socket now, unread. Check-outs look at that socket (and some
+    // validate, with the skip window's 500 ms passed); none may take it or retire the session.
+    for round in 0..5 {
+        thread::sleep(Duration::from_millis(150));
+        let conn = pool.get().unwrap();
+        assert_eq!(
+            PooledConnection::id(&conn),
+            listener,
+            "round {round}: the session with a notification waiting is not retired"
+        );
+    }
+    let mut conn = pool.get().unwrap();
+    assert_eq!(PooledConnection::id(&conn), listener);
+    let got = conn
+        .notifications()
+        .timeout_iter(Duration::from_secs(5))
+        .next()
+        .expect("reading notifications")
+        .expect("the notification, still there");
+    assert_eq!(got.channel(), channel);
+    assert_eq!(got.payload(), payload);
+    assert_eq!(got.process_id(), notifier);
+    assert_eq!(backend_pid(&mut conn).unwrap(), pid, "the same session");
+    drop(conn);
+    let metrics = pool.metrics();
+    assert_eq!(
+        metrics.closed_broken + metrics.closed_invalid,
+        0,
+        "{metrics:?}"
+    );
+}
