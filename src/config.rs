@@ -302,7 +302,8 @@ where
     /// It bounds everything a check-out does, whatever the database does: waiting in line,
     /// and validating with what is left of it ([`is_valid_within`]; a validation gets at least
     /// 10 ms, the most a check-out overruns by). It is also what each connect attempt gets
-    /// ([`connect_within`], at least a second), since a caller would not wait longer for it.
+    /// ([`connect_within`], a twentieth less, up to 100 ms, so that the caller who waited for it
+    /// learns why it failed; at least 500 ms), since a caller would not wait longer for it.
     /// After failed connects the pool backs off, 10 ms doubling up to a quarter of this
     /// setting, but never more than 2 s nor less than 50 ms, so that a tiny timeout cannot turn
     /// into a storm of connects.

@@ -86,7 +86,7 @@
 //!   ([`ManageConnection::is_valid_within`]). A connection that keeps failing validation is
 //!   replaced and retried only while time remains. A manager that cannot bound its round trips
 //!   (one with only r2d2's `is_valid`) is named in the log, once, with how long it overran.
-//! - **Connecting is bounded.** Each attempt gets `connection_timeout` (at least a second)
+//! - **Connecting is bounded.** Each attempt gets about `connection_timeout` (at least 500 ms)
 //!   through [`ManageConnection::connect_within`]; the built-in drivers bound the whole
 //!   login, and try the next host where the configuration names several, so one server that
 //!   accepts and never answers cannot block the pool.

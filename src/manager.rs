@@ -73,7 +73,8 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// no deadline.
     ///
     /// This is what the pool calls, on its opener thread, one attempt at a time: `timeout` is
-    /// the pool's `connection_timeout` (but never less than a second). A connect that never
+    /// the pool's `connection_timeout`, a little less so that a caller who waited for the
+    /// attempt learns why it failed (but never less than 500 ms). A connect that never
     /// ends (a server that accepts and never answers, a proxy holding the login) would keep
     /// the pool from opening any other connection, so a manager that can bound the whole
     /// attempt (TCP connect, TLS, authentication) should: the built-in drivers do, trying the

@@ -29,7 +29,15 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Each connect attempt gets at least this long, whatever `connection_timeout` is: a shorter
 /// one could never reach a database across a real network.
-pub(crate) const MIN_CONNECT_TIME: Duration = Duration::from_secs(1);
+pub(crate) const MIN_CONNECT_TIME: Duration = Duration::from_millis(500);
+
+/// What each connect attempt gets: `connection_timeout`, less a twentieth of it (at most
+/// 100 ms) so that an attempt that fails gives up just before the caller who waited for it,
+/// and that caller's error can say why; never less than [`MIN_CONNECT_TIME`].
+fn attempt_time(connection_timeout: Duration) -> Duration {
+    let margin = (connection_timeout / 20).min(Duration::from_millis(100));
+    (connection_timeout - margin).max(MIN_CONNECT_TIME)
+}
 
 /// A connection's lifetime is `max_lifetime` shortened by up to this fraction of it (2.5%),
 /// at random, so that connections opened together do not all expire together.
@@ -106,7 +114,7 @@ where
             shared: self,
             settled: false,
         };
-        let budget = self.config.connection_timeout.max(MIN_CONNECT_TIME);
+        let budget = attempt_time(self.config.connection_timeout);
         let started = Instant::now();
         let mut extensions = Extensions::new();
         let outcome = catch_unwind(AssertUnwindSafe(|| {

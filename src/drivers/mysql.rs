@@ -190,12 +190,14 @@ impl MysqlConnectionManager {
                 self.opts.get_tcp_port()
             ),
         };
-        let (description, kind) = match &err {
-            Error::DriverError(DriverError::ConnectTimeout) => (
+        let (description, kind) = match (&err, io_cause(&err)) {
+            (Error::DriverError(DriverError::ConnectTimeout), _) => (
                 format!("no answer within {}", crate::error::Human(timeout)),
                 std::io::ErrorKind::TimedOut,
             ),
-            Error::IoError(io)
+            // A read or write that ran into the socket timeouts, bare or inside the driver's
+            // codec error.
+            (_, Some(io))
                 if matches!(
                     io.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
@@ -203,13 +205,15 @@ impl MysqlConnectionManager {
             {
                 (
                     format!(
-                        "the server did not finish the login within {}",
+                        "no answer to the login within {}",
                         crate::error::Human(timeout)
                     ),
                     std::io::ErrorKind::TimedOut,
                 )
             }
-            Error::IoError(io) => (io.to_string(), io.kind()),
+            (Error::IoError(io), _) | (Error::CodecError(_), Some(io)) => {
+                (io.to_string(), io.kind())
+            }
             _ => return err,
         };
         Error::DriverError(DriverError::CouldNotConnect(Some((
@@ -217,6 +221,18 @@ impl MysqlConnectionManager {
             description,
             kind,
         ))))
+    }
+}
+
+/// The I/O error behind `err`, if it is one: bare, or inside the driver's codec error (which
+/// wraps the ones it meets while reading a packet, and shows them only as its `source()`).
+fn io_cause(err: &Error) -> Option<&std::io::Error> {
+    match err {
+        Error::IoError(io) => Some(io),
+        Error::CodecError(codec) => {
+            std::error::Error::source(codec).and_then(|cause| cause.downcast_ref())
+        }
+        _ => None,
     }
 }
 
