@@ -26,17 +26,25 @@
 //! same draws but not in the same interleaving. `SLUICE_CHAOS_SECS=<n>` runs longer (default
 //! 20 s in all).
 //!
-//! Two library bugs this suite found are minimised at the end of the file as ignored tests
-//! (`cargo test --test chaos -- --ignored <name>`, each alone): a leak report stalls every
-//! check-out on the `backtrace` crate's global lock (`a_leak_report_does_not_hold_up_check_outs`),
-//! and a panicking `handle_release` skips the customizer's `on_release`
-//! (`a_panicking_release_event_handler_does_not_skip_on_release`). Until they are fixed the
-//! chaos test works around the first (it resolves one stack before it starts, which costs a few
-//! seconds of its time) and tolerates the second (`on_release` may be skipped only for
-//! connections whose `handle_release` panicked).
+//! Three library bugs this suite found are minimised at the end of the file as ignored tests
+//! (`cargo test --test chaos -- --ignored <name>`, each alone):
+//! - `a_leak_report_does_not_hold_up_check_outs`: a leak report stalls every check-out on the
+//!   `backtrace` crate's global lock, for seconds the first time. The chaos test works around
+//!   it: it resolves one stack before it starts (a few seconds, more on a busy machine, which is
+//!   why the chaos phase never gets less than three quarters of the run's time).
+//! - `a_check_out_does_not_yield_its_deadline_away`: a check-out yields the CPU 8 times before
+//!   it queues, whatever its deadline; beside busy threads that alone can cost it more than the
+//!   200 ms check 4 allows. No workaround: on a busy machine check 4 may fail because of it
+//!   (each slow call is printed with how much of it went to the fakes' callbacks and how late
+//!   the watcher's own 1 ms sleeps were meanwhile, to tell the pool from the machine).
+//! - `a_panicking_release_event_handler_does_not_skip_on_release`: a panicking
+//!   `handle_release` skips the customizer's `on_release`. The chaos test tolerates that, and
+//!   only that: `on_release` may be skipped only for connections whose `handle_release`
+//!   panicked.
 
 mod common;
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::error::Error as StdError;
 use std::fmt;
@@ -361,6 +369,28 @@ impl StdError for ChaosError {
     }
 }
 
+thread_local! {
+    /// Time this thread spent in the fakes' and hooks' callbacks, for telling a slow
+    /// `get_timeout` that waited on them from one that waited on the pool.
+    static IN_HOOKS: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+}
+
+/// Adds the time until it is dropped (a panic included) to this thread's `IN_HOOKS`.
+struct HookTimer(Instant);
+
+impl HookTimer {
+    fn start() -> HookTimer {
+        HookTimer(Instant::now())
+    }
+}
+
+impl Drop for HookTimer {
+    fn drop(&mut self) {
+        let spent = self.0.elapsed();
+        IN_HOOKS.with(|total| total.set(total.get() + spent));
+    }
+}
+
 /// What `connect_within` puts in a connection's extensions: `is_closed` must see it there.
 struct Tag(u64);
 
@@ -514,6 +544,7 @@ impl ManageConnection for ChaosManager {
     }
 
     fn is_valid_within(&self, conn: &mut ChaosConn, timeout: Duration) -> Result<(), ChaosError> {
+        let _timer = HookTimer::start();
         let db = &self.db;
         conn.not_in_use("is_valid_within");
         bump(&db.faults.validations);
@@ -550,6 +581,7 @@ impl ManageConnection for ChaosManager {
     }
 
     fn has_broken(&self, conn: &mut ChaosConn) -> bool {
+        let _timer = HookTimer::start();
         let db = &self.db;
         conn.not_in_use("has_broken");
         if !db.on() {
@@ -574,6 +606,7 @@ impl ManageConnection for ChaosManager {
     }
 
     fn is_closed(&self, conn: &mut ChaosConn, extensions: &Extensions) -> bool {
+        let _timer = HookTimer::start();
         let db = &self.db;
         conn.not_in_use("is_closed");
         if extensions.get::<Tag>().map(|tag| tag.0) != Some(conn.serial) {
@@ -615,6 +648,7 @@ impl ManageConnection for ChaosManager {
     }
 
     fn recycle(&self, conn: &mut ChaosConn) -> Result<(), ChaosError> {
+        let _timer = HookTimer::start();
         let db = &self.db;
         conn.not_in_use("recycle");
         if !db.on() {
@@ -652,6 +686,7 @@ impl fmt::Debug for ChaosCustomizer {
 
 impl CustomizeConnection<ChaosConn, ChaosError> for ChaosCustomizer {
     fn on_acquire(&self, conn: &mut ChaosConn) -> Result<(), ChaosError> {
+        let _timer = HookTimer::start();
         let db = &self.db;
         conn.not_in_use("on_acquire");
         let roll = if db.on() {
@@ -677,6 +712,7 @@ impl CustomizeConnection<ChaosConn, ChaosError> for ChaosCustomizer {
     }
 
     fn on_release(&self, mut conn: ChaosConn) {
+        let _timer = HookTimer::start();
         let db = &self.db;
         conn.not_in_use("on_release");
         conn.released = true;
@@ -735,6 +771,7 @@ impl ChaosEvents {
 
 impl HandleEvent for ChaosEvents {
     fn handle_acquire(&self, event: AcquireEvent) {
+        let _timer = HookTimer::start();
         bump(&self.db.faults.acquire_events);
         let id = event.connection_id();
         if !self.db.open_ids.lock().insert(id) {
@@ -744,6 +781,7 @@ impl HandleEvent for ChaosEvents {
     }
 
     fn handle_release(&self, event: ReleaseEvent) {
+        let _timer = HookTimer::start();
         bump(&self.db.faults.release_events);
         let id = event.connection_id();
         if !self.db.open_ids.lock().remove(&id) {
@@ -756,17 +794,20 @@ impl HandleEvent for ChaosEvents {
     }
 
     fn handle_checkout(&self, event: CheckoutEvent) {
+        let _timer = HookTimer::start();
         bump(&self.db.faults.checkout_events);
         self.open(event.connection_id(), "checkout");
         self.maybe_panic("checkout");
     }
 
     fn handle_timeout(&self, _: TimeoutEvent) {
+        let _timer = HookTimer::start();
         bump(&self.db.faults.timeout_events);
         self.maybe_panic("timeout");
     }
 
     fn handle_checkin(&self, event: CheckinEvent) {
+        let _timer = HookTimer::start();
         bump(&self.db.faults.checkin_events);
         self.open(event.connection_id(), "checkin");
         self.maybe_panic("checkin");
@@ -787,6 +828,7 @@ impl fmt::Debug for ChaosErrorHandler {
 
 impl HandleError<ChaosError> for ChaosErrorHandler {
     fn handle_error(&self, error: ChaosError) {
+        let _timer = HookTimer::start();
         bump(&self.db.faults.errors_handled);
         let mut text = error.to_string();
         let mut next = error.source();
@@ -926,12 +968,29 @@ struct Ctx {
     pool: Pool<ChaosManager>,
     db: Arc<Db>,
     work: Work,
-    /// Workers think longer while this is set, so that connections sit idle.
+    /// A lull: while it is set, all workers but `QUIET_WORKERS` rest and those think longer,
+    /// so that connections sit idle.
     quiet: AtomicBool,
     worst_overrun_ns: AtomicU64,
+    /// The watcher's late wake-ups (over 20 ms late): when it woke, and how late. A thread
+    /// that asked for 1 ms and got far more says the machine did not run this process.
+    stalls: Mutex<Vec<(Instant, Duration)>>,
 }
 
 impl Ctx {
+    /// How late the watcher woke at worst between `from` and `to`.
+    fn stalled(&self, from: Instant, to: Instant) -> Duration {
+        self.stalls
+            .lock()
+            .iter()
+            .filter(|(woke, late)| {
+                *woke >= from && woke.checked_sub(*late).is_some_and(|t| t <= to)
+            })
+            .map(|(_, late)| *late)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
     fn check_snapshot(&self, who: &str) {
         if let Some(problem) = snapshot_problem(&self.pool.metrics()) {
             self.db.violation(format!("{who}: {problem}"));
@@ -963,6 +1022,7 @@ impl Ctx {
         }
         bump(&self.work.get_calls);
         let timeout = rng.between(ms(1), ms(50));
+        IN_HOOKS.with(|spent| spent.set(Duration::ZERO));
         let started = Instant::now();
         let result = self.pool.get_timeout(timeout);
         let took = started.elapsed();
@@ -972,10 +1032,18 @@ impl Ctx {
         if overrun > ms(10) {
             bump(&self.work.overran_10ms);
         }
-        if overrun > SLACK {
-            self.db.violation(format!(
-                "get_timeout({timeout:?}) returned after {took:?}, {overrun:?} past its deadline"
-            ));
+        if overrun > SLACK / 2 {
+            let in_hooks = IN_HOOKS.with(Cell::get);
+            let stalled = self.stalled(started, started + took);
+            let what = format!(
+                "get_timeout({timeout:?}) returned after {took:?}, {overrun:?} past its \
+                 deadline ({in_hooks:?} of it in this thread's callbacks; meanwhile the \
+                 watcher's 1 ms sleeps were up to {stalled:?} late)"
+            );
+            println!("chaos: slow: {what}");
+            if overrun > SLACK {
+                self.db.violation(what);
+            }
         }
         match result {
             Ok(conn) => Acquired::Conn(self.take(conn)),
@@ -1031,7 +1099,7 @@ impl Ctx {
         loop {
             if index >= QUIET_WORKERS && self.quiet.load(SeqCst) {
                 // A lull: most workers rest (holding nothing) while the others keep a trickle
-                // going, so that connections sit idle (the pool is closed only after a lull).
+                // going, so that connections sit idle (the pool is closed only once it is over).
                 thread::sleep(rng.between(ms(10), ms(30)));
                 continue;
             }
@@ -1083,6 +1151,8 @@ impl Ctx {
 #[derive(Default)]
 struct Watched {
     samples: u64,
+    /// The watcher's latest wake-up: scheduling noise.
+    worst_late: Duration,
     max_connections: u32,
     max_live: i64,
 }
@@ -1091,9 +1161,15 @@ struct Watched {
 fn watch(ctx: &Ctx, stop: &Receiver<()>) -> Watched {
     let mut seen = Watched::default();
     loop {
+        let asked = Instant::now();
         match stop.recv_timeout(ms(1)) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return seen,
+        }
+        let late = asked.elapsed().saturating_sub(ms(1));
+        seen.worst_late = seen.worst_late.max(late);
+        if late > ms(20) {
+            ctx.stalls.lock().push((Instant::now(), late));
         }
         let m = ctx.pool.metrics();
         if let Some(problem) = snapshot_problem(&m) {
@@ -1230,6 +1306,7 @@ fn the_pool_keeps_its_invariants_under_chaos() {
         work: Work::default(),
         quiet: AtomicBool::new(false),
         worst_overrun_ns: AtomicU64::new(0),
+        stalls: Mutex::new(Vec::new()),
     });
     let (stop_watcher, watcher_stops) = crossbeam_channel::bounded::<()>(1);
     let watcher = {
@@ -1268,7 +1345,7 @@ fn the_pool_keeps_its_invariants_under_chaos() {
     // The chaos phase: busy and quiet in turn, until the time is up or something broke.
     let run_for = total
         .saturating_sub(test_started.elapsed() + TEARDOWN)
-        .max(Duration::from_secs(1));
+        .max(total * 3 / 4);
     let started = Instant::now();
     while started.elapsed() < run_for && db.violations.count() == 0 {
         let phase = started.elapsed().as_millis() % CYCLE.as_millis();
@@ -1278,6 +1355,7 @@ fn the_pool_keeps_its_invariants_under_chaos() {
         thread::sleep(ms(10));
     }
     ctx.quiet.store(false, SeqCst);
+    let chaos_took = started.elapsed();
 
     // Check 5: close under load. Every worker must see `is_closed` and stop.
     let closing = Instant::now();
@@ -1454,7 +1532,7 @@ fn the_pool_keeps_its_invariants_under_chaos() {
     let panics: u64 = p.list().iter().map(|(_, n)| n).sum::<u64>() + read(&LOGGER.panics);
     let lines: Vec<u64> = LOGGER.lines.iter().map(read).collect();
     println!(
-        "chaos: seed {seed:#018x}, {run_for:?} of chaos, skip window {skip_window:?}, \
+        "chaos: seed {seed:#018x}, {chaos_took:?} of chaos, skip window {skip_window:?}, \
          {:?} in all",
         test_started.elapsed()
     );
@@ -1476,10 +1554,12 @@ fn the_pool_keeps_its_invariants_under_chaos() {
         Duration::from_nanos(db.worst_overshoot_ns.load(SeqCst))
     );
     println!(
-        "chaos: max connections seen: pool {} (sampled {} times), database {}",
+        "chaos: max connections seen: pool {} (sampled {} times), database {}; the watcher's \
+         1 ms sleeps were up to {:?} late",
         watched.max_connections,
         watched.samples,
-        db.max_live.load(SeqCst)
+        db.max_live.load(SeqCst),
+        watched.worst_late
     );
     println!(
         "chaos: {panics} panics injected: {}, logger {}",
@@ -1611,5 +1691,67 @@ fn a_panicking_release_event_handler_does_not_skip_on_release() {
         read(&released),
         1,
         "the pool closed a connection without calling on_release"
+    );
+}
+
+/// Known bug, found by the chaos test beside a busy-looping process (check 4, e.g. seed
+/// 0xd827fc5b1f1b4583: a `get_timeout` of 39 ms returned after 263 ms, none of it in the
+/// fakes' callbacks) and minimised here. A check-out that finds nothing idle calls
+/// `thread::yield_now()` 8 times before it joins the queue (`Shared::yield_for_idle`,
+/// src/shared.rs), whatever its deadline. When other threads are runnable (CPU-bound work in
+/// the application, or a busy machine) each yield can hand the CPU away for a whole scheduler
+/// time slice. On the 2-CPU machine this was written on, with 4 spinning threads, a
+/// `get_timeout(1 ms)` on an exhausted pool took 9 to 62 ms on average and up to 327 ms; with
+/// the yields taken out (an experiment, not a fix), 1.1 to 1.4 ms on average and 13 ms at worst,
+/// as a plain 1 ms condition-variable wait does.
+#[test]
+#[ignore = "known bug: a check-out yields the CPU 8 times before queueing, whatever its \
+            deadline (src/shared.rs, Shared::yield_for_idle)"]
+fn a_check_out_does_not_yield_its_deadline_away() {
+    const ROUNDS: u32 = 200;
+    let pool = Pool::builder()
+        .pool_name("cx-yield")
+        .max_size(1)
+        .build(common::FakeManager::new())
+        .expect("the pool starts");
+    let _held = pool.get().expect("the only connection");
+    // CPU-bound threads, two per CPU: a yield hands the CPU to one of them.
+    let stop = Arc::new(AtomicBool::new(false));
+    let cpus = thread::available_parallelism().map_or(2, |n| n.get());
+    let spinners: Vec<_> = (0..2 * cpus)
+        .map(|_| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                while !stop.load(SeqCst) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    // The same wait without the pool: this machine's scheduling, as a yardstick.
+    let lock = Mutex::new(());
+    let condvar = parking_lot::Condvar::new();
+    let (mut check_outs, mut waits) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..ROUNDS {
+        let asked = Instant::now();
+        let result = pool.get_timeout(ms(1));
+        check_outs += asked.elapsed();
+        assert!(result.is_err_and(|err| err.is_timeout()));
+        let asked = Instant::now();
+        let mut guard = lock.lock();
+        let _ = condvar.wait_for(&mut guard, ms(1));
+        drop(guard);
+        waits += asked.elapsed();
+    }
+    stop.store(true, SeqCst);
+    for spinner in spinners {
+        join(spinner);
+    }
+    let (check_out, wait) = (check_outs / ROUNDS, waits / ROUNDS);
+    assert!(
+        check_out <= wait * 2 + ms(1),
+        "a get_timeout(1 ms) on an exhausted pool took {check_out:?} on average, a 1 ms wait \
+         {wait:?}, beside {} spinning threads",
+        2 * cpus
     );
 }
