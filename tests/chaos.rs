@@ -981,21 +981,21 @@ struct Ctx {
     /// so that connections sit idle.
     quiet: AtomicBool,
     worst_overrun_ns: AtomicU64,
-    /// The watcher's late wake-ups (over 20 ms late): when it woke, and how late. A thread
-    /// that asked for 1 ms and got far more says the machine did not run this process.
-    stalls: Mutex<Vec<(Instant, Duration)>>,
+    /// What held the watcher up by more than 20 ms: when it ended, how long, and whether it
+    /// was its 1 ms sleep (the machine did not run it) or a `metrics()` call (the pool's lock).
+    stalls: Mutex<Vec<(Instant, Duration, Stall)>>,
 }
 
 impl Ctx {
-    /// How late the watcher woke at worst between `from` and `to`.
-    fn stalled(&self, from: Instant, to: Instant) -> Duration {
+    /// The watcher's worst stall of this kind that overlapped `from..to`.
+    fn stalled(&self, kind: Stall, from: Instant, to: Instant) -> Duration {
         self.stalls
             .lock()
             .iter()
-            .filter(|(woke, late)| {
-                *woke >= from && woke.checked_sub(*late).is_some_and(|t| t <= to)
+            .filter(|(ended, took, k)| {
+                *k == kind && *ended >= from && ended.checked_sub(*took).is_some_and(|t| t <= to)
             })
-            .map(|(_, late)| *late)
+            .map(|(_, took, _)| *took)
             .max()
             .unwrap_or(Duration::ZERO)
     }
@@ -1043,11 +1043,13 @@ impl Ctx {
         }
         if overrun > SLACK / 2 {
             let in_hooks = IN_HOOKS.with(Cell::get);
-            let stalled = self.stalled(started, started + took);
+            let late = self.stalled(Stall::Sleep, started, started + took);
+            let locked = self.stalled(Stall::Metrics, started, started + took);
             let what = format!(
                 "get_timeout({timeout:?}) returned after {took:?}, {overrun:?} past its \
                  deadline ({in_hooks:?} of it in this thread's callbacks; meanwhile the \
-                 watcher's 1 ms sleeps were up to {stalled:?} late)"
+                 watcher's 1 ms sleeps were up to {late:?} late and its metrics() calls took \
+                 up to {locked:?})"
             );
             println!("chaos: slow: {what}");
             if overrun > SLACK {
@@ -1156,12 +1158,21 @@ impl Ctx {
     }
 }
 
+/// What held the watcher up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stall {
+    Sleep,
+    Metrics,
+}
+
 /// What the watcher saw.
 #[derive(Default)]
 struct Watched {
     samples: u64,
     /// The watcher's latest wake-up: scheduling noise.
     worst_late: Duration,
+    /// Its slowest `metrics()` call: the pool's lock held up.
+    worst_metrics: Duration,
     max_connections: u32,
     max_live: i64,
 }
@@ -1178,9 +1189,17 @@ fn watch(ctx: &Ctx, stop: &Receiver<()>) -> Watched {
         let late = asked.elapsed().saturating_sub(ms(1));
         seen.worst_late = seen.worst_late.max(late);
         if late > ms(20) {
-            ctx.stalls.lock().push((Instant::now(), late));
+            ctx.stalls.lock().push((Instant::now(), late, Stall::Sleep));
         }
+        let asked = Instant::now();
         let m = ctx.pool.metrics();
+        let took = asked.elapsed();
+        seen.worst_metrics = seen.worst_metrics.max(took);
+        if took > ms(20) {
+            ctx.stalls
+                .lock()
+                .push((Instant::now(), took, Stall::Metrics));
+        }
         if let Some(problem) = snapshot_problem(&m) {
             ctx.db.violation(format!("the watcher: {problem}"));
         }
@@ -1545,11 +1564,12 @@ fn the_pool_keeps_its_invariants_under_chaos() {
     );
     println!(
         "chaos: max connections seen: pool {} (sampled {} times), database {}; the watcher's \
-         1 ms sleeps were up to {:?} late",
+         1 ms sleeps were up to {:?} late, its metrics() calls took up to {:?}",
         watched.max_connections,
         watched.samples,
         db.max_live.load(SeqCst),
-        watched.worst_late
+        watched.worst_late,
+        watched.worst_metrics
     );
     println!(
         "chaos: {panics} panics injected: {}, logger {}",
