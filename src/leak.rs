@@ -309,7 +309,7 @@ impl Backtrace {
     #[inline(never)]
     fn capture() -> Backtrace {
         let mut addresses = Vec::with_capacity(MAX_FRAMES);
-        backtrace::trace(|frame| {
+        trace(|frame| {
             addresses.push(frame.ip() as usize);
             addresses.len() < MAX_FRAMES
         });
@@ -550,6 +550,30 @@ impl Frame {
             .iter()
             .any(|prefix| name.starts_with(prefix))
     }
+}
+
+/// Walks the calling thread's stack without the `backtrace` crate's process-wide lock.
+///
+/// That lock also guards symbol resolution, and the first resolution of a process reads the
+/// binary's debug information: seconds, for a large binary. Taken on every check-out, it would
+/// hold every check-out of every pool up (whatever their timeouts) while a leak report is
+/// being written, and keep check-outs from different threads from recording in parallel.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trace(callback: impl FnMut(&backtrace::Frame) -> bool) {
+    // SAFETY: the walk only reads this thread's own stack through the platform's unwinder,
+    // libgcc's `_Unwind_Backtrace`, which is thread-safe (C++ exceptions unwind through it on
+    // many threads at once); the lock this skips exists for unwinders that are not (Windows'
+    // dbghelp) and for the symbol cache, which a walk does not touch.
+    #[allow(unsafe_code)]
+    unsafe {
+        backtrace::trace_unsynchronized(callback);
+    }
+}
+
+/// Elsewhere, the crate's own locked walk.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trace(callback: impl FnMut(&backtrace::Frame) -> bool) {
+    backtrace::trace(callback);
 }
 
 /// Turns return addresses into frames (an inlined call gives several frames for one address).

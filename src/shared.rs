@@ -96,6 +96,10 @@ impl<T> Deref for CacheLine<T> {
 /// are).
 const YIELDS_BEFORE_QUEUEING: u32 = 8;
 
+/// A check-out yields only while it has more time left than this: about a scheduler time slice,
+/// which is what one yield can cost when other threads want the CPU.
+const YIELD_MARGIN: Duration = Duration::from_millis(5);
+
 thread_local! {
     /// The connection this thread returned last (ids are unique in the process, so one slot
     /// serves every pool).
@@ -443,7 +447,7 @@ where
         if let Some(err) = self.permanent(&slots, deadline.start) {
             return Err(Some(err));
         }
-        let mut slots = match self.yield_for_idle(slots) {
+        let mut slots = match self.yield_for_idle(slots, deadline) {
             Ok(conn) => return Ok(conn),
             Err(slots) => slots,
         };
@@ -466,12 +470,17 @@ where
     /// nothing idle and sleeps in turn, and every check-out pays two context switches. Yielding
     /// lets those holders run and return their connections first. This never takes a
     /// connection ahead of a waiting thread: while one waits, returned connections go to it, not
-    /// to the idle stack.
+    /// to the idle stack. It stops [`YIELD_MARGIN`] short of the check-out's deadline: on a busy
+    /// machine one yield can give away a whole time slice.
     fn yield_for_idle<'a>(
         &'a self,
         mut slots: MutexGuard<'a, PoolSlots<M>>,
+        deadline: Deadline,
     ) -> Result<Pooled<M>, MutexGuard<'a, PoolSlots<M>>> {
         for _ in 0..YIELDS_BEFORE_QUEUEING {
+            if deadline.remaining(Instant::now()) <= YIELD_MARGIN {
+                break;
+            }
             drop(slots);
             thread::yield_now();
             slots = self.slots.lock();
@@ -759,13 +768,16 @@ where
             ..
         } = *conn;
         let config = &self.config;
-        self.shielded("closing a connection", || {
-            if config.events {
+        if config.events {
+            self.shielded("the release event handler", || {
                 let age = Clock::Precise.now().since(born);
                 config
                     .event_handler
                     .handle_release(ReleaseEvent { id, age });
-            }
+            });
+        }
+        // Apart from the handler: its panic must not keep the connection from the customizer.
+        self.shielded("closing a connection", || {
             config.customizer.on_release(raw);
             drop(extensions);
         });

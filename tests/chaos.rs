@@ -26,22 +26,10 @@
 //! same draws but not in the same interleaving. `SLUICE_CHAOS_SECS=<n>` runs longer (default
 //! 20 s in all).
 //!
-//! Three library bugs this suite found are minimised at the end of the file as ignored tests
-//! (`cargo test --test chaos -- --ignored <name>`, each alone):
-//! - `a_leak_report_does_not_hold_up_check_outs`: a leak report stalls every check-out on the
-//!   `backtrace` crate's global lock, for seconds the first time. The chaos test works around
-//!   it: its logger declines the reaper's warnings, so leak reports are counted but never
-//!   formatted (which is what resolves their stacks).
-//! - `a_check_out_does_not_yield_its_deadline_away`: a check-out yields the CPU 8 times before
-//!   it queues, whatever its deadline; beside busy threads that alone can cost it more than the
-//!   200 ms check 4 allows. No workaround: on a busy machine check 4 may fail because of it
-//!   (each call over 100 ms late is printed with how much of it went to the fakes' callbacks,
-//!   how late the watcher's own 1 ms sleeps were meanwhile and how long its `metrics()` calls
-//!   took, to tell the pool from the machine).
-//! - `a_panicking_release_event_handler_does_not_skip_on_release`: a panicking
-//!   `handle_release` skips the customizer's `on_release`. The chaos test tolerates that, and
-//!   only that: `on_release` may be skipped only for connections whose `handle_release`
-//!   panicked.
+//! Three library bugs this suite found are minimised at the end of the file as regression
+//! tests: a leak report that held every check-out up on the `backtrace` crate's lock, a
+//! check-out that yielded its deadline away on a busy machine, and a panicking release event
+//! handler that kept a connection from the customizer's `on_release`.
 
 mod common;
 
@@ -541,10 +529,15 @@ impl ManageConnection for ChaosManager {
     }
 
     fn is_valid(&self, conn: &mut ChaosConn) -> Result<(), ChaosError> {
-        self.is_valid_within(conn, CONNECTION_TIMEOUT)
+        self.is_valid_within(conn, CONNECTION_TIMEOUT, &sluice::Extensions::new())
     }
 
-    fn is_valid_within(&self, conn: &mut ChaosConn, timeout: Duration) -> Result<(), ChaosError> {
+    fn is_valid_within(
+        &self,
+        conn: &mut ChaosConn,
+        timeout: Duration,
+        _: &sluice::Extensions,
+    ) -> Result<(), ChaosError> {
         let _timer = HookTimer::start();
         let db = &self.db;
         conn.not_in_use("is_valid_within");
@@ -847,12 +840,9 @@ impl HandleError<ChaosError> for ChaosErrorHandler {
 }
 
 /// The process's logger: counts lines by level, keeps the pool's warnings that a manager
-/// overran its deadline, and panics now and then. It declines the reaper's warnings (see
-/// `enabled`).
+/// overran its deadline, and panics now and then.
 struct ChaosLogger {
     armed: AtomicBool,
-    /// Takes the reaper's warnings too (`a_leak_report_does_not_hold_up_check_outs` does).
-    reaper_warnings: AtomicBool,
     rng: Mutex<Rng>,
     /// Lines at error, warn, info, debug, trace.
     lines: [AtomicU64; 5],
@@ -862,7 +852,6 @@ struct ChaosLogger {
 
 static LOGGER: ChaosLogger = ChaosLogger {
     armed: AtomicBool::new(false),
-    reaper_warnings: AtomicBool::new(false),
     rng: Mutex::new(Rng(1)),
     lines: [const { AtomicU64::new(0) }; 5],
     panics: AtomicU64::new(0),
@@ -870,13 +859,8 @@ static LOGGER: ChaosLogger = ChaosLogger {
 };
 
 impl log::Log for ChaosLogger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        // Works around the known bug `a_leak_report_does_not_hold_up_check_outs` shows
-        // (remove this once it is fixed): the reaper's warnings, its leak reports among them,
-        // are declined, so no leak report is formatted, and none resolves its stack under the
-        // lock every check-out takes.
-        self.reaper_warnings.load(SeqCst)
-            || !(metadata.level() == log::Level::Warn && metadata.target() == "sluice::reaper")
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -1480,16 +1464,12 @@ fn the_pool_keeps_its_invariants_under_chaos() {
     );
     agree("acquire events", m.created, read(&f.acquire_events));
     agree("release events", m.closed(), read(&f.release_events));
-    // The known bug `a_panicking_release_event_handler_does_not_skip_on_release` shows: each
-    // panic in `handle_release` skips that connection's `on_release` (and nothing else may).
-    // Once it is fixed, this must be 0.
-    if read(&f.closed_without_on_release) > read(&f.release_event_panics) {
-        db.violation(format!(
-            "{} connections closed without on_release, only {} release event handler panics",
-            read(&f.closed_without_on_release),
-            read(&f.release_event_panics)
-        ));
-    }
+    // Whatever panicked around it (the release event handler above all).
+    agree(
+        "connections closed without on_release",
+        0,
+        read(&f.closed_without_on_release),
+    );
     agree(
         "connections opened == connections dropped",
         read(&f.opened),
@@ -1612,23 +1592,17 @@ fn the_pool_keeps_its_invariants_under_chaos() {
     );
 }
 
-/// Known bug, found by the chaos test (seed 0xad5cab9cc499b2d9, check 4: a `get_timeout` of
-/// 43 ms returned after 3.2 s) and minimised here. With leak detection on, every check-out
-/// records its stack with `backtrace::trace`, which takes the `backtrace` crate's
-/// process-wide lock; the reaper, reporting a leak to a logger that takes `warn` lines,
-/// resolves the leaked check-out's stack with `backtrace::resolve` under that same lock, and
-/// the first resolution in a process reads the binary's debug info: seconds for a test binary.
-/// Meanwhile every check-out waits, whatever its timeout (later reports hold it up ~10 ms).
-///
-/// Run it alone (`cargo test --test chaos -- --ignored a_leak_report`): another test that
-/// resolved a stack first in the same process would hide the stall.
+/// Regression, found by the chaos test (seed 0xad5cab9cc499b2d9, check 4: a `get_timeout` of
+/// 43 ms returned after 3.2 s). With leak detection on, every check-out recorded its stack
+/// under the `backtrace` crate's process-wide lock; the reaper, reporting a leak, resolves
+/// the leaked check-out's stack under that same lock, and the first resolution in a process
+/// reads the binary's debug info: seconds for a test binary. Meanwhile every check-out waited,
+/// whatever its timeout. (When another test of this binary resolved a stack first, this one
+/// cannot see the stall; `cargo test --test chaos a_leak_report` runs it alone.)
 #[test]
-#[ignore = "known bug: a leak report's symbol resolution (reaper) holds the backtrace crate's \
-            global lock that every check-out's stack capture takes (src/leak.rs)"]
 fn a_leak_report_does_not_hold_up_check_outs() {
-    // A logger that takes the reaper's warnings: it formats, so resolves, each leak it reports.
+    // The logger takes the reaper's warnings: it formats, so resolves, each leak reported.
     install_hooks();
-    LOGGER.reaper_warnings.store(true, SeqCst);
     let pool = Pool::builder()
         .pool_name("cx-leak")
         .max_size(2)
@@ -1657,15 +1631,12 @@ fn a_leak_report_does_not_hold_up_check_outs() {
     );
 }
 
-/// Known bug, found by the chaos test (every run: `closed_without_on_release` equals
-/// `release_event_panics`) and minimised here. `Shared::close_conn` (src/shared.rs) calls the
-/// event handler's `handle_release` and then the customizer's `on_release` inside one
-/// `shielded` closure: when `handle_release` panics, the closure unwinds, the connection is
-/// dropped with it, and `on_release`, which "is called with each connection the pool closes",
-/// never runs for it. No connection is lost: only the customizer's hook is skipped.
+/// Regression, found by the chaos test (every run: `closed_without_on_release` equalled
+/// `release_event_panics`). The pool called the event handler's `handle_release` and then the
+/// customizer's `on_release` inside one panic shield: when `handle_release` panicked, the
+/// connection was dropped in the unwind and `on_release`, which "is called with each
+/// connection the pool closes", never ran for it.
 #[test]
-#[ignore = "known bug: a panicking handle_release skips the customizer's on_release \
-            (src/shared.rs, Shared::close_conn)"]
 fn a_panicking_release_event_handler_does_not_skip_on_release() {
     #[derive(Debug)]
     struct PanicOnRelease;
@@ -1706,19 +1677,14 @@ fn a_panicking_release_event_handler_does_not_skip_on_release() {
     );
 }
 
-/// Known bug, found by the chaos test beside a busy-looping process (check 4, e.g. seed
+/// Regression, found by the chaos test beside a busy-looping process (check 4, e.g. seed
 /// 0xd827fc5b1f1b4583: a `get_timeout` of 39 ms returned after 263 ms, none of it in the
-/// fakes' callbacks) and minimised here. A check-out that finds nothing idle calls
-/// `thread::yield_now()` 8 times before it joins the queue (`Shared::yield_for_idle`,
-/// src/shared.rs), whatever its deadline. When other threads are runnable (CPU-bound work in
-/// the application, or a busy machine) each yield can hand the CPU away for a whole scheduler
-/// time slice. On the 2-CPU machine this was written on, with 4 spinning threads, a
-/// `get_timeout(1 ms)` on an exhausted pool took 9 to 62 ms on average and up to 327 ms; with
-/// the yields taken out (an experiment, not a fix), 1.1 to 1.4 ms on average and 13 ms at worst,
-/// as a plain 1 ms condition-variable wait does.
+/// fakes' callbacks). A check-out that finds nothing idle yields the CPU a few times before it
+/// joins the queue; it did so whatever its deadline, and when other threads are runnable each
+/// yield can hand the CPU away for a whole scheduler time slice: with 4 spinning threads on 2
+/// CPUs, a `get_timeout(1 ms)` on an exhausted pool took 9 to 62 ms on average and up to
+/// 327 ms. It now yields only while it has more than a time slice left.
 #[test]
-#[ignore = "known bug: a check-out yields the CPU 8 times before queueing, whatever its \
-            deadline (src/shared.rs, Shared::yield_for_idle)"]
 fn a_check_out_does_not_yield_its_deadline_away() {
     const ROUNDS: u32 = 200;
     let pool = Pool::builder()
