@@ -175,8 +175,8 @@ const ON_TIME_TO_CATCH_UP: u32 = 3;
 
 /// Whether the reaper keeps its schedule. A round is late when more than 1.5 times the
 /// interval it planned passed since the previous round started: the process was not scheduled
-/// (CPU starvation, a stopped process) or a call on the reaper's thread (keepalive validation,
-/// a logger) blocked. A run of late rounds, up to `ON_TIME_TO_CATCH_UP` on-time rounds in a
+/// (CPU starvation, a stopped process) or a call on the reaper's thread (a logger, a
+/// connection's drop) blocked. A run of late rounds, up to `ON_TIME_TO_CATCH_UP` on-time rounds in a
 /// row, is one episode, warned about once.
 #[derive(Default)]
 struct Schedule {
@@ -227,7 +227,7 @@ impl Schedule {
                 "pool {pool:?}: the reaper thread woke up {} late (it planned to sleep {}, \
                  slept {}): this process or machine is starved of CPU, the process was \
                  stopped, or a call on the reaper's thread blocked; until it catches up, \
-                 lifetimes, keepalive and leak reports run late and timeouts may look odd",
+                 lifetimes and leak reports run late and timeouts may look odd",
                 Human(elapsed.saturating_sub(planned)),
                 Human(planned),
                 Human(elapsed),

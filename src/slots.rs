@@ -632,8 +632,8 @@ impl<C, H> Slots<C, H> {
     }
 
     /// Takes out the idle connection that has gone longest without being verified, if that
-    /// is at least `keepalive` (before `due`), for the reaper to validate. It is neither idle
-    /// nor checked out meanwhile.
+    /// is at least `keepalive` (before `due`), for the keepalive thread to validate. It is
+    /// neither idle nor checked out meanwhile.
     pub(crate) fn take_for_keepalive(&mut self, due: Stamp) -> Option<Box<Conn<C, H>>> {
         let (at, _) = self
             .idle
