@@ -16,31 +16,14 @@ use sluice::Pool;
 use sluice::mysql::MysqlConnectionManager;
 
 use common::{
-    SOON, capture_logs, check_refused, check_wrong_password, eventually, skip, unused_port,
+    SOON, capture_logs, check_refused, check_wrong_password, env, eventually, my_local, my_opts,
+    skip, unused_port,
 };
-
-fn env(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
-fn opts() -> OptsBuilder {
-    OptsBuilder::new()
-        .ip_or_hostname(Some(env("SLUICE_MY_HOST", "127.0.0.1")))
-        .tcp_port(
-            env("SLUICE_MY_PORT", "3306")
-                .parse()
-                .expect("SLUICE_MY_PORT"),
-        )
-        .user(Some(env("SLUICE_MY_USER", "root")))
-        .pass(std::env::var("SLUICE_MY_PASSWORD").ok())
-        .db_name(Some(env("SLUICE_MY_DATABASE", "test")))
-        .tcp_connect_timeout(Some(Duration::from_secs(5)))
-}
 
 /// The server's settings, or `None` (with a loud message) when it cannot be reached outside CI.
 fn server(test: &str) -> Option<OptsBuilder> {
-    match Conn::new(opts()) {
-        Ok(_) => Some(opts()),
+    match Conn::new(my_opts()) {
+        Ok(_) => Some(my_opts()),
         Err(err) => {
             skip(
                 test,
@@ -162,10 +145,7 @@ fn a_wrong_password_fails_at_once_with_the_servers_reason_and_is_never_shown() {
 
 #[test]
 fn nothing_listening_is_a_clear_error_within_the_timeout() {
-    let opts = OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(unused_port())
-        .user(Some("root"));
+    let opts = my_local().tcp_port(unused_port());
     let timeout = Duration::from_millis(500);
     let started = Instant::now();
     let result = Pool::builder()
@@ -180,7 +160,7 @@ fn nothing_listening_is_a_clear_error_within_the_timeout() {
 fn state_leaks(recycling: bool) -> (bool, bool, bool) {
     let pool = Pool::builder()
         .max_size(1)
-        .build(MysqlConnectionManager::new(opts()).with_recycling(recycling))
+        .build(MysqlConnectionManager::new(my_opts()).with_recycling(recycling))
         .unwrap();
     pool.get()
         .unwrap()

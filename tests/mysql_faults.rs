@@ -18,37 +18,27 @@ mod common;
 #[path = "common/faults.rs"]
 mod faults;
 
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
 use sluice::Pool;
 use sluice::mysql::MysqlConnectionManager;
 
-use common::{SOON, eventually, server_faults_allowed, skip};
+use common::{SOON, chain, eventually, my_local, my_select_1, server_faults_allowed, skip};
 use faults::{
-    HungListener, Stopped, Twice, chain, killed_under_load, one_at_a_time, stopped_under_load,
-    unique,
+    HungListener, LIMITED, Stopped, Twice, hung_build, hung_get, hung_pool, killed_under_load,
+    names_no_answer, one_at_a_time, out_of_connections, stopped_under_load, unique,
 };
 
-const PORT: u16 = 3306;
-
-/// The user with MAX_USER_CONNECTIONS 2 that scripts/services.sh creates.
-const LIMITED: &str = "sluice_limited";
-
-/// How much longer than its timeout a `build` or `get` against a hung listener may take.
-const SLACK: Duration = Duration::from_millis(500);
+/// How MariaDB's driver, through the pool, says that a host gave no answer: its own error for
+/// a login that timed out, or the pool's.
+const NO_ANSWER: &[&str] = &["did not finish the login", "no answer"];
 
 /// The local server, as `user`, over TCP only (the driver would otherwise move a loopback
 /// connection to the server's Unix socket, briefly holding two).
 fn opts(user: &str) -> OptsBuilder {
-    OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(PORT)
-        .user(Some(user))
-        .db_name(Some("test"))
-        .prefer_socket(false)
+    my_local().user(Some(user)).prefer_socket(false)
 }
 
 /// A client of the test's own, for looking at and acting on the pools' sessions.
@@ -61,17 +51,11 @@ fn server(test: &str) -> bool {
     match Conn::new(opts("root").tcp_connect_timeout(Some(Duration::from_secs(5)))) {
         Ok(_) => true,
         Err(err) => {
-            let why = format!("no MariaDB at 127.0.0.1:{PORT} ({})", chain(&err));
+            let why = format!("no MariaDB at 127.0.0.1:3306 ({})", chain(&err));
             skip(test, &why, "run scripts/services.sh");
             false
         }
     }
-}
-
-fn select_1(conn: &mut Conn) -> Result<(), String> {
-    let one: Option<i32> = conn.query_first("SELECT 1").map_err(|err| chain(&err))?;
-    assert_eq!(one, Some(1));
-    Ok(())
 }
 
 fn connection_id(conn: &mut Conn) -> Result<u64, String> {
@@ -127,43 +111,15 @@ fn gets_stay_within_their_timeout_while_the_server_is_stopped() {
         eprintln!("{test}: stopping mariadbd ({pid})");
         Stopped::begin(&[pid])
     };
-    stopped_under_load(test, pool, select_1, stop);
+    stopped_under_load(test, pool, my_select_1, stop);
 }
 
 // ---- 2. A listener that accepts and never answers ------------------------------------------
 
-fn within_timeout(what: &str, err: &sluice::Error, started: Instant, timeout: Duration) {
-    let took = started.elapsed();
-    let text = err.to_string();
-    eprintln!("{what} failed after {took:?}: {text}");
-    assert!(took <= timeout + SLACK, "{what} took {took:?}: {text}");
-    assert!(err.is_timeout(), "{what}: {text}");
-}
-
-/// Checks that `err` names 127.0.0.1:`port` and says it gave no answer.
-fn names_no_answer(what: &str, err: &sluice::Error, port: u16) {
-    let text = err.to_string();
-    let address = format!("127.0.0.1:{port}");
-    assert!(text.contains(&address), "{what} names {address}: {text}");
-    assert!(
-        text.contains("did not finish the login") || text.contains("no answer"),
-        "{what} says the server did not answer: {text}"
-    );
-}
-
-fn hung_pool(timeout: Duration) -> sluice::Builder<MysqlConnectionManager> {
-    Pool::builder()
-        .max_size(2)
-        .min_idle(Some(1))
-        .connection_timeout(timeout)
-        .error_handler(Box::new(sluice::NopErrorHandler))
-}
-
+/// The local server's settings (`my_local`), but at 127.0.0.1:`port`: a listener of the
+/// test's own.
 fn hung_opts(port: u16) -> OptsBuilder {
-    OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(port)
-        .user(Some("root"))
+    my_local().tcp_port(port)
 }
 
 #[test]
@@ -172,20 +128,11 @@ fn a_server_that_accepts_and_never_answers_costs_no_more_than_the_timeout() {
     let listener = HungListener::start();
     let port = listener.port();
     let timeout = Duration::from_secs(1);
-
-    let started = Instant::now();
-    let Err(err) = hung_pool(timeout).build(MysqlConnectionManager::new(hung_opts(port))) else {
-        panic!("a pool built on a server that never answers");
-    };
-    within_timeout("build", &err, started, timeout);
+    hung_build(MysqlConnectionManager::new(hung_opts(port)), timeout);
 
     let pool = hung_pool(timeout).build_unchecked(MysqlConnectionManager::new(hung_opts(port)));
     for round in 0..4 {
-        let started = Instant::now();
-        let Err(err) = pool.get_timeout(timeout) else {
-            panic!("a connection from a server that never answers");
-        };
-        within_timeout("get_timeout", &err, started, timeout);
+        let err = hung_get(&pool, timeout);
         // Even the first: the attempt gives up a little before the caller who waits for it.
         assert!(
             err.last_error().is_some(),
@@ -206,20 +153,12 @@ fn a_server_that_accepts_and_never_answers_is_named() {
     let pool = hung_pool(timeout).build_unchecked(MysqlConnectionManager::new(hung_opts(port)));
     // Past the first attempt, so that the pool has its error to show.
     let _ = pool.get_timeout(timeout);
-    let started = Instant::now();
-    let Err(err) = pool.get_timeout(timeout) else {
-        panic!("a connection from a server that never answers");
-    };
-    within_timeout("get_timeout", &err, started, timeout);
-    names_no_answer("get_timeout", &err, port);
+    let err = hung_get(&pool, timeout);
+    names_no_answer("get_timeout", &err, port, NO_ANSWER);
     drop(pool);
 
-    let started = Instant::now();
-    let Err(err) = hung_pool(timeout).build(MysqlConnectionManager::new(hung_opts(port))) else {
-        panic!("a pool built on a server that never answers");
-    };
-    within_timeout("build", &err, started, timeout);
-    names_no_answer("build", &err, port);
+    let err = hung_build(MysqlConnectionManager::new(hung_opts(port)), timeout);
+    names_no_answer("build", &err, port, NO_ANSWER);
 }
 
 // ---- 3. Too many connections for the user --------------------------------------------------
@@ -231,71 +170,14 @@ fn a_user_out_of_connections_is_a_clear_error_without_a_storm_and_the_pool_recov
     if !server(test) {
         return;
     }
-    let hold = || Conn::new(opts(LIMITED));
-    let mut holders = Vec::new();
-    for _ in 0..2 {
-        match hold() {
-            Ok(conn) => holders.push(conn),
-            Err(err) => {
-                let why = format!("cannot connect as {LIMITED} ({})", chain(&err));
-                skip(test, &why, "run scripts/services.sh");
-                return;
-            }
-        }
-    }
-    // The user is full: a third client of its own is refused.
-    let refused = hold().err().map(|err| chain(&err)).unwrap_or_default();
-    assert!(
-        refused.contains("max_user_connections"),
-        "{LIMITED} must allow 2 connections (run scripts/services.sh): {refused}"
-    );
-
-    let timeout = Duration::from_secs(1);
-    let pool = Pool::builder()
-        .pool_name(unique("my-limited"))
-        .max_size(2)
-        .min_idle(Some(1))
-        .connection_timeout(timeout)
-        .error_handler(Box::new(sluice::NopErrorHandler))
-        .build_unchecked(MysqlConnectionManager::new(opts(LIMITED)));
-    let started = Instant::now();
-    let Err(err) = pool.get_timeout(timeout) else {
-        panic!("a connection beyond the user's limit");
-    };
-    let took = started.elapsed();
-    assert!(took <= timeout + SLACK, "get_timeout took {took:?}: {err}");
-    assert!(err.is_timeout() && !err.is_permanent(), "{err}");
-    let last = err.last_error().map(|e| chain(e)).unwrap_or_default();
-    assert!(
-        last.contains("max_user_connections"),
-        "the server's reason: {last} ({err})"
-    );
-
-    // Back-off: a handful of attempts in two seconds, not hundreds.
-    let before = pool.metrics().connect_failures;
-    thread::sleep(Duration::from_secs(2));
-    let attempts = pool.metrics().connect_failures - before;
-    eprintln!("{test}: {attempts} failed connects in 2 s; the get said: {err}");
-    assert!(
-        (1..=20).contains(&attempts),
-        "{attempts} connect attempts in 2 s"
-    );
-
-    drop(holders);
-    let released = Instant::now();
-    let mut recovered = None;
-    while released.elapsed() < SOON {
-        if let Ok(mut conn) = pool.get_timeout(Duration::from_millis(500)) {
-            select_1(&mut conn).expect("a query once the user has room");
-            recovered = Some(released.elapsed());
-            break;
-        }
-    }
-    let recovered = recovered.expect("the pool recovered once the other clients left");
-    eprintln!("{test}: served {recovered:?} after the other clients left");
-    assert!(
-        recovered <= Duration::from_secs(3),
-        "recovered {recovered:?} after the user had room"
+    out_of_connections(
+        test,
+        "user",
+        "max_user_connections",
+        || Conn::new(opts(LIMITED)),
+        unique("my-limited"),
+        MysqlConnectionManager::new(opts(LIMITED)),
+        my_select_1,
     );
 }
 

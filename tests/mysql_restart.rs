@@ -18,12 +18,13 @@ mod restart;
 
 use std::time::Duration;
 
+use mysql::Conn;
 use mysql::prelude::Queryable;
-use mysql::{Conn, OptsBuilder};
 use sluice::Pool;
 use sluice::mysql::MysqlConnectionManager;
 
-use restart::{Server, chain, restart_under_load};
+use common::{my_local, my_select_1};
+use restart::{Server, restart_under_load};
 
 const MARIADB: Server = Server {
     name: "mariadb",
@@ -45,11 +46,7 @@ const MARIADB: Server = Server {
 
 /// Whether the server answers a client of the test's own.
 fn answers() -> bool {
-    let opts = OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(3306)
-        .user(Some("root"))
-        .db_name(Some("test"))
+    let opts = my_local()
         .tcp_connect_timeout(Some(Duration::from_secs(1)))
         .read_timeout(Some(Duration::from_secs(1)))
         .write_timeout(Some(Duration::from_secs(1)));
@@ -59,12 +56,7 @@ fn answers() -> bool {
 }
 
 fn pool() -> Pool<MysqlConnectionManager> {
-    let opts = OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(3306)
-        .user(Some("root"))
-        .db_name(Some("test"))
-        .tcp_connect_timeout(Some(Duration::from_secs(5)));
+    let opts = my_local().tcp_connect_timeout(Some(Duration::from_secs(5)));
     Pool::builder()
         .pool_name("my-restart")
         .max_size(4)
@@ -75,18 +67,12 @@ fn pool() -> Pool<MysqlConnectionManager> {
         .expect("a pool on the running server")
 }
 
-fn select_1(conn: &mut Conn) -> Result<(), String> {
-    let one: Option<i32> = conn.query_first("SELECT 1").map_err(|err| chain(&err))?;
-    assert_eq!(one, Some(1));
-    Ok(())
-}
-
 #[test]
 fn the_pool_recovers_on_its_own_from_a_server_restart_under_load() {
     restart_under_load(
         "the_pool_recovers_on_its_own_from_a_server_restart_under_load",
         &MARIADB,
         pool,
-        select_1,
+        my_select_1,
     );
 }

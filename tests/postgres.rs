@@ -18,34 +18,13 @@ use sluice::Pool;
 use sluice::postgres::PostgresConnectionManager;
 
 use common::{
-    capture_logs, check_refused, check_wrong_password, live_session_after_a_kill, skip, unused_port,
+    capture_logs, check_refused, check_wrong_password, live_session_after_a_kill, pg_config,
+    pg_local, skip, unused_port,
 };
-
-fn env(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
-fn config() -> Config {
-    let mut config = Config::new();
-    config
-        .host(&env("SLUICE_PG_HOST", "127.0.0.1"))
-        .port(
-            env("SLUICE_PG_PORT", "5432")
-                .parse()
-                .expect("SLUICE_PG_PORT"),
-        )
-        .user(&env("SLUICE_PG_USER", "postgres"))
-        .dbname(&env("SLUICE_PG_DATABASE", "test"))
-        .connect_timeout(Duration::from_secs(5));
-    if let Ok(password) = std::env::var("SLUICE_PG_PASSWORD") {
-        config.password(password);
-    }
-    config
-}
 
 /// The server's settings, or `None` (with a loud message) when it cannot be reached outside CI.
 fn server(test: &str) -> Option<Config> {
-    let config = config();
+    let config = pg_config();
     match config.connect(NoTls) {
         Ok(_) => Some(config),
         Err(err) => {
@@ -128,12 +107,7 @@ fn a_wrong_password_fails_at_once_with_the_servers_reason_and_is_never_shown() {
 
 #[test]
 fn nothing_listening_is_a_clear_error_within_the_timeout() {
-    let mut config = Config::new();
-    config
-        .host("127.0.0.1")
-        .port(unused_port())
-        .user("postgres")
-        .dbname("test");
+    let config = pg_local(unused_port());
     let timeout = Duration::from_millis(500);
     let started = Instant::now();
     let result = Pool::builder()
@@ -145,10 +119,9 @@ fn nothing_listening_is_a_clear_error_within_the_timeout() {
 
 /// Whether session state left by one borrower reaches the next: a setting, a temporary table.
 fn state_leaks(recycling: bool) -> (bool, bool) {
-    let config = config();
     let pool = Pool::builder()
         .max_size(1)
-        .build(manager(config).with_recycling(recycling))
+        .build(manager(pg_config()).with_recycling(recycling))
         .unwrap();
     {
         let mut conn = pool.get().unwrap();

@@ -26,32 +26,24 @@ use postgres::{Client, Config, NoTls};
 use sluice::postgres::PostgresConnectionManager;
 use sluice::{Pool, PooledConnection};
 
-use common::{SOON, eventually, server_faults_allowed, skip};
+use common::{SOON, chain, eventually, pg_local, pg_select_1, server_faults_allowed, skip};
 use faults::{
-    HungListener, Stopped, Twice, chain, killed_under_load, one_at_a_time, stopped_under_load,
-    unique,
+    HungListener, LIMITED, Stopped, Twice, hung_build, hung_get, hung_pool, killed_under_load,
+    names_no_answer, one_at_a_time, out_of_connections, stopped_under_load, unique,
 };
 
 const PORT: u16 = 5432;
 
-/// The role with `CONNECTION LIMIT 2` that scripts/services.sh creates.
-const LIMITED: &str = "sluice_limited";
-
-/// How much longer than its timeout a `build` or `get` against a hung listener may take.
-const SLACK: Duration = Duration::from_millis(500);
+/// How PostgreSQL's driver, through the pool, says that a host gave no answer.
+const NO_ANSWER: &[&str] = &["no answer"];
 
 type Manager = PostgresConnectionManager<NoTls>;
 
 /// The local server's settings, as user `user`, with `application_name` set to `app` (how
 /// the tests find their own pools' backends).
 fn config(user: &str, app: &str) -> Config {
-    let mut config = Config::new();
-    config
-        .host("127.0.0.1")
-        .port(PORT)
-        .user(user)
-        .dbname("test")
-        .application_name(app);
+    let mut config = pg_local(PORT);
+    config.user(user).application_name(app);
     config
 }
 
@@ -86,15 +78,6 @@ fn backends(admin: &mut Client, app: &str) -> Vec<i32> {
         .iter()
         .map(|row| row.get(0))
         .collect()
-}
-
-fn select_1(client: &mut Client) -> Result<(), String> {
-    let one: i32 = client
-        .query_one("SELECT 1", &[])
-        .map_err(|err| chain(&err))?
-        .get(0);
-    assert_eq!(one, 1);
-    Ok(())
 }
 
 fn backend_pid(client: &mut Client) -> Result<i32, String> {
@@ -138,7 +121,7 @@ fn stop_backends(test: &str) {
         eprintln!("{test}: stopping backends {pids:?}");
         Stopped::begin(&pids)
     };
-    stopped_under_load(test, pool, select_1, stop);
+    stopped_under_load(test, pool, pg_select_1, stop);
 }
 
 /// A validation that gets no answer gives up in time, and also shuts the session's socket
@@ -151,65 +134,19 @@ fn gets_stay_within_their_timeout_while_the_pools_backends_are_stopped() {
 
 // ---- 2. A listener that accepts and never answers ------------------------------------------
 
-/// Checks an error from a pool whose only host never answers: a timeout, within `timeout`
-/// and [`SLACK`] of `started`.
-fn within_timeout(what: &str, err: &sluice::Error, started: Instant, timeout: Duration) {
-    let took = started.elapsed();
-    let text = err.to_string();
-    eprintln!("{what} failed after {took:?}: {text}");
-    assert!(took <= timeout + SLACK, "{what} took {took:?}: {text}");
-    assert!(err.is_timeout(), "{what}: {text}");
-}
-
-/// Checks that `err` names 127.0.0.1:`port` and says it gave no answer.
-fn names_no_answer(what: &str, err: &sluice::Error, port: u16) {
-    let text = err.to_string();
-    let address = format!("127.0.0.1:{port}");
-    assert!(text.contains(&address), "{what} names {address}: {text}");
-    assert!(text.contains("no answer"), "{what} says no answer: {text}");
-}
-
-/// A pool wanting one connection, each check-out and connect given `timeout`.
-fn pool_on(timeout: Duration) -> sluice::Builder<Manager> {
-    Pool::builder()
-        .max_size(2)
-        .min_idle(Some(1))
-        .connection_timeout(timeout)
-        .error_handler(Box::new(sluice::NopErrorHandler))
-}
-
-fn config_on(port: u16) -> Config {
-    let mut config = Config::new();
-    config
-        .host("127.0.0.1")
-        .port(port)
-        .user("postgres")
-        .dbname("test");
-    config
-}
-
 #[test]
 fn a_server_that_accepts_and_never_answers_costs_no_more_than_the_timeout_and_is_named() {
     let _serial = one_at_a_time();
     let listener = HungListener::start();
     let port = listener.port();
     let timeout = Duration::from_secs(1);
+    hung_build(Manager::new(pg_local(port), NoTls), timeout);
 
-    let started = Instant::now();
-    let Err(err) = pool_on(timeout).build(Manager::new(config_on(port), NoTls)) else {
-        panic!("a pool built on a server that never answers");
-    };
-    within_timeout("build", &err, started, timeout);
-
-    let pool = pool_on(timeout).build_unchecked(Manager::new(config_on(port), NoTls));
+    let pool = hung_pool(timeout).build_unchecked(Manager::new(pg_local(port), NoTls));
     for round in 0..4 {
-        let started = Instant::now();
-        let Err(err) = pool.get_timeout(timeout) else {
-            panic!("a connection from a server that never answers");
-        };
-        within_timeout("get_timeout", &err, started, timeout);
+        let err = hung_get(&pool, timeout);
         // Even the first: the attempt gives up a little before the caller who waits for it.
-        names_no_answer(&format!("get_timeout {round}"), &err, port);
+        names_no_answer(&format!("get_timeout {round}"), &err, port, NO_ANSWER);
     }
     assert!(listener.accepted() >= 2, "the listener was tried");
 }
@@ -221,13 +158,8 @@ fn a_build_on_a_server_that_never_answers_names_it() {
     let _serial = one_at_a_time();
     let listener = HungListener::start();
     let port = listener.port();
-    let timeout = Duration::from_secs(1);
-    let started = Instant::now();
-    let Err(err) = pool_on(timeout).build(Manager::new(config_on(port), NoTls)) else {
-        panic!("a pool built on a server that never answers");
-    };
-    within_timeout("build", &err, started, timeout);
-    names_no_answer("build", &err, port);
+    let err = hung_build(Manager::new(pg_local(port), NoTls), Duration::from_secs(1));
+    names_no_answer("build", &err, port, NO_ANSWER);
 }
 
 #[test]
@@ -293,71 +225,14 @@ fn a_role_out_of_connections_is_a_clear_error_without_a_storm_and_the_pool_recov
         return;
     }
     let app = unique("pg-limited");
-    let hold = || config(LIMITED, &format!("{app}-holder")).connect(NoTls);
-    let mut holders = Vec::new();
-    for _ in 0..2 {
-        match hold() {
-            Ok(client) => holders.push(client),
-            Err(err) => {
-                let why = format!("cannot connect as {LIMITED} ({})", chain(&err));
-                skip(test, &why, "run scripts/services.sh");
-                return;
-            }
-        }
-    }
-    // The role is full: a third client of its own is refused.
-    let refused = hold().err().map(|err| chain(&err)).unwrap_or_default();
-    assert!(
-        refused.contains("too many connections"),
-        "{LIMITED} must allow 2 connections (run scripts/services.sh): {refused}"
-    );
-
-    let timeout = Duration::from_secs(1);
-    let pool = Pool::builder()
-        .pool_name(app.clone())
-        .max_size(2)
-        .min_idle(Some(1))
-        .connection_timeout(timeout)
-        .error_handler(Box::new(sluice::NopErrorHandler))
-        .build_unchecked(Manager::new(config(LIMITED, &app), NoTls));
-    let started = Instant::now();
-    let Err(err) = pool.get_timeout(timeout) else {
-        panic!("a connection beyond the role's limit");
-    };
-    let took = started.elapsed();
-    assert!(took <= timeout + SLACK, "get_timeout took {took:?}: {err}");
-    assert!(err.is_timeout() && !err.is_permanent(), "{err}");
-    let last = err.last_error().map(|e| chain(e)).unwrap_or_default();
-    assert!(
-        last.contains("too many connections"),
-        "the server's reason: {last} ({err})"
-    );
-
-    // Back-off: a handful of attempts in two seconds, not hundreds.
-    let before = pool.metrics().connect_failures;
-    thread::sleep(Duration::from_secs(2));
-    let attempts = pool.metrics().connect_failures - before;
-    eprintln!("{test}: {attempts} failed connects in 2 s; the get said: {err}");
-    assert!(
-        (1..=20).contains(&attempts),
-        "{attempts} connect attempts in 2 s"
-    );
-
-    drop(holders);
-    let released = Instant::now();
-    let mut recovered = None;
-    while released.elapsed() < SOON {
-        if let Ok(mut conn) = pool.get_timeout(Duration::from_millis(500)) {
-            select_1(&mut conn).expect("a query once the role has room");
-            recovered = Some(released.elapsed());
-            break;
-        }
-    }
-    let recovered = recovered.expect("the pool recovered once the other clients left");
-    eprintln!("{test}: served {recovered:?} after the other clients left");
-    assert!(
-        recovered <= Duration::from_secs(3),
-        "recovered {recovered:?} after the role had room"
+    out_of_connections(
+        test,
+        "role",
+        "too many connections",
+        || config(LIMITED, &format!("{app}-holder")).connect(NoTls),
+        app.clone(),
+        Manager::new(config(LIMITED, &app), NoTls),
+        pg_select_1,
     );
 }
 

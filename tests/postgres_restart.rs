@@ -18,11 +18,12 @@ mod restart;
 
 use std::time::Duration;
 
-use postgres::{Config, NoTls};
+use postgres::NoTls;
 use sluice::Pool;
 use sluice::postgres::PostgresConnectionManager;
 
-use restart::{Server, chain, restart_under_load};
+use common::{pg_local, pg_select_1};
+use restart::{Server, restart_under_load};
 
 const POSTGRES: Server = Server {
     name: "postgres",
@@ -52,27 +53,16 @@ const POSTGRES: Server = Server {
 
 /// Whether the server answers a client of the test's own.
 fn answers() -> bool {
-    let mut config = Config::new();
-    config
-        .host("127.0.0.1")
-        .port(5432)
-        .user("postgres")
-        .dbname("test")
-        .connect_timeout(Duration::from_secs(1));
-    config
+    pg_local(5432)
+        .connect_timeout(Duration::from_secs(1))
         .connect(NoTls)
         .and_then(|mut client| client.simple_query("SELECT 1"))
         .is_ok()
 }
 
 fn pool() -> Pool<PostgresConnectionManager<NoTls>> {
-    let mut config = Config::new();
-    config
-        .host("127.0.0.1")
-        .port(5432)
-        .user("postgres")
-        .dbname("test")
-        .connect_timeout(Duration::from_secs(5));
+    let mut config = pg_local(5432);
+    config.connect_timeout(Duration::from_secs(5));
     Pool::builder()
         .pool_name("pg-restart")
         .max_size(4)
@@ -83,21 +73,12 @@ fn pool() -> Pool<PostgresConnectionManager<NoTls>> {
         .expect("a pool on the running server")
 }
 
-fn select_1(client: &mut postgres::Client) -> Result<(), String> {
-    let one: i32 = client
-        .query_one("SELECT 1", &[])
-        .map_err(|err| chain(&err))?
-        .get(0);
-    assert_eq!(one, 1);
-    Ok(())
-}
-
 #[test]
 fn the_pool_recovers_on_its_own_from_a_server_restart_under_load() {
     restart_under_load(
         "the_pool_recovers_on_its_own_from_a_server_restart_under_load",
         &POSTGRES,
         pool,
-        select_1,
+        pg_select_1,
     );
 }

@@ -26,32 +26,18 @@ use sluice::Pool;
 use sluice::postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use common::{SOON, all_logged, capture_logs, check_wrong_password, eventually, skip};
+use common::{
+    SOON, all_logged, capture_logs, check_wrong_password, env, eventually, pg_config, skip,
+};
 
 /// The user `scripts/services.sh` makes give its password (scram-sha-256 from 127.0.0.1).
 const AUTH_USER: &str = "sluice_auth";
 const AUTH_PASSWORD: &str = "sluice-auth-secret";
 
-fn env(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
+/// The server of tests/postgres.rs (`common::pg_config`), over TLS only.
 fn config() -> Config {
-    let mut config = Config::new();
-    config
-        .host(&env("SLUICE_PG_HOST", "127.0.0.1"))
-        .port(
-            env("SLUICE_PG_PORT", "5432")
-                .parse()
-                .expect("SLUICE_PG_PORT"),
-        )
-        .user(&env("SLUICE_PG_USER", "postgres"))
-        .dbname(&env("SLUICE_PG_DATABASE", "test"))
-        .ssl_mode(SslMode::Require)
-        .connect_timeout(Duration::from_secs(5));
-    if let Ok(password) = std::env::var("SLUICE_PG_PASSWORD") {
-        config.password(password);
-    }
+    let mut config = pg_config();
+    config.ssl_mode(SslMode::Require);
     config
 }
 

@@ -1,20 +1,25 @@
 //! Sick servers on loopback, for tests/postgres_faults.rs and tests/mysql_faults.rs (no other
-//! test binary includes this file): a listener that accepts and never answers, server
-//! processes stopped with SIGSTOP (and always continued), and the check that a pool under load
-//! keeps every `get` within its timeout while its server is stopped.
+//! test binary includes this file): a listener that accepts and never answers and the checks
+//! of a pool on it, the check of a login out of connections, server processes stopped with
+//! SIGSTOP (and always continued), and the checks of a pool under load (common/load.rs) while
+//! its server is stopped or its sessions are killed.
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-use sluice::{ManageConnection, Pool, PooledConnection};
+use sluice::{ManageConnection, Pool};
 
-use crate::common::SOON;
+use crate::common::{SOON, chain, skip};
+
+#[path = "load.rs"]
+mod load;
+
+use load::{BACK, Load};
 
 /// How long a stopped server (or backend) stays stopped: other people's tests share it.
 pub const STOP_FOR: Duration = Duration::from_secs(3);
@@ -38,18 +43,6 @@ pub fn unique(what: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// An error and its `source()` chain, on one line.
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut next = err.source();
-    while let Some(source) = next {
-        text.push_str(" <- ");
-        text.push_str(&source.to_string());
-        next = source.source();
-    }
-    text
 }
 
 /// A TCP listener on 127.0.0.1 that accepts connections and holds them without ever writing a
@@ -109,6 +102,160 @@ impl Drop for HungListener {
             let _ = thread.join();
         }
     }
+}
+
+/// How much longer than its timeout a `build` or `get` that fails may take: on a server that
+/// never answers, or as a login out of connections.
+pub const FAILED_SLACK: Duration = Duration::from_millis(500);
+
+/// A pool wanting one connection, each check-out and connect given `timeout`: for a server
+/// that never answers.
+pub fn hung_pool<M: ManageConnection>(timeout: Duration) -> sluice::Builder<M> {
+    Pool::builder()
+        .max_size(2)
+        .min_idle(Some(1))
+        .connection_timeout(timeout)
+        .error_handler(Box::new(sluice::NopErrorHandler))
+}
+
+/// Checks an error from a pool whose only host never answers: a timeout, within `timeout`
+/// and [`FAILED_SLACK`] of `started`.
+pub fn within_timeout(what: &str, err: &sluice::Error, started: Instant, timeout: Duration) {
+    let took = started.elapsed();
+    let text = err.to_string();
+    eprintln!("{what} failed after {took:?}: {text}");
+    assert!(
+        took <= timeout + FAILED_SLACK,
+        "{what} took {took:?}: {text}"
+    );
+    assert!(err.is_timeout(), "{what}: {text}");
+}
+
+/// Builds a [`hung_pool`] on `manager`, whose only host never answers, and checks that it
+/// fails [`within_timeout`]; returns the error.
+pub fn hung_build<M: ManageConnection>(manager: M, timeout: Duration) -> sluice::Error {
+    let started = Instant::now();
+    let Err(err) = hung_pool(timeout).build(manager) else {
+        panic!("a pool built on a server that never answers");
+    };
+    within_timeout("build", &err, started, timeout);
+    err
+}
+
+/// Checks out of `pool`, whose only host never answers, and checks that `get_timeout`
+/// fails [`within_timeout`]; returns the error.
+pub fn hung_get<M: ManageConnection>(pool: &Pool<M>, timeout: Duration) -> sluice::Error {
+    let started = Instant::now();
+    let Err(err) = pool.get_timeout(timeout) else {
+        panic!("a connection from a server that never answers");
+    };
+    within_timeout("get_timeout", &err, started, timeout);
+    err
+}
+
+/// Checks that `err` names 127.0.0.1:`port` and says it gave no answer, in one of the words
+/// of `says`.
+pub fn names_no_answer(what: &str, err: &sluice::Error, port: u16, says: &[&str]) {
+    let text = err.to_string();
+    let address = format!("127.0.0.1:{port}");
+    assert!(text.contains(&address), "{what} names {address}: {text}");
+    assert!(
+        says.iter().any(|words| text.contains(words)),
+        "{what} says the server did not answer ({says:?}): {text}"
+    );
+}
+
+/// The login with room for 2 connections at once that scripts/services.sh creates: a role
+/// with `CONNECTION LIMIT 2` in PostgreSQL, a user with `MAX_USER_CONNECTIONS 2` in MariaDB.
+pub const LIMITED: &str = "sluice_limited";
+
+/// The check that a login out of connections is a clear error without a storm, and that the
+/// pool recovers. `hold` connects as [`LIMITED`] with a client of the test's own; `login`
+/// says what [`LIMITED`] is to the server (`role`, `user`), and `reason` how the server
+/// refuses a connection beyond its limit.
+///
+/// - Two clients of `hold` take the login's room (or the test skips), and a third is refused
+///   with `reason`.
+/// - A pool `pool_name` on `manager` (connecting as [`LIMITED`]) then fails a check-out within
+///   its `connection_timeout` (1 s) and [`FAILED_SLACK`], with a timeout that is not
+///   permanent and whose last error carries `reason`.
+/// - Its connect attempts back off: 1 to 20 in two seconds.
+/// - Once the two clients leave, a check-out and `query` succeed within 3 s.
+pub fn out_of_connections<M: ManageConnection, H, E: std::error::Error + 'static>(
+    test: &str,
+    login: &str,
+    reason: &str,
+    hold: impl Fn() -> Result<H, E>,
+    pool_name: String,
+    manager: M,
+    query: fn(&mut M::Connection) -> Result<(), String>,
+) {
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        match hold() {
+            Ok(client) => holders.push(client),
+            Err(err) => {
+                let why = format!("cannot connect as {LIMITED} ({})", chain(&err));
+                skip(test, &why, "run scripts/services.sh");
+                return;
+            }
+        }
+    }
+    // The login is full: a third client of its own is refused.
+    let refused = hold().err().map(|err| chain(&err)).unwrap_or_default();
+    assert!(
+        refused.contains(reason),
+        "{LIMITED} must allow 2 connections (run scripts/services.sh): {refused}"
+    );
+
+    let timeout = Duration::from_secs(1);
+    let pool = Pool::builder()
+        .pool_name(pool_name)
+        .max_size(2)
+        .min_idle(Some(1))
+        .connection_timeout(timeout)
+        .error_handler(Box::new(sluice::NopErrorHandler))
+        .build_unchecked(manager);
+    let started = Instant::now();
+    let Err(err) = pool.get_timeout(timeout) else {
+        panic!("a connection beyond the {login}'s limit");
+    };
+    let took = started.elapsed();
+    assert!(
+        took <= timeout + FAILED_SLACK,
+        "get_timeout took {took:?}: {err}"
+    );
+    assert!(err.is_timeout() && !err.is_permanent(), "{err}");
+    let last = err.last_error().map(|e| chain(e)).unwrap_or_default();
+    assert!(last.contains(reason), "the server's reason: {last} ({err})");
+
+    // Back-off: a handful of attempts in two seconds, not hundreds.
+    let before = pool.metrics().connect_failures;
+    thread::sleep(Duration::from_secs(2));
+    let attempts = pool.metrics().connect_failures - before;
+    eprintln!("{test}: {attempts} failed connects in 2 s; the get said: {err}");
+    assert!(
+        (1..=20).contains(&attempts),
+        "{attempts} connect attempts in 2 s"
+    );
+
+    drop(holders);
+    let released = Instant::now();
+    let mut recovered = None;
+    while released.elapsed() < SOON {
+        if let Ok(mut conn) = pool.get_timeout(Duration::from_millis(500)) {
+            query(&mut conn)
+                .unwrap_or_else(|err| panic!("a query once the {login} has room: {err}"));
+            recovered = Some(released.elapsed());
+            break;
+        }
+    }
+    let recovered = recovered.expect("the pool recovered once the other clients left");
+    eprintln!("{test}: served {recovered:?} after the other clients left");
+    assert!(
+        recovered <= Duration::from_secs(3),
+        "recovered {recovered:?} after the {login} had room"
+    );
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to `pids` with kill(1).
@@ -206,97 +353,8 @@ impl Drop for Stopped {
     }
 }
 
-/// Where the test is when a check-out begins.
-const WARM: u8 = 0;
-const STOPPED: u8 = 1;
-const RESUMED: u8 = 2;
-
 /// Threads looping get + query.
 pub const WORKERS: usize = 8;
-
-/// One `get` and what came of it (the query after it is not part of the measure).
-struct Get {
-    worker: usize,
-    began: Instant,
-    took: Duration,
-    outcome: Result<u64, sluice::Error>,
-    /// The query on the connection, if one was checked out.
-    query: Option<Result<(), String>>,
-}
-
-enum Event {
-    Warm,
-    Recovered,
-    Finished(Vec<Get>),
-}
-
-/// Ends the load when dropped, also when the test fails.
-struct Load(Arc<AtomicBool>);
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-fn work<M: ManageConnection>(
-    worker: usize,
-    pool: Pool<M>,
-    query: fn(&mut M::Connection) -> Result<(), String>,
-    phase: Arc<AtomicU8>,
-    done: Arc<AtomicBool>,
-    events: Sender<(usize, Event)>,
-) {
-    let (mut warm, mut recovered) = (false, false);
-    let mut gets = Vec::new();
-    while !done.load(Ordering::SeqCst) {
-        let now_in = phase.load(Ordering::SeqCst);
-        let began = Instant::now();
-        let got = pool.get();
-        let took = began.elapsed();
-        let (outcome, result) = match got {
-            Ok(mut conn) => {
-                let result = query(&mut conn);
-                (Ok(PooledConnection::id(&conn)), Some(result))
-            }
-            Err(err) => (Err(err), None),
-        };
-        let answered = matches!(result, Some(Ok(())));
-        gets.push(Get {
-            worker,
-            began,
-            took,
-            outcome,
-            query: result,
-        });
-        if answered && now_in == WARM && !warm {
-            warm = true;
-            let _ = events.send((worker, Event::Warm));
-        }
-        if answered && now_in == RESUMED && !recovered {
-            recovered = true;
-            let _ = events.send((worker, Event::Recovered));
-        }
-        thread::sleep(Duration::from_millis(1));
-    }
-    let _ = events.send((worker, Event::Finished(gets)));
-}
-
-/// Waits until every worker has sent its next event, or fails the test after `within`.
-fn from_each(events: &Receiver<(usize, Event)>, within: Duration, what: &str) -> Vec<Event> {
-    let deadline = Instant::now() + within;
-    let mut got: Vec<Option<Event>> = (0..WORKERS).map(|_| None).collect();
-    while got.iter().any(Option::is_none) {
-        match events.recv_deadline(deadline) {
-            Ok((worker, event)) => got[worker] = Some(event),
-            Err(_) => {
-                let missing: Vec<usize> = (0..WORKERS).filter(|&w| got[w].is_none()).collect();
-                panic!("workers {missing:?} (of {WORKERS}) never {what} within {within:?}: hung?");
-            }
-        }
-    }
-    got.into_iter().map(Option::unwrap).collect()
-}
 
 /// What `stopped_under_load` measured.
 pub struct StopReport {
@@ -326,22 +384,15 @@ pub fn stopped_under_load<M: ManageConnection>(
     stop: impl FnOnce() -> Result<Stopped, String>,
 ) -> Option<StopReport> {
     let timeout = pool.connection_timeout();
-    let phase = Arc::new(AtomicU8::new(WARM));
-    let load = Load(Arc::new(AtomicBool::new(false)));
-    let (tx, events) = crossbeam_channel::unbounded();
-    for worker in 0..WORKERS {
-        let (pool, phase, done, tx) = (pool.clone(), phase.clone(), load.0.clone(), tx.clone());
-        thread::spawn(move || work(worker, pool, query, phase, done, tx));
-    }
-    drop(tx);
-    from_each(&events, SOON, "answered a query before the stop");
+    let load = Load::start(&pool, WORKERS, query);
+    load.wait_for_each(SOON, "answered a query before the stop");
 
-    phase.store(STOPPED, Ordering::SeqCst);
+    // The load stays UP through the stop: this test waits for no failure.
     let stop_began = Instant::now();
     let stopped = match stop() {
         Ok(stopped) => stopped,
         Err(why) => {
-            crate::common::skip(test, &why, "run it as root beside the server");
+            skip(test, &why, "run it as root beside the server");
             return None;
         }
     };
@@ -350,21 +401,12 @@ pub fn stopped_under_load<M: ManageConnection>(
     let resume_began = Instant::now();
     stopped.end().expect("SIGCONT");
     let resumed = Instant::now();
-    phase.store(RESUMED, Ordering::SeqCst);
-    from_each(
-        &events,
+    load.enter(BACK);
+    load.wait_for_each(
         timeout + SOON,
         "had a get and query succeed after the processes continued",
     );
-    load.0.store(true, Ordering::SeqCst);
-    let mut gets: Vec<Get> = from_each(&events, timeout + SOON, "finished")
-        .into_iter()
-        .flat_map(|event| match event {
-            Event::Finished(gets) => gets,
-            _ => Vec::new(),
-        })
-        .collect();
-    gets.sort_by_key(|g| g.began);
+    let gets = load.finish(timeout + SOON);
 
     let mut problems = Vec::new();
     let mut longest_get = Duration::ZERO;
@@ -380,18 +422,18 @@ pub fn stopped_under_load<M: ManageConnection>(
         }
     };
     for get in &gets {
-        longest_get = longest_get.max(get.took);
-        let ended = get.began + get.took;
-        if ended > stop_began && get.began < resumed {
-            longest_get_during_stop = longest_get_during_stop.max(get.took);
+        let took = get.took();
+        longest_get = longest_get.max(took);
+        if get.got > stop_began && get.began < resumed {
+            longest_get_during_stop = longest_get_during_stop.max(took);
         }
-        if get.took > timeout + GET_SLACK {
+        if took > timeout + GET_SLACK {
             problems.push(format!(
                 "worker {}: a get began {} ms after the stop began and took {:?} (timeout \
                  {timeout:?}): {}",
                 get.worker,
                 at(get.began),
-                get.took,
+                took,
                 match &get.outcome {
                     Ok(id) => format!("got connection {id}"),
                     Err(err) => err.to_string(),
@@ -411,7 +453,7 @@ pub fn stopped_under_load<M: ManageConnection>(
         failed += 1;
         // A get that began just before the stop may meet it (a validation on a backend
         // stopped meanwhile); one that ended before it must not fail.
-        if ended <= stop_began {
+        if get.got <= stop_began {
             problems.push(format!(
                 "worker {}: a get failed before the stop: {err}",
                 get.worker
@@ -526,44 +568,18 @@ pub fn killed_under_load<M: ManageConnection>(
     use std::collections::{BTreeMap, HashMap, HashSet};
 
     let seen = Arc::new(Mutex::new(HashSet::<u64>::new()));
-    let load = Load(Arc::new(AtomicBool::new(false)));
-    let (warm_tx, warm) = crossbeam_channel::unbounded();
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (pool, done, warm_tx, seen) =
-                (pool.clone(), load.0.clone(), warm_tx.clone(), seen.clone());
-            thread::spawn(move || {
-                let (mut uses, mut get_errors) = (Vec::new(), Vec::new());
-                while !done.load(Ordering::SeqCst) {
-                    match pool.get() {
-                        Ok(mut conn) => {
-                            let got = Instant::now();
-                            let result = session(&mut conn);
-                            let ended = Instant::now();
-                            if let Ok(id) = &result {
-                                seen.lock().unwrap().insert(*id);
-                                if uses.is_empty() {
-                                    let _ = warm_tx.send(());
-                                }
-                            }
-                            uses.push(Use {
-                                conn: PooledConnection::id(&conn),
-                                got,
-                                ended,
-                                result,
-                            });
-                        }
-                        Err(err) => get_errors.push(err.to_string()),
-                    }
-                    thread::sleep(Duration::from_millis(1));
-                }
-                (uses, get_errors)
-            })
-        })
-        .collect();
-    for _ in 0..WORKERS {
-        warm.recv_timeout(SOON).expect("every worker answered");
-    }
+    let query = {
+        let seen = seen.clone();
+        move |conn: &mut M::Connection| {
+            let result = session(conn);
+            if let Ok(id) = &result {
+                seen.lock().unwrap().insert(*id);
+            }
+            result
+        }
+    };
+    let load = Load::start(&pool, WORKERS, query);
+    load.wait_for_each(SOON, "answered a query before the kills");
 
     let mut rounds = Vec::new();
     for _ in 0..8 {
@@ -577,12 +593,17 @@ pub fn killed_under_load<M: ManageConnection>(
             killed,
         });
     }
-    load.0.store(true, Ordering::SeqCst);
     let (mut uses, mut get_errors) = (Vec::new(), Vec::new());
-    for worker in workers {
-        let (u, e) = worker.join().unwrap();
-        uses.extend(u);
-        get_errors.extend(e);
+    for get in load.finish(pool.connection_timeout() + SOON) {
+        match get.outcome {
+            Ok(conn) => uses.push(Use {
+                conn,
+                got: get.got,
+                ended: get.ended,
+                result: get.query.expect("a query on each connection checked out"),
+            }),
+            Err(err) => get_errors.push(err.to_string()),
+        }
     }
     uses.sort_by_key(|u| u.got);
     let mut conn = pool

@@ -536,6 +536,18 @@ where
     panic!("no live connection after the kill ({errors} errors)");
 }
 
+/// An error and its `source()` chain, on one line.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(source) = next {
+        text.push_str(" <- ");
+        text.push_str(&source.to_string());
+        next = source.source();
+    }
+    text
+}
+
 /// Says loudly that `test` did not run and why (`fix` says what would let it run); under
 /// `CI=true`, where every test must run, fails instead.
 pub fn skip(test: &str, why: &str, fix: &str) {
@@ -558,4 +570,98 @@ pub fn server_faults_allowed(test: &str) -> bool {
         );
     }
     ci || asked
+}
+
+/// Environment variable `name`, or `default` when it is not set.
+pub fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// The PostgreSQL server of tests/postgres.rs and tests/postgres_tls.rs: `SLUICE_PG_HOST`
+/// (default `127.0.0.1`), `SLUICE_PG_PORT` (`5432`), `SLUICE_PG_USER` (`postgres`),
+/// `SLUICE_PG_PASSWORD` (none) and `SLUICE_PG_DATABASE` (`test`), given 5 s to connect. By
+/// default that is the local server `scripts/services.sh` sets up, [`pg_local`].
+#[cfg(feature = "postgres")]
+pub fn pg_config() -> postgres::Config {
+    let mut config = postgres::Config::new();
+    config
+        .host(&env("SLUICE_PG_HOST", "127.0.0.1"))
+        .port(
+            env("SLUICE_PG_PORT", "5432")
+                .parse()
+                .expect("SLUICE_PG_PORT"),
+        )
+        .user(&env("SLUICE_PG_USER", "postgres"))
+        .dbname(&env("SLUICE_PG_DATABASE", "test"))
+        .connect_timeout(Duration::from_secs(5));
+    if let Ok(password) = std::env::var("SLUICE_PG_PASSWORD") {
+        config.password(password);
+    }
+    config
+}
+
+/// 127.0.0.1:`port` as the local PostgreSQL server's user `postgres`, database `test`, whatever
+/// the `SLUICE_PG_*` settings say: at port 5432 the server `scripts/services.sh` sets up, the
+/// one the fault and restart tests act on. (`host` and `port` add to a `Config`'s lists, so
+/// the port is given here; the rest the caller may change.)
+#[cfg(feature = "postgres")]
+pub fn pg_local(port: u16) -> postgres::Config {
+    let mut config = postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .dbname("test");
+    config
+}
+
+/// `SELECT 1` on `client`, which must answer 1: the query of the fault and restart tests.
+#[cfg(feature = "postgres")]
+pub fn pg_select_1(client: &mut postgres::Client) -> Result<(), String> {
+    let one: i32 = client
+        .query_one("SELECT 1", &[])
+        .map_err(|err| chain(&err))?
+        .get(0);
+    assert_eq!(one, 1);
+    Ok(())
+}
+
+/// The MariaDB server of tests/mysql.rs: `SLUICE_MY_HOST` (default `127.0.0.1`),
+/// `SLUICE_MY_PORT` (`3306`), `SLUICE_MY_USER` (`root`), `SLUICE_MY_PASSWORD` (empty) and
+/// `SLUICE_MY_DATABASE` (`test`), given 5 s to connect. By default that is the local server
+/// `scripts/services.sh` sets up, [`my_local`].
+#[cfg(feature = "mysql")]
+pub fn my_opts() -> mysql::OptsBuilder {
+    mysql::OptsBuilder::new()
+        .ip_or_hostname(Some(env("SLUICE_MY_HOST", "127.0.0.1")))
+        .tcp_port(
+            env("SLUICE_MY_PORT", "3306")
+                .parse()
+                .expect("SLUICE_MY_PORT"),
+        )
+        .user(Some(env("SLUICE_MY_USER", "root")))
+        .pass(std::env::var("SLUICE_MY_PASSWORD").ok())
+        .db_name(Some(env("SLUICE_MY_DATABASE", "test")))
+        .tcp_connect_timeout(Some(Duration::from_secs(5)))
+}
+
+/// 127.0.0.1:3306 as user `root` (empty password), database `test`, whatever the `SLUICE_MY_*`
+/// settings say: the local MariaDB server `scripts/services.sh` sets up, the one the fault and
+/// restart tests act on.
+#[cfg(feature = "mysql")]
+pub fn my_local() -> mysql::OptsBuilder {
+    mysql::OptsBuilder::new()
+        .ip_or_hostname(Some("127.0.0.1"))
+        .tcp_port(3306)
+        .user(Some("root"))
+        .db_name(Some("test"))
+}
+
+/// `SELECT 1` on `conn`, which must answer 1: the query of the fault and restart tests.
+#[cfg(feature = "mysql")]
+pub fn my_select_1(conn: &mut mysql::Conn) -> Result<(), String> {
+    use mysql::prelude::Queryable;
+    let one: Option<i32> = conn.query_first("SELECT 1").map_err(|err| chain(&err))?;
+    assert_eq!(one, Some(1));
+    Ok(())
 }

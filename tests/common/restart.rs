@@ -8,15 +8,18 @@
 
 use std::fs::{self, File};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-use sluice::{ManageConnection, Pool, PooledConnection};
+use sluice::{ManageConnection, Pool};
 
-use crate::common::{SOON, eventually};
+use crate::common::{SOON, chain, eventually};
+
+#[path = "load.rs"]
+mod load;
+
+use load::{BACK, DOWN, Event, Get, Load};
 
 /// Threads looping check-out and query: more than the pool's connections, so some of them
 /// wait in line when the pool runs dry.
@@ -123,145 +126,6 @@ impl Drop for Outage {
     }
 }
 
-/// Ends the load when dropped, also when the test fails.
-struct Load(Arc<AtomicBool>);
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Where the test is when a check-out begins.
-const UP: u8 = 0;
-const OUTAGE: u8 = 1;
-const BACK: u8 = 2;
-
-enum Outcome {
-    GetFailed(sluice::Error),
-    /// Connection `conn` was checked out, and answered the query or not.
-    Queried {
-        conn: u64,
-        result: Result<(), String>,
-    },
-}
-
-/// One check-out and what came of it.
-struct Record {
-    worker: usize,
-    began: Instant,
-    /// When `get` returned.
-    got: Instant,
-    outcome: Outcome,
-}
-
-impl Record {
-    fn failed(&self) -> bool {
-        !matches!(self.outcome, Outcome::Queried { result: Ok(()), .. })
-    }
-}
-
-/// What a worker tells the test: each of the first three once.
-enum Event {
-    /// A query answered before the outage.
-    Warm,
-    /// A check-out failed during the outage.
-    Failed,
-    /// A query answered, on a connection checked out after the server was back.
-    Recovered(Instant),
-    /// Everything that happened, when the load ended.
-    Finished(Vec<Record>),
-}
-
-/// One worker: check-out and query, over and over, until `done`.
-fn work<M: ManageConnection>(
-    worker: usize,
-    pool: Pool<M>,
-    query: fn(&mut M::Connection) -> Result<(), String>,
-    phase: Arc<AtomicU8>,
-    done: Arc<AtomicBool>,
-    events: Sender<(usize, Event)>,
-) {
-    let mut records = Vec::new();
-    let (mut warm, mut failed, mut recovered) = (false, false, false);
-    while !done.load(Ordering::SeqCst) {
-        let now_in = phase.load(Ordering::SeqCst);
-        let began = Instant::now();
-        let (got, outcome) = match pool.get() {
-            Ok(mut conn) => {
-                let got = Instant::now();
-                let id = PooledConnection::id(&conn);
-                let result = query(&mut conn);
-                (got, Outcome::Queried { conn: id, result })
-            }
-            Err(err) => (Instant::now(), Outcome::GetFailed(err)),
-        };
-        let answered = matches!(outcome, Outcome::Queried { result: Ok(()), .. });
-        let event = match now_in {
-            UP if answered && !warm => {
-                warm = true;
-                Some(Event::Warm)
-            }
-            OUTAGE if matches!(outcome, Outcome::GetFailed(_)) && !failed => {
-                failed = true;
-                Some(Event::Failed)
-            }
-            BACK if answered && !recovered => {
-                recovered = true;
-                Some(Event::Recovered(Instant::now()))
-            }
-            _ => None,
-        };
-        records.push(Record {
-            worker,
-            began,
-            got,
-            outcome,
-        });
-        if let Some(event) = event {
-            let _ = events.send((worker, event));
-        }
-        // Paced, so that the machine stays responsive enough to restart the server: this is
-        // load, not a benchmark.
-        thread::sleep(Duration::from_millis(1));
-    }
-    let _ = events.send((worker, Event::Finished(records)));
-}
-
-/// Waits until every worker has sent its next event, or fails the test after `within`.
-fn from_each(events: &Receiver<(usize, Event)>, within: Duration, what: &str) -> Vec<Event> {
-    let deadline = Instant::now() + within;
-    let mut got: Vec<Option<Event>> = (0..WORKERS).map(|_| None).collect();
-    while got.iter().any(Option::is_none) {
-        match events.recv_deadline(deadline) {
-            Ok((worker, event)) => {
-                assert!(
-                    got[worker].is_none(),
-                    "worker {worker}: events out of order"
-                );
-                got[worker] = Some(event);
-            }
-            Err(_) => {
-                let missing: Vec<usize> = (0..WORKERS).filter(|&w| got[w].is_none()).collect();
-                panic!("workers {missing:?} (of {WORKERS}) never {what} within {within:?}: hung?");
-            }
-        }
-    }
-    got.into_iter().map(Option::unwrap).collect()
-}
-
-/// An error and its `source()` chain, on one line.
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut next = err.source();
-    while let Some(source) = next {
-        text.push_str(" <- ");
-        text.push_str(&source.to_string());
-        next = source.source();
-    }
-    text
-}
-
 /// The test: `pool` (built once the test knows it can restart the server) under load from
 /// [`WORKERS`] threads, each looping `get` and `query`; the server stops, then starts again.
 ///
@@ -293,17 +157,10 @@ pub fn restart_under_load<M: ManageConnection>(
     let pool = pool();
     let timeout = pool.connection_timeout();
     let min_idle = pool.min_idle().unwrap_or_else(|| pool.max_size());
-    let phase = Arc::new(AtomicU8::new(UP));
-    let load = Load(Arc::new(AtomicBool::new(false)));
-    let (tx, events) = crossbeam_channel::unbounded();
-    for worker in 0..WORKERS {
-        let (pool, phase, done, tx) = (pool.clone(), phase.clone(), load.0.clone(), tx.clone());
-        thread::spawn(move || work(worker, pool, query, phase, done, tx));
-    }
-    drop(tx);
-    from_each(&events, SOON, "answered a query before the outage");
+    let load = Load::start(&pool, WORKERS, query);
+    load.wait_for_each(SOON, "answered a query before the outage");
 
-    phase.store(OUTAGE, Ordering::SeqCst);
+    load.enter(DOWN);
     let stop_began = Instant::now();
     let outage = match Outage::begin(server.name) {
         Ok(outage) => outage,
@@ -317,7 +174,7 @@ pub fn restart_under_load<M: ManageConnection>(
     // (the start script goes on with its setup for a while after).
     let (up_tx, up) = crossbeam_channel::bounded(1);
     {
-        let (phase, done, answers) = (phase.clone(), load.0.clone(), server.answers);
+        let (phase, done, answers) = (load.phase.clone(), load.done.clone(), server.answers);
         thread::spawn(move || {
             while !done.load(Ordering::SeqCst) {
                 if answers() {
@@ -331,8 +188,7 @@ pub fn restart_under_load<M: ManageConnection>(
     }
     // The pool runs dry (connections die, connects are refused): every thread's check-outs
     // fail, each within the timeout.
-    from_each(
-        &events,
+    load.wait_for_each(
         timeout + SLACK + SOON,
         "had a check-out fail during the outage",
     );
@@ -345,28 +201,20 @@ pub fn restart_under_load<M: ManageConnection>(
     let up: Instant = up
         .recv_timeout(SOON)
         .expect("the server answers once its start script is done");
-    let recovered = from_each(
-        &events,
-        timeout + SOON,
-        "had a check-out and query succeed after the restart",
-    )
-    .into_iter()
-    .filter_map(|event| match event {
-        Event::Recovered(at) => Some(at),
-        _ => None,
-    })
-    .max()
-    .expect("every worker recovered");
-
-    load.0.store(true, Ordering::SeqCst);
-    let mut records: Vec<Record> = from_each(&events, timeout + SLACK + SOON, "finished")
+    let recovered = load
+        .wait_for_each(
+            timeout + SOON,
+            "had a check-out and query succeed after the restart",
+        )
         .into_iter()
-        .flat_map(|event| match event {
-            Event::Finished(records) => records,
-            _ => Vec::new(),
+        .filter_map(|event| match event {
+            Event::Recovered(at) => Some(at),
+            _ => None,
         })
-        .collect();
-    records.sort_by_key(|r| r.began);
+        .max()
+        .expect("every worker recovered");
+
+    let records = load.finish(timeout + SLACK + SOON);
 
     // Refilled to min_idle without anyone asking, and every one of those connections works.
     assert!(
@@ -400,10 +248,10 @@ pub fn restart_under_load<M: ManageConnection>(
                 at(recovered),
             ));
         }
-        let Outcome::GetFailed(err) = &record.outcome else {
+        let Err(err) = &record.outcome else {
             continue;
         };
-        let took = record.got - record.began;
+        let took = record.took();
         longest_failed_get = longest_failed_get.max(took);
         if took > timeout + SLACK {
             problems.push(format!(
@@ -428,9 +276,9 @@ pub fn restart_under_load<M: ManageConnection>(
     }
     // A connection whose query failed is not handed out again: that was its last use (but for
     // `fails_twice_after`: then one more use, which failed too).
-    let mut uses: std::collections::HashMap<u64, Vec<&Record>> = Default::default();
+    let mut uses: std::collections::HashMap<u64, Vec<&Get<()>>> = Default::default();
     for record in &records {
-        if let Outcome::Queried { conn, result } = &record.outcome {
+        if let (Ok(conn), Some(result)) = (&record.outcome, &record.query) {
             uses.entry(*conn).or_default().push(record);
             if let Err(err) = result {
                 reasons.insert(format!("query: {err}"));
@@ -440,8 +288,8 @@ pub fn restart_under_load<M: ManageConnection>(
     for (conn, mut uses) in uses {
         uses.sort_by_key(|r| r.got);
         if let Some(i) = uses.iter().position(|r| r.failed()) {
-            let error = |r: &Record| match &r.outcome {
-                Outcome::Queried { result: Err(e), .. } => Some(e.to_lowercase()),
+            let error = |r: &Get<()>| match &r.query {
+                Some(Err(e)) => Some(e.to_lowercase()),
                 _ => None,
             };
             let excused = server.fails_twice_after.is_some_and(|known| {
@@ -466,7 +314,7 @@ pub fn restart_under_load<M: ManageConnection>(
         }
     }
 
-    let count = |f: fn(&Record) -> bool| records.iter().filter(|r| f(r)).count();
+    let count = |f: fn(&Get<()>) -> bool| records.iter().filter(|r| f(r)).count();
     let first_answer = records
         .iter()
         .filter(|r| !r.failed() && r.got > stopped)
@@ -483,8 +331,8 @@ pub fn restart_under_load<M: ManageConnection>(
          errors seen:\n  {}\n\
          a failed check-out said: {}\n{:?}",
         records.len(),
-        count(|r| matches!(r.outcome, Outcome::GetFailed(_))),
-        count(|r| matches!(r.outcome, Outcome::Queried { result: Err(_), .. })),
+        count(|r| r.outcome.is_err()),
+        count(|r| matches!(r.query, Some(Err(_)))),
         stopped - stop_began,
         start_began - stopped,
         back - start_began,
