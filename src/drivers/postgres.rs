@@ -610,8 +610,11 @@ fn proxy_refuses_login(db: &DbError) -> bool {
         "auth failed",
     ];
     let message = db.message().to_ascii_lowercase();
+    // PgBouncer sends the severity only as text (`S`), not in the field PostgreSQL adds for
+    // clients (`V`, which `parsed_severity` reads).
+    let fatal = db.parsed_severity() == Some(Severity::Fatal) || db.severity() == "FATAL";
     db.code() == &SqlState::PROTOCOL_VIOLATION
-        && db.parsed_severity() == Some(Severity::Fatal)
+        && fatal
         && REFUSALS.iter().any(|refusal| message.contains(refusal))
 }
 
