@@ -163,6 +163,13 @@ fn every_documented_series_is_published_with_the_pools_name() {
     PooledConnection::mark_broken(&mut broken);
     drop(broken);
     drop(held);
+    // The broken connection's replacement is opened on the pool's thread: let it arrive, so
+    // that no connect is under way (its sample recorded, its count not yet) when the pool's
+    // numbers are read and published.
+    assert!(eventually(SOON, || {
+        let m = pool.metrics();
+        m.opening == 0 && m.connections == 2
+    }));
     let m = pool.metrics();
     pool.close();
 
