@@ -1,11 +1,11 @@
 //! Real databases: `SELECT 1` from 8 threads on 8 connections, default pool settings otherwise,
-//! through sluice and the alternatives, side by side in one run.
+//! through sluicegate and the alternatives, side by side in one run.
 //!
 //! `drivers/<database>/<variant>`, database `postgres` (PostgreSQL) or `mysql` (MariaDB):
 //!
 //! - `dedicated`: one connection per thread, no pool: the limit.
-//! - `sluice`: `sluice::postgres::PostgresConnectionManager` or
-//!   `sluice::mysql::MysqlConnectionManager`, `max_size(8)`.
+//! - `sluicegate`: `sluicegate::postgres::PostgresConnectionManager` or
+//!   `sluicegate::mysql::MysqlConnectionManager`, `max_size(8)`.
 //! - `r2d2`: r2d2 0.8, `max_size(8)`, with bench-local managers that do what r2d2_postgres 0.18 and
 //!   r2d2_mysql 25 do (so r2d2 validates every check-out with a round trip, and r2d2_mysql pings
 //!   again on every return).
@@ -17,14 +17,14 @@
 //! criterion reports queries per second, all threads together. Each variant's pools and
 //! connections are opened before it is measured and closed after, so the servers never hold
 //! more than one variant's connections. Which variants the run measured goes to
-//! `target/sluice-bench/drivers_run.csv`, so that the table never mixes runs.
+//! `target/sluicegate-bench/drivers_run.csv`, so that the table never mixes runs.
 //!
 //! Then `drivers_paired`: the variants other than `new_connection` take turns in short blocks
 //! under the same load, each round giving every variant a ratio to `dedicated` (criterion's
 //! one-after-the-other ratios move with the load on a shared machine). Printed, and written to
-//! `target/sluice-bench/drivers_paired.csv`. `cargo bench ... -- drivers_paired` runs it alone.
+//! `target/sluicegate-bench/drivers_paired.csv`. `cargo bench ... -- drivers_paired` runs it alone.
 //!
-//! Server settings come from the same variables as the tests (`SLUICE_PG_*`, `SLUICE_MY_*`; see
+//! Server settings come from the same variables as the tests (`SLUICEGATE_PG_*`, `SLUICEGATE_MY_*`; see
 //! `benches/common/mod.rs`). A database whose server cannot be reached is skipped, with a message
 //! on stderr; a server that goes away during the run fails it.
 //!
@@ -52,11 +52,11 @@ const CONNECTIONS: u32 = 8;
 /// number `thread`.
 type Work = Box<dyn Fn(usize, u64) + Sync>;
 
-/// A sluice pool that says on stderr, when its variant is done, what it did: had it waited for
+/// A sluicegate pool that says on stderr, when its variant is done, what it did: had it waited for
 /// connections or reopened them, it would not be measuring what the table claims.
-struct Reported<M: sluice::ManageConnection>(sluice::Pool<M>);
+struct Reported<M: sluicegate::ManageConnection>(sluicegate::Pool<M>);
 
-impl<M: sluice::ManageConnection> Drop for Reported<M> {
+impl<M: sluicegate::ManageConnection> Drop for Reported<M> {
     fn drop(&mut self) {
         let m = self.0.metrics();
         eprintln!(
@@ -115,17 +115,17 @@ fn postgres_work(variant: &str) -> Work {
                 }
             })
         }
-        "sluice" => {
-            let manager = sluice::postgres::PostgresConnectionManager::new(config, NoTls);
-            let pool = sluice::Pool::builder()
+        "sluicegate" => {
+            let manager = sluicegate::postgres::PostgresConnectionManager::new(config, NoTls);
+            let pool = sluicegate::Pool::builder()
                 .pool_name("drivers-postgres")
                 .max_size(CONNECTIONS)
                 .build(manager)
-                .expect("sluice pool");
+                .expect("sluicegate pool");
             let pool = Reported(pool);
             Box::new(move |_, queries| {
                 for _ in 0..queries {
-                    pg_select_one(&mut pool.0.get().expect("sluice check-out"));
+                    pg_select_one(&mut pool.0.get().expect("sluicegate check-out"));
                 }
             })
         }
@@ -190,17 +190,17 @@ fn mysql_work(variant: &str) -> Work {
                 }
             })
         }
-        "sluice" => {
-            let manager = sluice::mysql::MysqlConnectionManager::new(opts);
-            let pool = sluice::Pool::builder()
+        "sluicegate" => {
+            let manager = sluicegate::mysql::MysqlConnectionManager::new(opts);
+            let pool = sluicegate::Pool::builder()
                 .pool_name("drivers-mysql")
                 .max_size(CONNECTIONS)
                 .build(manager)
-                .expect("sluice pool");
+                .expect("sluicegate pool");
             let pool = Reported(pool);
             Box::new(move |_, queries| {
                 for _ in 0..queries {
-                    my_select_one(&mut *pool.0.get().expect("sluice check-out"));
+                    my_select_one(&mut *pool.0.get().expect("sluicegate check-out"));
                 }
             })
         }
@@ -257,21 +257,21 @@ struct Database {
 
 const POSTGRES: Database = Database {
     id: "postgres",
-    variants: &["dedicated", "sluice", "r2d2", "new_connection"],
+    variants: &["dedicated", "sluicegate", "r2d2", "new_connection"],
     make: postgres_work,
     probe: || {
         let config = common::pg_config();
         let err = config.connect(NoTls).err()?;
         Some((common::pg_target(&config), Box::new(err)))
     },
-    vars: "SLUICE_PG",
+    vars: "SLUICEGATE_PG",
 };
 
 const MYSQL: Database = Database {
     id: "mysql",
     variants: &[
         "dedicated",
-        "sluice",
+        "sluicegate",
         "r2d2",
         "mysql_pool",
         "new_connection",
@@ -281,7 +281,7 @@ const MYSQL: Database = Database {
         let err = mysql::Conn::new(common::my_opts()).err()?;
         Some((common::my_target(), Box::new(err)))
     },
-    vars: "SLUICE_MY",
+    vars: "SLUICEGATE_MY",
 };
 
 /// Whether `database`'s server takes a connection; if not, says so loudly on stderr.
@@ -296,12 +296,12 @@ fn reachable(database: &Database) -> bool {
 
 /// Where the bench leaves what `scripts/bench_table.py` needs besides criterion's estimates.
 fn out_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sluice-bench");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sluicegate-bench");
     let _ = std::fs::create_dir_all(&dir);
     dir
 }
 
-/// `target/sluice-bench/drivers_run.csv`: which variants this run measured, so that the table
+/// `target/sluicegate-bench/drivers_run.csv`: which variants this run measured, so that the table
 /// never mixes criterion's estimates of different runs (a skipped database's stay on disk).
 struct RunLog {
     run: u64,
@@ -359,7 +359,7 @@ fn drivers(c: &mut Criterion, databases: &[&Database], log: Option<&RunLog>) {
 /// database take turns instead, in blocks of `BLOCK` (all 8 threads querying one variant until
 /// the block's time is up), the order rotating from round to round; each round gives every
 /// variant a ratio to `dedicated` under the same load. Printed, and written to
-/// `target/sluice-bench/drivers_paired.csv` (one row per block) for `scripts/bench_table.py`.
+/// `target/sluicegate-bench/drivers_paired.csv` (one row per block) for `scripts/bench_table.py`.
 fn drivers_paired(databases: &[&Database], run: u64) {
     const BLOCK: Duration = Duration::from_millis(200);
     const ROUNDS: usize = 15;

@@ -2,7 +2,7 @@
 //! `leak_detection_threshold(Some(60 s))` ("on"), side by side in one run.
 //!
 //! - `leak_cycle/{floor,off,on}`: one thread, check-out + return on a pool of 4 connections that
-//!   cost nothing to open or check (as `cycle/sluice/1` in `benches/pool.rs`, default settings
+//!   cost nothing to open or check (as `cycle/sluicegate/1` in `benches/pool.rs`, default settings
 //!   otherwise, so `test_on_check_out` is on), and the floor (a bare `Mutex<Vec<_>>` + `Condvar`
 //!   pool) as the same run's reference. "on" records the raw return addresses of the stack on
 //!   every check-out, so it costs microseconds.
@@ -13,24 +13,24 @@
 //!   gets on a real database. Skipped, with a message on stderr, when PostgreSQL is unreachable.
 //! - `leak_postgres_paired`: the same two pools taking turns, short blocks of queries each, so
 //!   that load coming and going on a shared machine hits both alike; one on / off ratio per
-//!   round. Printed, and written to `target/sluice-bench/leak_postgres_paired.csv`. Runs after
+//!   round. Printed, and written to `target/sluicegate-bench/leak_postgres_paired.csv`. Runs after
 //!   the criterion groups when no filter is given; `cargo bench --features postgres --bench
 //!   leak -- leak_postgres_paired` runs it alone.
 //!
-//! The PostgreSQL pools use `sluice::postgres::PostgresConnectionManager` (so the bench needs
+//! The PostgreSQL pools use `sluicegate::postgres::PostgresConnectionManager` (so the bench needs
 //! feature `postgres`), with settings from the environment (the same names the tests read),
 //! with these defaults:
 //!
 //! | variable | default |
 //! |---|---|
-//! | `SLUICE_PG_HOST` | `127.0.0.1` |
-//! | `SLUICE_PG_PORT` | `5432` |
-//! | `SLUICE_PG_USER` | `postgres` |
-//! | `SLUICE_PG_PASSWORD` | none |
-//! | `SLUICE_PG_DATABASE` | `test` |
+//! | `SLUICEGATE_PG_HOST` | `127.0.0.1` |
+//! | `SLUICEGATE_PG_PORT` | `5432` |
+//! | `SLUICEGATE_PG_USER` | `postgres` |
+//! | `SLUICEGATE_PG_PASSWORD` | none |
+//! | `SLUICEGATE_PG_DATABASE` | `test` |
 //!
 //! No TLS. Run: `cargo bench --features postgres --bench leak` (then
-//! `python3 scripts/bench_table.py leak` for the README tables; it also reads `cycle/sluice/1`
+//! `python3 scripts/bench_table.py leak` for the README tables; it also reads `cycle/sluicegate/1`
 //! from `cargo bench --bench pool`, when there).
 
 use std::hint::black_box;
@@ -42,11 +42,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group};
 use postgres::NoTls;
-use sluice::postgres::PostgresConnectionManager;
+use sluicegate::postgres::PostgresConnectionManager;
 
 mod common;
 
-use common::{Floor, SluiceNoop};
+use common::{Floor, SluicegateNoop};
 
 /// The leak detection threshold of the "on" pools: long enough that nothing is ever reported.
 const THRESHOLD: Duration = Duration::from_secs(60);
@@ -74,15 +74,15 @@ fn leak_cycle(c: &mut Criterion) {
     });
 
     for (mode, threshold) in MODES {
-        let pool = sluice::Pool::builder()
+        let pool = sluicegate::Pool::builder()
             .pool_name(format!("leak-cycle-{mode}"))
             .max_size(CONNECTIONS)
             .leak_detection_threshold(threshold)
-            .build(SluiceNoop)
-            .expect("sluice pool");
+            .build(SluicegateNoop)
+            .expect("sluicegate pool");
         group.bench_function(mode, |b| {
             b.iter(|| {
-                let conn = pool.get().expect("sluice check-out");
+                let conn = pool.get().expect("sluicegate check-out");
                 black_box(&conn);
             });
         });
@@ -91,7 +91,7 @@ fn leak_cycle(c: &mut Criterion) {
     group.finish();
 }
 
-// ---- leak_postgres: sluice::postgres on a real server ------------------------------------------
+// ---- leak_postgres: sluicegate::postgres on a real server ------------------------------------------
 
 /// The pools' manager: the crate's own (empty-query validation, `has_broken` without I/O).
 type PgManager = PostgresConnectionManager<NoTls>;
@@ -108,7 +108,7 @@ fn select_one(client: &mut postgres::Client) {
 
 /// Runs `queries` check-out + `SELECT 1` + return, spread over `threads` threads; returns the
 /// time from the moment all threads are ready to the moment the last one finishes.
-fn run_queries(pool: &sluice::Pool<PgManager>, threads: u64, queries: u64) -> Duration {
+fn run_queries(pool: &sluicegate::Pool<PgManager>, threads: u64, queries: u64) -> Duration {
     let ready = Arc::new(Barrier::new(threads as usize + 1));
     let workers: Vec<_> = (0..threads)
         .map(|n| {
@@ -142,16 +142,16 @@ fn reachable_postgres() -> Option<PgManager> {
             return true;
         };
         let target = common::pg_target(&config);
-        common::say_unreachable("leak_postgres", &target, &err, "SLUICE_PG");
+        common::say_unreachable("leak_postgres", &target, &err, "SLUICEGATE_PG");
         false
     });
     reachable.then(|| PostgresConnectionManager::new(common::pg_config(), NoTls))
 }
 
 /// A pool of [`PG_CONNECTIONS`] connections, default settings otherwise.
-fn pg_pool(mode: &str, threshold: Option<Duration>, manager: PgManager) -> sluice::Pool<PgManager> {
+fn pg_pool(mode: &str, threshold: Option<Duration>, manager: PgManager) -> sluicegate::Pool<PgManager> {
     let target = common::pg_target(&common::pg_config());
-    sluice::Pool::builder()
+    sluicegate::Pool::builder()
         .pool_name(format!("leak-pg-{mode}"))
         .max_size(PG_CONNECTIONS)
         .leak_detection_threshold(threshold)
@@ -192,7 +192,7 @@ fn leak_postgres(c: &mut Criterion) {
 /// threads run both pools in turns, blocks of `BLOCK` each (every thread querying one pool
 /// until the block's time is up, so no thread's tail stretches a block), off first in even
 /// rounds and on first in odd ones; every round gives one on / off ratio under the same load.
-/// Printed, and written to `target/sluice-bench/leak_postgres_paired.csv` (one row per round)
+/// Printed, and written to `target/sluicegate-bench/leak_postgres_paired.csv` (one row per round)
 /// for `scripts/bench_table.py`.
 fn leak_postgres_paired() {
     const BLOCK: Duration = Duration::from_millis(100);
@@ -298,7 +298,7 @@ fn leak_postgres_paired() {
         let first = if n % 2 == 0 { "on" } else { "off" };
         csv.push_str(&format!("{n},{first},{off_rate:.1},{on_rate:.1}\n"));
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sluice-bench");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sluicegate-bench");
     if std::fs::create_dir_all(&dir).is_ok() {
         let _ = std::fs::write(dir.join("leak_postgres_paired.csv"), csv);
     }

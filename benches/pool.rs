@@ -1,4 +1,4 @@
-//! Check-out + return cost: sluice against r2d2 0.8 and a bare `Mutex<Vec<_>> + Condvar` floor,
+//! Check-out + return cost: sluicegate against r2d2 0.8 and a bare `Mutex<Vec<_>> + Condvar` floor,
 //! side by side in one run, with a manager that does nothing (so only the pool is measured).
 //!
 //! - `cycle/<pool>/<threads>`: threads looping get + drop on a pool of 4 connections, at 1, 2,
@@ -6,7 +6,7 @@
 //!   together).
 //! - `overload`: 32 threads on 4 connections, each holding its connection for 1 ms. Printed as
 //!   a table of throughput and wait mean / p50 / p99 / max per pool, and written to
-//!   `target/sluice-bench/overload.csv`.
+//!   `target/sluicegate-bench/overload.csv`.
 //!
 //! Run: `cargo bench --bench pool` (then `python3 scripts/bench_table.py` for the README table).
 
@@ -19,7 +19,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 
 mod common;
 
-use common::{Floor, NoopConn, NoopError, SluiceNoop};
+use common::{Floor, NoopConn, NoopError, SluicegateNoop};
 
 const CONNECTIONS: u32 = 4;
 const THREADS: [usize; 4] = [1, 2, 8, 32];
@@ -44,7 +44,7 @@ impl r2d2::ManageConnection for R2d2Noop {
 #[derive(Clone)]
 enum AnyPool {
     Floor(Arc<Floor>),
-    Sluice(sluice::Pool<SluiceNoop>),
+    Sluicegate(sluicegate::Pool<SluicegateNoop>),
     R2d2(r2d2::Pool<R2d2Noop>),
 }
 
@@ -52,11 +52,11 @@ impl AnyPool {
     fn new(kind: &str, size: u32) -> AnyPool {
         match kind {
             "floor" => AnyPool::Floor(Arc::new(Floor::new(size))),
-            "sluice" => AnyPool::Sluice(
-                sluice::Pool::builder()
+            "sluicegate" => AnyPool::Sluicegate(
+                sluicegate::Pool::builder()
                     .max_size(size)
-                    .build(SluiceNoop)
-                    .expect("sluice pool"),
+                    .build(SluicegateNoop)
+                    .expect("sluicegate pool"),
             ),
             "r2d2" => AnyPool::R2d2(
                 r2d2::Pool::builder()
@@ -79,8 +79,8 @@ impl AnyPool {
                 }
                 black_box(&conn);
             }
-            AnyPool::Sluice(pool) => {
-                let conn = pool.get().expect("sluice check-out");
+            AnyPool::Sluicegate(pool) => {
+                let conn = pool.get().expect("sluicegate check-out");
                 if let Some(hold) = hold {
                     thread::sleep(hold);
                 }
@@ -124,7 +124,7 @@ fn cycle(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for threads in THREADS {
         group.throughput(Throughput::Elements(threads as u64));
-        for kind in ["floor", "sluice", "r2d2"] {
+        for kind in ["floor", "sluicegate", "r2d2"] {
             let pool = AnyPool::new(kind, CONNECTIONS);
             group.bench_with_input(BenchmarkId::new(kind, threads), &threads, |b, &threads| {
                 if threads == 1 {
@@ -170,8 +170,8 @@ fn overload_run(kind: &'static str, run_for: Duration) -> Waits {
                             thread::sleep(Duration::from_millis(1));
                             drop(conn);
                         }
-                        AnyPool::Sluice(p) => {
-                            let conn = p.get().expect("sluice check-out");
+                        AnyPool::Sluicegate(p) => {
+                            let conn = p.get().expect("sluicegate check-out");
                             waits.push(asked.elapsed());
                             thread::sleep(Duration::from_millis(1));
                             drop(conn);
@@ -211,7 +211,7 @@ fn overload_run(kind: &'static str, run_for: Duration) -> Waits {
 
 fn overload() {
     let run_for = Duration::from_secs(3);
-    let results: Vec<Waits> = ["floor", "sluice", "r2d2"]
+    let results: Vec<Waits> = ["floor", "sluicegate", "r2d2"]
         .into_iter()
         .map(|kind| overload_run(kind, run_for))
         .collect();
@@ -244,7 +244,7 @@ fn overload() {
             ms(w.max)
         ));
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sluice-bench");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sluicegate-bench");
     if std::fs::create_dir_all(&dir).is_ok() {
         let _ = std::fs::write(dir.join("overload.csv"), csv);
     }

@@ -1,9 +1,9 @@
-//! sluice in a minute, with no database server to set up.
+//! sluicegate in a minute, with no database server to set up.
 //!
 //! A thread-per-request workload (every request runs on a thread of its own, as in a simple
 //! blocking server; 16 at a time), each request reading one row by key, is run twice against
 //! the same database: first opening a new connection for each request, as code without a pool
-//! does, then borrowing one from a sluice pool. The demo prints throughput and latency side by
+//! does, then borrowing one from a sluicegate pool. The demo prints throughput and latency side by
 //! side, the pool's metrics, and then a leaked connection as leak detection reports it: which
 //! connection, for how long, on which thread, and the line that borrowed it.
 //!
@@ -14,7 +14,7 @@
 //! cargo run --release --example demo
 //! ```
 //!
-//! Against a server, with that driver's feature (it creates a table `sluice_demo`, replacing one
+//! Against a server, with that driver's feature (it creates a table `sluicegate_demo`, replacing one
 //! an interrupted run left, and drops it at the end):
 //!
 //! ```sh
@@ -34,8 +34,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use parking_lot::Mutex;
-use sluice::sqlite::SqliteConnectionManager;
-use sluice::{Leak, ManageConnection, Metrics, Pool, PooledConnection};
+use sluicegate::sqlite::SqliteConnectionManager;
+use sluicegate::{Leak, ManageConnection, Metrics, Pool, PooledConnection};
 
 type Error = Box<dyn StdError + Send + Sync>;
 
@@ -56,11 +56,11 @@ const POOL_SIZE: u32 = 8;
 /// An unreachable server should fail the demo in seconds, not after the default 30.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(3);
 /// The table the requests read, and its size.
-const TABLE: &str = "sluice_demo";
+const TABLE: &str = "sluicegate_demo";
 const ROWS: i64 = 1000;
 
 const USAGE: &str = "\
-Runs a thread-per-request workload without a pool, then through a sluice pool, and shows a leak.
+Runs a thread-per-request workload without a pool, then through a sluicegate pool, and shows a leak.
 
 usage: cargo run --release --example demo -- [--seconds N] [--database-url URL]
 
@@ -184,7 +184,7 @@ fn run_sqlite(seconds: Duration) -> Result<(), Error> {
     let nanos = SystemTime::UNIX_EPOCH
         .elapsed()
         .map_or(0, |since| since.subsec_nanos());
-    let dir = std::env::temp_dir().join(format!("sluice-demo-{}-{nanos}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("sluicegate-demo-{}-{nanos}", std::process::id()));
     std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let path = dir.join("demo.db");
     let manager = || {
@@ -203,7 +203,7 @@ fn run_sqlite(seconds: Duration) -> Result<(), Error> {
 }
 
 #[cfg(feature = "postgres")]
-impl Database for sluice::postgres::PostgresConnectionManager<postgres::NoTls> {
+impl Database for sluicegate::postgres::PostgresConnectionManager<postgres::NoTls> {
     fn execute(conn: &mut postgres::Client, sql: &str) -> Result<(), Error> {
         Ok(conn.batch_execute(sql)?)
     }
@@ -221,7 +221,7 @@ impl Database for sluice::postgres::PostgresConnectionManager<postgres::NoTls> {
 fn run_postgres(url: &str, seconds: Duration) -> Result<(), Error> {
     use std::str::FromStr;
 
-    use sluice::postgres::PostgresConnectionManager;
+    use sluicegate::postgres::PostgresConnectionManager;
 
     // The parser's own message is generic; its source names the option at fault.
     let config = postgres::Config::from_str(url).map_err(|e| {
@@ -252,7 +252,7 @@ fn run_postgres(_url: &str, _seconds: Duration) -> Result<(), Error> {
 }
 
 #[cfg(feature = "mysql")]
-impl Database for sluice::mysql::MysqlConnectionManager {
+impl Database for sluicegate::mysql::MysqlConnectionManager {
     fn execute(conn: &mut mysql::Conn, sql: &str) -> Result<(), Error> {
         use mysql::prelude::Queryable;
         Ok(conn.query_drop(sql)?)
@@ -268,7 +268,7 @@ impl Database for sluice::mysql::MysqlConnectionManager {
 
 #[cfg(feature = "mysql")]
 fn run_mysql(url: &str, seconds: Duration) -> Result<(), Error> {
-    use sluice::mysql::MysqlConnectionManager;
+    use sluicegate::mysql::MysqlConnectionManager;
 
     let opts = mysql::Opts::from_url(url).map_err(|e| format!("malformed MySQL URL: {e}"))?;
     // Described from the parsed options, never from the URL: that may hold a password.
@@ -290,7 +290,7 @@ fn run_mysql(_url: &str, _seconds: Duration) -> Result<(), Error> {
 
 /// The whole demo, on any database: set up, the two runs, metrics, the leak, clean up.
 fn demo<M: Database>(place: &str, manager: impl Fn() -> M, seconds: Duration) -> Result<(), Error> {
-    // Building the pool is also the check that the database is there: sluice's error says why
+    // Building the pool is also the check that the database is there: sluicegate's error says why
     // not (refused, wrong password, unknown database).
     let pool = Pool::builder()
         .pool_name("demo")
@@ -316,7 +316,7 @@ fn demo<M: Database>(place: &str, manager: impl Fn() -> M, seconds: Duration) ->
     };
     let with_pool = {
         let pool = pool.clone();
-        measure("sluice pool", seconds, move |id| {
+        measure("sluicegate pool", seconds, move |id| {
             let mut conn = pool.get()?;
             M::account(&mut conn, id).map(drop)
         })?
@@ -417,7 +417,7 @@ fn progress_bar(label: &str, length: Duration) -> Result<ProgressBar, Error> {
 }
 
 fn print_comparison(without_pool: &Run, with_pool: &Run) {
-    let pooled = format!("sluice, {POOL_SIZE} conns");
+    let pooled = format!("sluicegate, {POOL_SIZE} conns");
     say!("{:<14}{:>18}{pooled:>18}   the pool is", "", "no pool");
     let (slow, fast) = (without_pool.latencies.len(), with_pool.latencies.len());
     say!("requests      {slow:>18}{fast:>18}");

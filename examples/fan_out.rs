@@ -1,4 +1,4 @@
-//! A command-line tool that fans work out over threads through a sluice pool, with a progress
+//! A command-line tool that fans work out over threads through a sluicegate pool, with a progress
 //! bar: it imports generated items into a SQLite file in a temporary directory. Each worker
 //! thread takes the next batch of items, prepares them (a stand-in for parsing, or a call to
 //! another service), then checks out a connection to write the batch in one transaction.
@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rusqlite::TransactionBehavior;
-use sluice::Pool;
-use sluice::sqlite::SqliteConnectionManager;
+use sluicegate::Pool;
+use sluicegate::sqlite::SqliteConnectionManager;
 
 type SqlitePool = Pool<SqliteConnectionManager>;
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -243,7 +243,7 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> std::io::Result<TempDir> {
-        let path = std::env::temp_dir().join(format!("sluice-fan-out-{}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("sluicegate-fan-out-{}", std::process::id()));
         std::fs::create_dir_all(&path)?;
         Ok(TempDir(path))
     }

@@ -1,7 +1,7 @@
-//! A thread-per-request HTTP server on a sluice pool, with the pool's metrics served to
+//! A thread-per-request HTTP server on a sluicegate pool, with the pool's metrics served to
 //! Prometheus: `GET /users/<id>` answers from SQLite through the pool, `GET /metrics` renders
-//! every `sluice_*` series in Prometheus's text format (the recorder is
-//! `metrics-exporter-prometheus`, fed by sluice's feature `metrics`).
+//! every `sluicegate_*` series in Prometheus's text format (the recorder is
+//! `metrics-exporter-prometheus`, fed by sluicegate's feature `metrics`).
 //!
 //! Run: `cargo run --release --features metrics --example http_server`, then
 //! `curl http://127.0.0.1:8080/users/7` and `curl http://127.0.0.1:8080/metrics`. Options:
@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use rusqlite::OptionalExtension;
-use sluice::Pool;
-use sluice::sqlite::SqliteConnectionManager;
+use sluicegate::Pool;
+use sluicegate::sqlite::SqliteConnectionManager;
 use tiny_http::{Header, Method, Request, Response, Server};
 
 type SqlitePool = Pool<SqliteConnectionManager>;
@@ -31,7 +31,7 @@ const USAGE: &str = "usage: http_server [--addr 127.0.0.1:PORT] [--self-test]";
 /// The pool's name: the `pool` label of every series it publishes.
 const POOL_NAME: &str = "http";
 const USERS: i64 = 100;
-/// Bucket bounds for the `sluice_*_seconds` histograms: 100 µs to 10 s.
+/// Bucket bounds for the `sluicegate_*_seconds` histograms: 100 µs to 10 s.
 const SECONDS_BUCKETS: [f64; 6] = [0.000_1, 0.001, 0.01, 0.1, 1.0, 10.0];
 
 enum Mode {
@@ -86,11 +86,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Mode, String> {
 fn run(mode: Mode) -> Result<(), BoxError> {
     // The recorder goes in first: a pool binds its histograms to the recorder installed when
     // it is built (its gauges and counters would find a later one, its histograms would not).
-    // sluice's histograms (all in seconds) are rendered as Prometheus histograms, with these
+    // sluicegate's histograms (all in seconds) are rendered as Prometheus histograms, with these
     // bucket bounds, rather than as the exporter's default summaries: buckets add up across
     // instances, and a dashboard can take any quantile from them.
     let prometheus = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Prefix("sluice_".into()), &SECONDS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Prefix("sluicegate_".into()), &SECONDS_BUCKETS)?
         .install_recorder()?;
     // Without the exporter's own HTTP listener nothing runs its upkeep, which drains the
     // samples recorded since the last scrape; this does, so they cannot pile up unscraped.
@@ -261,10 +261,10 @@ fn self_test(pool: &SqlitePool, prometheus: &PrometheusHandle) -> Result<(), Box
     let label = format!("{{pool=\"{POOL_NAME}\"}}");
     // `scrape` waited for the check-out counter; the wait histogram is checked here.
     let series = |name: &str| sample(&metrics_text, &format!("{name}{label}"));
-    let fast = format!("sluice_wait_seconds_bucket{{pool=\"{POOL_NAME}\",le=\"0.001\"}}");
+    let fast = format!("sluicegate_wait_seconds_bucket{{pool=\"{POOL_NAME}\",le=\"0.001\"}}");
     let (Some(checkouts), Some(waits), Some(fast)) = (
-        series("sluice_checkouts_total"),
-        series("sluice_wait_seconds_count"),
+        series("sluicegate_checkouts_total"),
+        series("sluicegate_wait_seconds_count"),
         sample(&metrics_text, &fast),
     ) else {
         return Err(
@@ -272,8 +272,8 @@ fn self_test(pool: &SqlitePool, prometheus: &PrometheusHandle) -> Result<(), Box
         );
     };
     println!(
-        "/metrics: sluice_checkouts_total{label} {checkouts}, \
-         sluice_wait_seconds_count{label} {waits}, of which {fast} within 1 ms"
+        "/metrics: sluicegate_checkouts_total{label} {checkouts}, \
+         sluicegate_wait_seconds_count{label} {waits}, of which {fast} within 1 ms"
     );
     let m = pool.metrics();
     println!(
@@ -305,9 +305,9 @@ fn run_client(addr: SocketAddr, client: usize) -> Result<Vec<u16>, BoxError> {
 }
 
 /// Fetches /metrics until the published check-out counter has caught up with the pool's own
-/// (sluice publishes gauges and counters about once a second), and returns it.
+/// (sluicegate publishes gauges and counters about once a second), and returns it.
 fn scrape(addr: SocketAddr, pool: &SqlitePool) -> Result<String, BoxError> {
-    let name = format!("sluice_checkouts_total{{pool=\"{POOL_NAME}\"}}");
+    let name = format!("sluicegate_checkouts_total{{pool=\"{POOL_NAME}\"}}");
     let checkouts = pool.metrics().checkouts as f64;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

@@ -1,4 +1,4 @@
-//! A soak run against PostgreSQL: minutes of load through a sluice pool while its server
+//! A soak run against PostgreSQL: minutes of load through a sluicegate pool while its server
 //! sessions are killed and frozen, printing errors, recoveries, throughput over time and the
 //! process's resident memory.
 //!
@@ -6,7 +6,7 @@
 //! (`SELECT 1`, and every other time a sum over `generate_series(1, 1000)`), give the
 //! connection back. Meanwhile, from a connection of its own (a plain `postgres::Client`, not
 //! one of the pool's), the soak injects two faults into the pool's server sessions, which it
-//! finds in `pg_stat_activity` by the pool's own `application_name` (`sluice-soak-<pid>`):
+//! finds in `pg_stat_activity` by the pool's own `application_name` (`sluicegate-soak-<pid>`):
 //!
 //! - **kill**: every `--kill-every` seconds it ends each of them with `pg_terminate_backend()`,
 //!   and waits (up to 2 s) until they are gone;
@@ -82,8 +82,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use postgres::{Client, Config, NoTls};
-use sluice::postgres::PostgresConnectionManager;
-use sluice::{HandleError, Metrics, Pool, PooledConnection};
+use sluicegate::postgres::PostgresConnectionManager;
+use sluicegate::{HandleError, Metrics, Pool, PooledConnection};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 type PgPool = Pool<PostgresConnectionManager<NoTls>>;
@@ -98,7 +98,7 @@ macro_rules! say {
 }
 
 const USAGE: &str = "\
-Load through a sluice pool on PostgreSQL, with its server sessions killed and frozen now and then.
+Load through a sluicegate pool on PostgreSQL, with its server sessions killed and frozen now and then.
 
 usage: cargo run --release --features postgres --example soak -- [options]
 
@@ -561,8 +561,8 @@ impl std::fmt::Debug for PoolErrors {
     }
 }
 
-impl HandleError<sluice::postgres::Error> for PoolErrors {
-    fn handle_error(&self, error: sluice::postgres::Error) {
+impl HandleError<sluicegate::postgres::Error> for PoolErrors {
+    fn handle_error(&self, error: sluicegate::postgres::Error) {
         self.0.pool_errors.fetch_add(1, Ordering::Relaxed);
         self.0
             .sample("pool's error handler (connect or validation)", || {
@@ -831,7 +831,7 @@ fn spawn_watchdog(pids: &[i32], after: Duration) -> std::io::Result<Child> {
     const SCRIPT: &str = r#"timeout "$1" cat >/dev/null; shift; exec kill -CONT "$@""#;
     let mut command = Command::new("sh");
     command
-        .args(["-c", SCRIPT, "sluice-soak-watchdog"])
+        .args(["-c", SCRIPT, "sluicegate-soak-watchdog"])
         .arg(format!("{:.1}", after.as_secs_f64()))
         .args(pids.iter().map(i32::to_string))
         .stdin(Stdio::piped())
@@ -1268,7 +1268,7 @@ fn describe(config: &Config) -> String {
 
 /// The whole soak; `Ok(false)` when its end was not clean (threads stuck, backends left).
 fn run(options: &Options) -> Result<bool, BoxError> {
-    let app = format!("sluice-soak-{}", std::process::id());
+    let app = format!("sluicegate-soak-{}", std::process::id());
     let mut config = Config::from_str(&options.database_url).map_err(|e| {
         let why = e
             .source()

@@ -1,4 +1,4 @@
-//! How a test suite catches leaked connections with sluice: build each test's pool with
+//! How a test suite catches leaked connections with sluicegate: build each test's pool with
 //! `leak_detection_threshold(Some(Duration::ZERO))`, and end each test with
 //! `pool.assert_no_leaks()`. A connection still checked out there fails the test with where it
 //! was borrowed: the file and line, the function, and the backtrace.
@@ -19,8 +19,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use sluice::sqlite::SqliteConnectionManager;
-use sluice::{Pool, PooledConnection};
+use sluicegate::sqlite::SqliteConnectionManager;
+use sluicegate::{Pool, PooledConnection};
 
 type SqlitePool = Pool<SqliteConnectionManager>;
 

@@ -19,7 +19,7 @@ import bench_table  # noqa: E402  (a sibling script, found through the path set 
 OUT = bench_table.ROOT / "docs" / "benchmark.svg"
 COLOURS = {
     "dedicated": "#9e9e9e",
-    "sluice": "#1f77b4",
+    "sluicegate": "#1f77b4",
     "r2d2": "#ff7f0e",
     "mysql_pool": "#2ca02c",
     "new_connection": "#d62728",
@@ -27,7 +27,7 @@ COLOURS = {
 }
 LABELS = {
     "dedicated": "dedicated connections (the limit)",
-    "sluice": "sluice",
+    "sluicegate": "sluicegate",
     "r2d2": "r2d2 0.8",
     "mysql_pool": "mysql crate's pool",
     "new_connection": "new connection per request",

@@ -4,7 +4,7 @@
 `cargo bench --features postgres,mysql --bench drivers`.
 
 Reads criterion's estimates under target/criterion/ (groups cycle, leak_cycle, leak_postgres,
-drivers) and what the benches write to target/sluice-bench/: the overload table of the pool
+drivers) and what the benches write to target/sluicegate-bench/: the overload table of the pool
 bench (overload.csv), the paired PostgreSQL rounds of the leak bench
 (leak_postgres_paired.csv), and the drivers bench's list of what its last run measured
 (drivers_run.csv) and its paired rounds (drivers_paired.csv). Standard library only.
@@ -26,16 +26,16 @@ CRITERION = RESULTS / "cycle"
 LEAK_CYCLE = RESULTS / "leak_cycle"
 LEAK_POSTGRES = RESULTS / "leak_postgres"
 DRIVERS = RESULTS / "drivers"
-DRIVERS_RUN = ROOT / "target" / "sluice-bench" / "drivers_run.csv"
-DRIVERS_PAIRED = ROOT / "target" / "sluice-bench" / "drivers_paired.csv"
-OVERLOAD = ROOT / "target" / "sluice-bench" / "overload.csv"
-PAIRED = ROOT / "target" / "sluice-bench" / "leak_postgres_paired.csv"
-POOLS = ["floor", "sluice", "r2d2"]
+DRIVERS_RUN = ROOT / "target" / "sluicegate-bench" / "drivers_run.csv"
+DRIVERS_PAIRED = ROOT / "target" / "sluicegate-bench" / "drivers_paired.csv"
+OVERLOAD = ROOT / "target" / "sluicegate-bench" / "overload.csv"
+PAIRED = ROOT / "target" / "sluicegate-bench" / "leak_postgres_paired.csv"
+POOLS = ["floor", "sluicegate", "r2d2"]
 # The drivers bench: (directory, name) of each database and each variant, in table order.
 DATABASES = [("postgres", "PostgreSQL"), ("mysql", "MariaDB")]
 VARIANTS = [
     ("dedicated", "dedicated connection per thread (the limit)"),
-    ("sluice", "sluice"),
+    ("sluicegate", "sluicegate"),
     ("r2d2", "r2d2 0.8"),
     ("mysql_pool", "`mysql` crate's pool"),
     ("new_connection", "new connection per request"),
@@ -70,22 +70,22 @@ def per_iteration_ns(pool: str, threads: int) -> float:
 
 
 def cycle_table() -> None:
-    runs = sorted(int(p.name) for p in (CRITERION / "sluice").iterdir() if p.name.isdigit())
+    runs = sorted(int(p.name) for p in (CRITERION / "sluicegate").iterdir() if p.name.isdigit())
     print("Check-out + return, no-op connections, 4 connections (millions per second, all threads):")
     print()
-    print("| threads | floor | sluice | r2d2 | sluice / floor | sluice / r2d2 |")
+    print("| threads | floor | sluicegate | r2d2 | sluicegate / floor | sluicegate / r2d2 |")
     print("|---:|---:|---:|---:|---:|---:|")
     for threads in runs:
         rate = {p: threads / per_iteration_ns(p, threads) * 1e3 for p in POOLS}
         print(
-            f"| {threads} | {rate['floor']:.2f} | {rate['sluice']:.2f} | {rate['r2d2']:.2f} "
-            f"| {rate['sluice'] / rate['floor']:.2f}x | {rate['sluice'] / rate['r2d2']:.2f}x |"
+            f"| {threads} | {rate['floor']:.2f} | {rate['sluicegate']:.2f} | {rate['r2d2']:.2f} "
+            f"| {rate['sluicegate'] / rate['floor']:.2f}x | {rate['sluicegate'] / rate['r2d2']:.2f}x |"
         )
     ns = {p: per_iteration_ns(p, 1) for p in POOLS}
     print()
     print(
-        f"One thread: floor {ns['floor']:.0f} ns, sluice {ns['sluice']:.0f} ns "
-        f"({ns['sluice'] / ns['floor']:.2f}x the floor), r2d2 {ns['r2d2']:.0f} ns "
+        f"One thread: floor {ns['floor']:.0f} ns, sluicegate {ns['sluicegate']:.0f} ns "
+        f"({ns['sluicegate'] / ns['floor']:.2f}x the floor), r2d2 {ns['r2d2']:.0f} ns "
         f"({ns['r2d2'] / ns['floor']:.2f}x the floor)."
     )
 
@@ -122,12 +122,12 @@ def leak_cycle_table() -> None:
         f"\"on\" costs {(ns['on'] - ns['off']) / 1e3:.2f} µs more per check-out than \"off\" "
         f"({ns['on'] / ns['off']:.0f}x the cycle)."
     )
-    sluice_1 = CRITERION / "sluice" / "1"
-    if has_results(sluice_1):
+    sluicegate_1 = CRITERION / "sluicegate" / "1"
+    if has_results(sluicegate_1):
         # A different run: compare the ratios to each run's own floor, not only the times.
-        cycle_ns = mean_ns(sluice_1)
+        cycle_ns = mean_ns(sluicegate_1)
         line = (
-            f"\"off\" {ns['off']:.0f} ns against cycle/sluice/1 {cycle_ns:.0f} ns "
+            f"\"off\" {ns['off']:.0f} ns against cycle/sluicegate/1 {cycle_ns:.0f} ns "
             f"({ns['off'] / cycle_ns:.2f}x)"
         )
         floor_1 = CRITERION / "floor" / "1"
@@ -135,11 +135,11 @@ def leak_cycle_table() -> None:
             cycle_floor = mean_ns(floor_1)
             line += (
                 f"; relative to each run's floor: off {ns['off'] / ns['floor']:.2f}x, "
-                f"cycle/sluice/1 {cycle_ns / cycle_floor:.2f}x"
+                f"cycle/sluicegate/1 {cycle_ns / cycle_floor:.2f}x"
             )
         print(line + " (separate runs).")
     else:
-        print("(no cycle/sluice/1 results: `cargo bench --bench pool -- cycle/` to compare)")
+        print("(no cycle/sluicegate/1 results: `cargo bench --bench pool -- cycle/` to compare)")
 
 
 def leak_postgres_table() -> None:
@@ -287,11 +287,11 @@ def drivers_tables() -> bool:
                 f"| {label} | {rate:.0f} | {low:.0f} - {high:.0f} "
                 f"| {times(rate / dedicated)} | {vs_r2d2} | {in_turns} |"
             )
-        if "sluice" in rates:
-            kept = rates["sluice"][1] / dedicated
-            line = f"{name}: sluice keeps {kept:.2f}x of dedicated connections' throughput"
-            if "sluice" in turns:
-                line += f" ({turns['sluice'][0]:.2f}x taking turns with them)"
+        if "sluicegate" in rates:
+            kept = rates["sluicegate"][1] / dedicated
+            line = f"{name}: sluicegate keeps {kept:.2f}x of dedicated connections' throughput"
+            if "sluicegate" in turns:
+                line += f" ({turns['sluicegate'][0]:.2f}x taking turns with them)"
             print()
             print(line + "; the goal is at least 0.95x.")
     if not paired:

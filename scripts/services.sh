@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# Makes sure the database servers sluice's tests use are up on this machine, and holds what
+# Makes sure the database servers sluicegate's tests use are up on this machine, and holds what
 # the tests need. Idempotent: run it as often as you like (.ci/run runs it every time).
 #
 # - PostgreSQL on 127.0.0.1:5432 and MariaDB on 127.0.0.1:3306: started if installed but down,
 #   installed from Debian's packages if missing (needs root and apt).
 # - PostgreSQL: database `test`; users `postgres` and `root` reach it from 127.0.0.1 without a
-#   password (trust, loopback only); user `sluice_auth` (password `sluice-auth-secret`) must
-#   give its password, for the wrong-password tests; user `sluice_limited` (no password, trust
+#   password (trust, loopback only); user `sluicegate_auth` (password `sluicegate-auth-secret`) must
+#   give its password, for the wrong-password tests; user `sluicegate_limited` (no password, trust
 #   from 127.0.0.1 like the others) may hold 2 connections at once (CONNECTION LIMIT 2), for
 #   the too-many-connections tests (tests/postgres_faults.rs).
 #   TLS on (`ssl = on`, for tests/postgres_tls.rs) with a certificate for 127.0.0.1 and
 #   localhost signed by a CA of its own; clients trust that CA through its certificate,
-#   /etc/postgresql-common/sluice-tls/ca.pem. The server reads cert.pem and key.pem beside it.
+#   /etc/postgresql-common/sluicegate-tls/ca.pem. The server reads cert.pem and key.pem beside it.
 # - MariaDB: database `test`; `root` reaches it from 127.0.0.1 with an empty password; user
-#   `sluice_auth` (password `sluice-auth-secret`) for the wrong-password tests; user
-#   `sluice_limited` (empty password) with MAX_USER_CONNECTIONS 2, for the too-many-connections
+#   `sluicegate_auth` (password `sluicegate-auth-secret`) for the wrong-password tests; user
+#   `sluicegate_limited` (empty password) with MAX_USER_CONNECTIONS 2, for the too-many-connections
 #   tests (tests/mysql_faults.rs). TLS on, with a CA of its own too:
-#   /etc/mysql/sluice-tls/ca.pem.
+#   /etc/mysql/sluicegate-tls/ca.pem.
 #
 # With arguments it acts on one server, for the restart tests (tests/*_restart.rs):
 #
@@ -25,7 +25,7 @@
 #                                                returns once it no longer answers
 #
 # These are test fixtures for a machine that exists to run tests: never point this script at
-# a server that holds anything else. Set SLUICE_SKIP_SERVICES=1 to skip it entirely (then
+# a server that holds anything else. Set SLUICEGATE_SKIP_SERVICES=1 to skip it entirely (then
 # `start` and `stop` fail, so the restart tests skip).
 set -euo pipefail
 
@@ -40,19 +40,19 @@ if [[ -n "$ACTION" ]]; then
     [[ $# == 2 && "$ACTION" =~ ^(start|stop)$ && "$SERVER" =~ ^(postgres|mariadb)$ ]] || usage
 fi
 
-if [[ "${SLUICE_SKIP_SERVICES:-}" == 1 ]]; then
+if [[ "${SLUICEGATE_SKIP_SERVICES:-}" == 1 ]]; then
     if [[ -n "$ACTION" ]]; then
-        echo "services: cannot $ACTION $SERVER: SLUICE_SKIP_SERVICES=1" >&2
+        echo "services: cannot $ACTION $SERVER: SLUICEGATE_SKIP_SERVICES=1" >&2
         exit 1
     fi
-    echo "services: skipped (SLUICE_SKIP_SERVICES=1)"
+    echo "services: skipped (SLUICEGATE_SKIP_SERVICES=1)"
     exit 0
 fi
 
-AUTH_USER=sluice_auth
-AUTH_PASSWORD=sluice-auth-secret
+AUTH_USER=sluicegate_auth
+AUTH_PASSWORD=sluicegate-auth-secret
 # A user that may hold LIMITED_CONNECTIONS connections at once.
-LIMITED_USER=sluice_limited
+LIMITED_USER=sluicegate_limited
 LIMITED_CONNECTIONS=2
 
 say() { echo "services: $*"; }
@@ -163,7 +163,7 @@ postgres_service() {
 # TLS for tests/postgres_tls.rs: a server certificate for 127.0.0.1 and localhost signed by a
 # CA of its own (the tests trust that CA through its file, ca.pem), set with ALTER SYSTEM.
 # PostgreSQL (10 and later) loads a new certificate on a reload: no restart.
-PG_TLS_DIR=/etc/postgresql-common/sluice-tls
+PG_TLS_DIR=/etc/postgresql-common/sluicegate-tls
 PG_TLS_NEW=
 
 # Makes the CA and the server's certificate and key, unless all three files are there.
@@ -177,7 +177,7 @@ postgres_tls_files() {
     tmp=$(mktemp -d)
     # rustls refuses a CA certificate as the server's own, hence a CA that signs it. The CA's
     # key is thrown away: nothing else is ever signed with it.
-    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sluice PostgreSQL test CA" \
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sluicegate PostgreSQL test CA" \
         -keyout "$tmp/ca-key.pem" -out "$tmp/ca.pem" 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
         -keyout "$tmp/key.pem" -out "$tmp/server.csr" 2>/dev/null
@@ -291,7 +291,7 @@ mariadb_service() {
 # TLS for the mysql-rustls tests: a certificate for 127.0.0.1 signed by a CA of its own (the
 # tests trust that CA through its file, ca.pem), loaded from a config file of our own that my.cnf includes. MariaDB reads
 # its certificate only at start, so the first run restarts it once.
-MY_TLS_DIR=/etc/mysql/sluice-tls
+MY_TLS_DIR=/etc/mysql/sluicegate-tls
 mariadb_tls() {
     if [[ "$(my_sql 'SELECT @@have_ssl')" == YES ]]; then
         return 0
@@ -308,7 +308,7 @@ mariadb_tls() {
         # as the server's own.
         local tmp
         tmp=$(mktemp -d)
-        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sluice test CA" \
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sluicegate test CA" \
             -keyout "$tmp/ca-key.pem" -out "$tmp/ca.pem" 2>/dev/null
         openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
             -keyout "$tmp/key.pem" -out "$tmp/server.csr" 2>/dev/null

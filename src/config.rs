@@ -1,4 +1,4 @@
-//! [`Builder`]: a pool's settings, their defaults (r2d2's, plus sluice's own), and their
+//! [`Builder`]: a pool's settings, their defaults (r2d2's, plus sluicegate's own), and their
 //! validation.
 //!
 //! Setters never panic; `build` checks every setting and names the one that is wrong. Durations
@@ -45,7 +45,7 @@ static POOL_NUMBER: AtomicU64 = AtomicU64::new(1);
 /// ```
 /// use std::time::Duration;
 /// # struct Manager;
-/// # impl sluice::ManageConnection for Manager {
+/// # impl sluicegate::ManageConnection for Manager {
 /// #     type Connection = ();
 /// #     type Error = std::io::Error;
 /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
@@ -53,14 +53,14 @@ static POOL_NUMBER: AtomicU64 = AtomicU64::new(1);
 /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
 /// # }
 ///
-/// let pool = sluice::Pool::builder()
+/// let pool = sluicegate::Pool::builder()
 ///     .pool_name("orders")
 ///     .max_size(16)
 ///     .min_idle(Some(4))
 ///     .connection_timeout(Duration::from_secs(5))
 ///     .build(Manager)?;
 /// assert_eq!(pool.max_size(), 16);
-/// # Ok::<(), sluice::Error>(())
+/// # Ok::<(), sluicegate::Error>(())
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct Builder<M>
@@ -119,16 +119,16 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Builder::new().build(Manager)?;
+    /// let pool = sluicegate::Builder::new().build(Manager)?;
     /// assert_eq!(pool.max_size(), 10);
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn new() -> Builder<M> {
         Builder::default()
@@ -141,14 +141,14 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let err = sluice::Pool::builder().max_size(0).build(Manager).err().unwrap();
+    /// let err = sluicegate::Pool::builder().max_size(0).build(Manager).err().unwrap();
     /// assert!(err.to_string().contains("max_size"));
     /// ```
     pub fn max_size(mut self, max_size: u32) -> Builder<M> {
@@ -163,16 +163,16 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().max_size(8).min_idle(Some(2)).build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(8).min_idle(Some(2)).build(Manager)?;
     /// assert_eq!(pool.state().connections, 2);
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn min_idle(mut self, min_idle: Option<u32>) -> Builder<M> {
         self.min_idle = min_idle;
@@ -187,16 +187,16 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().test_on_check_out(false).build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().test_on_check_out(false).build(Manager)?;
     /// assert!(!pool.test_on_check_out());
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn test_on_check_out(mut self, test_on_check_out: bool) -> Builder<M> {
         self.test_on_check_out = test_on_check_out;
@@ -215,7 +215,7 @@ where
     /// ```
     /// use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
@@ -223,11 +223,11 @@ where
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
     /// // Behind a proxy that may drop connections at any moment: check every time.
-    /// let pool = sluice::Pool::builder()
+    /// let pool = sluicegate::Pool::builder()
     ///     .validation_skip_window(Duration::ZERO)
     ///     .build(Manager)?;
     /// assert_eq!(pool.validation_skip_window(), Duration::ZERO);
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn validation_skip_window(mut self, window: Duration) -> Builder<M> {
         self.validation_skip_window = window;
@@ -249,18 +249,18 @@ where
     /// ```
     /// use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder()
+    /// let pool = sluicegate::Pool::builder()
     ///     .max_lifetime(Some(Duration::from_secs(15 * 60)))
     ///     .build(Manager)?;
     /// assert_eq!(pool.max_lifetime(), Some(Duration::from_secs(900)));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn max_lifetime(mut self, max_lifetime: Option<Duration>) -> Builder<M> {
         self.max_lifetime = max_lifetime;
@@ -280,16 +280,16 @@ where
     /// ```
     /// use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().idle_timeout(None).build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().idle_timeout(None).build(Manager)?;
     /// assert_eq!(pool.idle_timeout(), None);
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn idle_timeout(mut self, idle_timeout: Option<Duration>) -> Builder<M> {
         self.idle_timeout = idle_timeout;
@@ -316,18 +316,18 @@ where
     /// ```
     /// use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder()
+    /// let pool = sluicegate::Pool::builder()
     ///     .connection_timeout(Duration::from_millis(250))
     ///     .build(Manager)?;
     /// assert_eq!(pool.connection_timeout(), Duration::from_millis(250));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn connection_timeout(mut self, connection_timeout: Duration) -> Builder<M> {
         self.connection_timeout = connection_timeout;
@@ -355,18 +355,18 @@ where
     /// ```
     /// use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder()
+    /// let pool = sluicegate::Pool::builder()
     ///     .keepalive(Some(Duration::from_secs(60)))
     ///     .build(Manager)?;
     /// assert_eq!(pool.keepalive(), Some(Duration::from_secs(60)));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn keepalive(mut self, keepalive: Option<Duration>) -> Builder<M> {
         self.keepalive = keepalive;
@@ -398,18 +398,18 @@ where
     /// ```
     /// use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder()
+    /// let pool = sluicegate::Pool::builder()
     ///     .leak_detection_threshold(Some(Duration::from_secs(30)))
     ///     .build(Manager)?;
     /// assert_eq!(pool.leak_detection_threshold(), Some(Duration::from_secs(30)));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn leak_detection_threshold(mut self, threshold: Option<Duration>) -> Builder<M> {
         self.leak_detection_threshold = threshold;
@@ -427,18 +427,18 @@ where
     /// ```
     /// use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder()
+    /// let pool = sluicegate::Pool::builder()
     ///     .reaper_rate(Duration::from_millis(100))
     ///     .build(Manager)?;
     /// assert_eq!(pool.reaper_rate(), Duration::from_millis(100));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn reaper_rate(mut self, reaper_rate: Duration) -> Builder<M> {
         self.reaper_rate = reaper_rate;
@@ -452,16 +452,16 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().pool_name("reports").build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().pool_name("reports").build(Manager)?;
     /// assert_eq!(pool.name(), "reports");
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn pool_name(mut self, name: impl Into<String>) -> Builder<M> {
         self.pool_name = Some(name.into());
@@ -475,17 +475,17 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder()
-    ///     .error_handler(Box::new(sluice::NopErrorHandler))
+    /// let pool = sluicegate::Pool::builder()
+    ///     .error_handler(Box::new(sluicegate::NopErrorHandler))
     ///     .build(Manager)?;
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn error_handler(mut self, error_handler: Box<dyn HandleError<M::Error>>) -> Builder<M> {
         self.error_handler = error_handler;
@@ -499,17 +499,17 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder()
-    ///     .event_handler(Box::new(sluice::NopEventHandler))
+    /// let pool = sluicegate::Pool::builder()
+    ///     .event_handler(Box::new(sluicegate::NopEventHandler))
     ///     .build(Manager)?;
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn event_handler(mut self, event_handler: Box<dyn HandleEvent>) -> Builder<M> {
         self.event_handler = Some(event_handler);
@@ -522,17 +522,17 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder()
-    ///     .connection_customizer(Box::new(sluice::NopConnectionCustomizer))
+    /// let pool = sluicegate::Pool::builder()
+    ///     .connection_customizer(Box::new(sluicegate::NopConnectionCustomizer))
     ///     .build(Manager)?;
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn connection_customizer(
         mut self,
@@ -556,16 +556,16 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().max_size(4).build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(4).build(Manager)?;
     /// assert_eq!(pool.state().idle_connections, 4);
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn build(self, manager: M) -> Result<Pool<M>, Error> {
         let config = self.into_config()?;
@@ -583,17 +583,17 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().min_idle(Some(0)).build_unchecked(Manager);
+    /// let pool = sluicegate::Pool::builder().min_idle(Some(0)).build_unchecked(Manager);
     /// assert_eq!(pool.state().connections, 0);
     /// let conn = pool.get()?; // opened on demand
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn build_unchecked(self, manager: M) -> Pool<M> {
         let problem = self.validate().err();

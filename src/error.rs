@@ -22,7 +22,7 @@ use std::time::Duration;
 /// ```
 /// use std::time::Duration;
 /// # struct Manager;
-/// # impl sluice::ManageConnection for Manager {
+/// # impl sluicegate::ManageConnection for Manager {
 /// #     type Connection = ();
 /// #     type Error = std::io::Error;
 /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
@@ -30,13 +30,13 @@ use std::time::Duration;
 /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
 /// # }
 ///
-/// let pool = sluice::Pool::builder().max_size(1).pool_name("orders").build(Manager)?;
+/// let pool = sluicegate::Pool::builder().max_size(1).pool_name("orders").build(Manager)?;
 /// let _held = pool.get()?;
 /// let err = pool.get_timeout(Duration::from_millis(10)).unwrap_err();
 /// assert!(err.is_timeout());
 /// assert!(err.to_string().starts_with("timed out waiting for connection"));
 /// assert!(err.to_string().contains("\"orders\""));
-/// # Ok::<(), sluice::Error>(())
+/// # Ok::<(), sluicegate::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Error(Box<Kind>);
@@ -149,18 +149,18 @@ impl Error {
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let _held = pool.get()?;
     /// let err = pool.get_timeout(std::time::Duration::ZERO).unwrap_err();
     /// assert!(err.is_timeout() && !err.is_closed());
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn is_timeout(&self) -> bool {
@@ -174,17 +174,17 @@ impl Error {
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::new(Manager)?;
+    /// let pool = sluicegate::Pool::new(Manager)?;
     /// pool.close();
     /// assert!(pool.get().unwrap_err().is_closed());
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn is_closed(&self) -> bool {
@@ -200,18 +200,18 @@ impl Error {
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let _held = pool.get()?;
     /// let err = pool.get_timeout(std::time::Duration::from_millis(1)).unwrap_err();
     /// assert!(!err.is_permanent()); // a timeout
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn is_permanent(&self) -> bool {
@@ -229,7 +229,7 @@ impl Error {
     /// use std::time::Duration;
     ///
     /// struct Refusing;
-    /// impl sluice::ManageConnection for Refusing {
+    /// impl sluicegate::ManageConnection for Refusing {
     ///     type Connection = ();
     ///     type Error = std::io::Error;
     ///     fn connect(&self) -> Result<(), std::io::Error> {
@@ -239,9 +239,9 @@ impl Error {
     ///     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// }
     ///
-    /// let err = sluice::Pool::builder()
+    /// let err = sluicegate::Pool::builder()
     ///     .connection_timeout(Duration::from_millis(100))
-    ///     .error_handler(Box::new(sluice::NopErrorHandler))
+    ///     .error_handler(Box::new(sluicegate::NopErrorHandler))
     ///     .build(Refusing)
     ///     .err()
     ///     .unwrap();

@@ -15,7 +15,7 @@ use std::time::Duration;
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
 /// use std::sync::Arc;
-/// use sluice::event::{CheckoutEvent, HandleEvent};
+/// use sluicegate::event::{CheckoutEvent, HandleEvent};
 ///
 /// #[derive(Debug, Default)]
 /// struct SlowCheckouts(Arc<AtomicU64>);
@@ -29,7 +29,7 @@ use std::time::Duration;
 /// }
 ///
 /// # struct Manager;
-/// # impl sluice::ManageConnection for Manager {
+/// # impl sluicegate::ManageConnection for Manager {
 /// #     type Connection = ();
 /// #     type Error = std::io::Error;
 /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
@@ -37,12 +37,12 @@ use std::time::Duration;
 /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
 /// # }
 /// let slow = Arc::new(AtomicU64::new(0));
-/// let pool = sluice::Pool::builder()
+/// let pool = sluicegate::Pool::builder()
 ///     .event_handler(Box::new(SlowCheckouts(slow.clone())))
 ///     .build(Manager)?;
 /// drop(pool.get()?);
 /// assert_eq!(slow.load(Ordering::Relaxed), 0);
-/// # Ok::<(), sluice::Error>(())
+/// # Ok::<(), sluicegate::Error>(())
 /// ```
 pub trait HandleEvent: fmt::Debug + Sync + Send {
     /// Called when the pool has opened a new connection.
@@ -50,7 +50,7 @@ pub trait HandleEvent: fmt::Debug + Sync + Send {
     /// # Examples
     ///
     /// ```
-    /// use sluice::event::{AcquireEvent, HandleEvent};
+    /// use sluicegate::event::{AcquireEvent, HandleEvent};
     ///
     /// #[derive(Debug)]
     /// struct Log;
@@ -69,7 +69,7 @@ pub trait HandleEvent: fmt::Debug + Sync + Send {
     /// # Examples
     ///
     /// ```
-    /// use sluice::event::{ReleaseEvent, HandleEvent};
+    /// use sluicegate::event::{ReleaseEvent, HandleEvent};
     ///
     /// #[derive(Debug)]
     /// struct Log;
@@ -88,7 +88,7 @@ pub trait HandleEvent: fmt::Debug + Sync + Send {
     /// # Examples
     ///
     /// ```
-    /// use sluice::event::{CheckoutEvent, HandleEvent};
+    /// use sluicegate::event::{CheckoutEvent, HandleEvent};
     ///
     /// #[derive(Debug)]
     /// struct Log;
@@ -107,7 +107,7 @@ pub trait HandleEvent: fmt::Debug + Sync + Send {
     /// # Examples
     ///
     /// ```
-    /// use sluice::event::{TimeoutEvent, HandleEvent};
+    /// use sluicegate::event::{TimeoutEvent, HandleEvent};
     ///
     /// #[derive(Debug)]
     /// struct Log;
@@ -126,7 +126,7 @@ pub trait HandleEvent: fmt::Debug + Sync + Send {
     /// # Examples
     ///
     /// ```
-    /// use sluice::event::{CheckinEvent, HandleEvent};
+    /// use sluicegate::event::{CheckinEvent, HandleEvent};
     ///
     /// #[derive(Debug)]
     /// struct Log;
@@ -147,15 +147,15 @@ pub trait HandleEvent: fmt::Debug + Sync + Send {
 ///
 /// ```
 /// # struct Manager;
-/// # impl sluice::ManageConnection for Manager {
+/// # impl sluicegate::ManageConnection for Manager {
 /// #     type Connection = ();
 /// #     type Error = std::io::Error;
 /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
 /// # }
-/// let builder = sluice::Pool::<Manager>::builder()
-///     .event_handler(Box::new(sluice::NopEventHandler));
+/// let builder = sluicegate::Pool::<Manager>::builder()
+///     .event_handler(Box::new(sluicegate::NopEventHandler));
 /// ```
 #[derive(Copy, Clone, Debug, Default)]
 pub struct NopEventHandler;
@@ -167,7 +167,7 @@ impl HandleEvent for NopEventHandler {}
 /// # Examples
 ///
 /// ```
-/// use sluice::event::{AcquireEvent, HandleEvent};
+/// use sluicegate::event::{AcquireEvent, HandleEvent};
 ///
 /// #[derive(Debug)]
 /// struct Opened;
@@ -188,7 +188,7 @@ impl AcquireEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluice::event::{AcquireEvent, HandleEvent};
+    /// use sluicegate::event::{AcquireEvent, HandleEvent};
     ///
     /// #[derive(Debug)]
     /// struct Log;
@@ -211,7 +211,7 @@ impl AcquireEvent {
 /// # Examples
 ///
 /// ```
-/// use sluice::event::{HandleEvent, ReleaseEvent};
+/// use sluicegate::event::{HandleEvent, ReleaseEvent};
 ///
 /// #[derive(Debug)]
 /// struct Closed;
@@ -233,7 +233,7 @@ impl ReleaseEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluice::event::{ReleaseEvent, HandleEvent};
+    /// use sluicegate::event::{ReleaseEvent, HandleEvent};
     ///
     /// #[derive(Debug)]
     /// struct Log;
@@ -255,7 +255,7 @@ impl ReleaseEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluice::event::{ReleaseEvent, HandleEvent};
+    /// use sluicegate::event::{ReleaseEvent, HandleEvent};
     ///
     /// #[derive(Debug)]
     /// struct Log;
@@ -278,7 +278,7 @@ impl ReleaseEvent {
 /// # Examples
 ///
 /// ```
-/// use sluice::event::{CheckoutEvent, HandleEvent};
+/// use sluicegate::event::{CheckoutEvent, HandleEvent};
 ///
 /// #[derive(Debug)]
 /// struct Waits;
@@ -300,7 +300,7 @@ impl CheckoutEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluice::event::{CheckoutEvent, HandleEvent};
+    /// use sluicegate::event::{CheckoutEvent, HandleEvent};
     ///
     /// #[derive(Debug)]
     /// struct Log;
@@ -322,7 +322,7 @@ impl CheckoutEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluice::event::{CheckoutEvent, HandleEvent};
+    /// use sluicegate::event::{CheckoutEvent, HandleEvent};
     ///
     /// #[derive(Debug)]
     /// struct Log;
@@ -345,7 +345,7 @@ impl CheckoutEvent {
 /// # Examples
 ///
 /// ```
-/// use sluice::event::{HandleEvent, TimeoutEvent};
+/// use sluicegate::event::{HandleEvent, TimeoutEvent};
 ///
 /// #[derive(Debug)]
 /// struct Timeouts;
@@ -366,7 +366,7 @@ impl TimeoutEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluice::event::{TimeoutEvent, HandleEvent};
+    /// use sluicegate::event::{TimeoutEvent, HandleEvent};
     ///
     /// #[derive(Debug)]
     /// struct Log;
@@ -389,7 +389,7 @@ impl TimeoutEvent {
 /// # Examples
 ///
 /// ```
-/// use sluice::event::{CheckinEvent, HandleEvent};
+/// use sluicegate::event::{CheckinEvent, HandleEvent};
 ///
 /// #[derive(Debug)]
 /// struct Usage;
@@ -411,7 +411,7 @@ impl CheckinEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluice::event::{CheckinEvent, HandleEvent};
+    /// use sluicegate::event::{CheckinEvent, HandleEvent};
     ///
     /// #[derive(Debug)]
     /// struct Log;
@@ -433,7 +433,7 @@ impl CheckinEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluice::event::{CheckinEvent, HandleEvent};
+    /// use sluicegate::event::{CheckinEvent, HandleEvent};
     ///
     /// #[derive(Debug)]
     /// struct Log;

@@ -16,7 +16,7 @@ use std::fmt;
 /// # Examples
 ///
 /// ```
-/// use sluice::Extensions;
+/// use sluicegate::Extensions;
 ///
 /// struct StatementCache(Vec<String>);
 ///
@@ -36,7 +36,7 @@ impl Extensions {
     /// # Examples
     ///
     /// ```
-    /// let ext = sluice::Extensions::new();
+    /// let ext = sluicegate::Extensions::new();
     /// assert!(ext.get::<u32>().is_none());
     /// ```
     #[inline]
@@ -50,7 +50,7 @@ impl Extensions {
     /// # Examples
     ///
     /// ```
-    /// let mut ext = sluice::Extensions::new();
+    /// let mut ext = sluicegate::Extensions::new();
     /// assert_eq!(ext.insert(1u32), None);
     /// assert_eq!(ext.insert(2u32), Some(1));
     /// ```
@@ -69,7 +69,7 @@ impl Extensions {
     /// # Examples
     ///
     /// ```
-    /// let mut ext = sluice::Extensions::new();
+    /// let mut ext = sluicegate::Extensions::new();
     /// ext.insert("tenant-7");
     /// assert_eq!(ext.get::<&str>(), Some(&"tenant-7"));
     /// ```
@@ -87,7 +87,7 @@ impl Extensions {
     /// # Examples
     ///
     /// ```
-    /// let mut ext = sluice::Extensions::new();
+    /// let mut ext = sluicegate::Extensions::new();
     /// ext.insert(0u64);
     /// *ext.get_mut::<u64>().unwrap() += 1;
     /// assert_eq!(ext.get::<u64>(), Some(&1));
@@ -106,7 +106,7 @@ impl Extensions {
     /// # Examples
     ///
     /// ```
-    /// let mut ext = sluice::Extensions::new();
+    /// let mut ext = sluicegate::Extensions::new();
     /// ext.insert(5i32);
     /// assert_eq!(ext.remove::<i32>(), Some(5));
     /// assert_eq!(ext.remove::<i32>(), None);
@@ -126,7 +126,7 @@ impl Extensions {
     /// # Examples
     ///
     /// ```
-    /// let mut ext = sluice::Extensions::new();
+    /// let mut ext = sluicegate::Extensions::new();
     /// ext.insert(1u8);
     /// ext.clear();
     /// assert!(ext.is_empty());
@@ -141,7 +141,7 @@ impl Extensions {
     /// # Examples
     ///
     /// ```
-    /// let mut ext = sluice::Extensions::new();
+    /// let mut ext = sluicegate::Extensions::new();
     /// ext.insert(1u8);
     /// ext.insert(2u16);
     /// assert_eq!(ext.len(), 2);
@@ -157,7 +157,7 @@ impl Extensions {
     /// # Examples
     ///
     /// ```
-    /// assert!(sluice::Extensions::new().is_empty());
+    /// assert!(sluicegate::Extensions::new().is_empty());
     /// ```
     #[inline]
     #[must_use]

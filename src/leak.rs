@@ -37,23 +37,23 @@ const MAX_FRAMES: usize = 40;
 /// ```
 /// use std::time::Duration;
 /// # struct Manager;
-/// # impl sluice::ManageConnection for Manager {
+/// # impl sluicegate::ManageConnection for Manager {
 /// #     type Connection = ();
 /// #     type Error = std::io::Error;
 /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
 /// # }
-/// let pool = sluice::Pool::builder()
+/// let pool = sluicegate::Pool::builder()
 ///     .max_size(1)
 ///     .leak_detection_threshold(Some(Duration::ZERO))
 ///     .build(Manager)?;
 /// let conn = pool.get()?;
 /// let leaks = pool.leaks();
 /// assert_eq!(leaks.len(), 1);
-/// assert_eq!(leaks[0].connection_id(), sluice::PooledConnection::id(&conn));
+/// assert_eq!(leaks[0].connection_id(), sluicegate::PooledConnection::id(&conn));
 /// println!("{}", leaks[0]); // where `conn` was borrowed, and the backtrace
-/// # Ok::<(), sluice::Error>(())
+/// # Ok::<(), sluicegate::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Leak {
@@ -73,18 +73,18 @@ impl Leak {
     /// ```
     /// # use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// # let pool = sluice::Pool::builder().max_size(1)
+    /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;
-    /// assert_eq!(pool.leaks()[0].connection_id(), sluice::PooledConnection::id(&conn));
-    /// # Ok::<(), sluice::Error>(())
+    /// assert_eq!(pool.leaks()[0].connection_id(), sluicegate::PooledConnection::id(&conn));
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn connection_id(&self) -> u64 {
@@ -98,19 +98,19 @@ impl Leak {
     /// ```
     /// # use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// # let pool = sluice::Pool::builder().max_size(1)
+    /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;
     /// std::thread::sleep(Duration::from_millis(5));
     /// assert!(pool.leaks()[0].held_for() >= Duration::from_millis(5));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn held_for(&self) -> Duration {
@@ -124,14 +124,14 @@ impl Leak {
     /// ```
     /// # use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// # let pool = sluice::Pool::builder().max_size(1)
+    /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let worker = pool.clone();
     /// let conn = std::thread::Builder::new()
@@ -141,7 +141,7 @@ impl Leak {
     ///     .join()
     ///     .unwrap()?;
     /// assert_eq!(pool.leaks()[0].thread_name(), Some("worker-7"));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn thread_name(&self) -> Option<&str> {
@@ -160,18 +160,18 @@ impl Leak {
     /// ```
     /// # use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// # let pool = sluice::Pool::builder().max_size(1)
+    /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?; let line = line!();
     /// assert_eq!(pool.leaks()[0].location().line(), line);
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn location(&self) -> &'static Location<'static> {
@@ -185,20 +185,20 @@ impl Leak {
     /// ```
     /// # use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// # let pool = sluice::Pool::builder().max_size(1)
+    /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;
     /// for frame in pool.leaks()[0].backtrace().frames() {
     ///     println!("{:?} at {:?}:{:?}", frame.function(), frame.file(), frame.line());
     /// }
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn backtrace(&self) -> &Backtrace {
@@ -212,20 +212,20 @@ impl Leak {
     /// ```
     /// # use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder()
+    /// let pool = sluicegate::Pool::builder()
     ///     .pool_name("orders")
     ///     .leak_detection_threshold(Some(Duration::ZERO))
     ///     .build(Manager)?;
     /// let conn = pool.get()?;
     /// assert_eq!(pool.leaks()[0].pool(), "orders");
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn pool(&self) -> &str {
@@ -284,20 +284,20 @@ impl fmt::Debug for Leak {
 /// ```
 /// # use std::time::Duration;
 /// # struct Manager;
-/// # impl sluice::ManageConnection for Manager {
+/// # impl sluicegate::ManageConnection for Manager {
 /// #     type Connection = ();
 /// #     type Error = std::io::Error;
 /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
 /// # }
-/// # let pool = sluice::Pool::builder().max_size(1)
+/// # let pool = sluicegate::Pool::builder().max_size(1)
 /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
 /// let conn = pool.get()?;
 /// let leak = &pool.leaks()[0];
-/// let trace: &sluice::leak::Backtrace = leak.backtrace();
+/// let trace: &sluicegate::leak::Backtrace = leak.backtrace();
 /// println!("{trace}");
-/// # Ok::<(), sluice::Error>(())
+/// # Ok::<(), sluicegate::Error>(())
 /// ```
 pub struct Backtrace {
     addresses: Box<[usize]>,
@@ -327,19 +327,19 @@ impl Backtrace {
     /// ```
     /// # use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// # let pool = sluice::Pool::builder().max_size(1)
+    /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;
     /// let leaks = pool.leaks();
     /// assert!(!leaks[0].backtrace().frames().is_empty());
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn frames(&self) -> &[Frame] {
@@ -347,27 +347,27 @@ impl Backtrace {
     }
 
     /// The frame that borrowed the connection: the first one, from the innermost, outside
-    /// sluice and the standard library. `None` when the binary has no symbols.
+    /// sluicegate and the standard library. `None` when the binary has no symbols.
     ///
     /// # Examples
     ///
     /// ```
     /// # use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// # let pool = sluice::Pool::builder().max_size(1)
+    /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;
     /// if let Some(frame) = pool.leaks()[0].backtrace().borrower() {
     ///     println!("borrowed in {:?}", frame.function());
     /// }
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn borrower(&self) -> Option<&Frame> {
@@ -427,20 +427,20 @@ impl fmt::Debug for Backtrace {
 /// ```
 /// # use std::time::Duration;
 /// # struct Manager;
-/// # impl sluice::ManageConnection for Manager {
+/// # impl sluicegate::ManageConnection for Manager {
 /// #     type Connection = ();
 /// #     type Error = std::io::Error;
 /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
 /// # }
-/// # let pool = sluice::Pool::builder().max_size(1)
+/// # let pool = sluicegate::Pool::builder().max_size(1)
 /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
 /// let conn = pool.get()?;
 /// let leaks = pool.leaks();
-/// let frame: &sluice::leak::Frame = &leaks[0].backtrace().frames()[0];
+/// let frame: &sluicegate::leak::Frame = &leaks[0].backtrace().frames()[0];
 /// println!("{:?}", frame.function());
-/// # Ok::<(), sluice::Error>(())
+/// # Ok::<(), sluicegate::Error>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Frame {
@@ -459,19 +459,19 @@ impl Frame {
     /// ```
     /// # use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// # let pool = sluice::Pool::builder().max_size(1)
+    /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;
     /// let leaks = pool.leaks();
     /// let names: Vec<_> = leaks[0].backtrace().frames().iter().filter_map(|f| f.function()).collect();
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn function(&self) -> Option<&str> {
@@ -485,21 +485,21 @@ impl Frame {
     /// ```
     /// # use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// # let pool = sluice::Pool::builder().max_size(1)
+    /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;
     /// let leaks = pool.leaks();
     /// if let Some(frame) = leaks[0].backtrace().borrower() {
     ///     println!("{:?}:{:?}", frame.file(), frame.line());
     /// }
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn file(&self) -> Option<&Path> {
@@ -513,18 +513,18 @@ impl Frame {
     /// ```
     /// # use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// # let pool = sluice::Pool::builder().max_size(1)
+    /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;
     /// let lines: Vec<u32> = pool.leaks()[0].backtrace().frames().iter().filter_map(|f| f.line()).collect();
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn line(&self) -> Option<u32> {
@@ -546,7 +546,7 @@ impl Frame {
             return false;
         };
         let name = name.trim_start_matches('<');
-        ["sluice::", "backtrace::", "std::", "core::", "alloc::"]
+        ["sluicegate::", "backtrace::", "std::", "core::", "alloc::"]
             .iter()
             .any(|prefix| name.starts_with(prefix))
     }

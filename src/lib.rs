@@ -10,7 +10,7 @@
 //! // Any r2d2-style manager works; a driver crate provides one for its database.
 //! struct Manager;
 //!
-//! impl sluice::ManageConnection for Manager {
+//! impl sluicegate::ManageConnection for Manager {
 //!     type Connection = Vec<String>;
 //!     type Error = std::io::Error;
 //!     fn connect(&self) -> Result<Vec<String>, std::io::Error> { Ok(Vec::new()) }
@@ -18,11 +18,11 @@
 //!     fn has_broken(&self, _: &mut Vec<String>) -> bool { false }
 //! }
 //!
-//! let pool = sluice::Pool::builder().pool_name("app").max_size(4).build(Manager)?;
+//! let pool = sluicegate::Pool::builder().pool_name("app").max_size(4).build(Manager)?;
 //! let handles: Vec<_> = (0..16)
 //!     .map(|i| {
 //!         let pool = pool.clone();
-//!         thread::spawn(move || -> Result<(), sluice::Error> {
+//!         thread::spawn(move || -> Result<(), sluicegate::Error> {
 //!             let mut conn = pool.get()?;
 //!             conn.push(format!("request {i}"));
 //!             Ok(())
@@ -33,7 +33,7 @@
 //!     handle.join().unwrap()?;
 //! }
 //! println!("{:?}", pool.metrics());
-//! # Ok::<(), sluice::Error>(())
+//! # Ok::<(), sluicegate::Error>(())
 //! ```
 //!
 //! # How a check-out works
@@ -188,18 +188,18 @@
 //! ```
 //! use std::time::Duration;
 //! # struct Manager;
-//! # impl sluice::ManageConnection for Manager {
+//! # impl sluicegate::ManageConnection for Manager {
 //! #     type Connection = ();
 //! #     type Error = std::io::Error;
 //! #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
 //! #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
 //! #     fn has_broken(&self, _: &mut ()) -> bool { false }
 //! # }
-//! let pool = sluice::Pool::builder()
+//! let pool = sluicegate::Pool::builder()
 //!     .leak_detection_threshold(Some(Duration::ZERO))
 //!     .build(Manager)?;
 //!
-//! fn handler(pool: &sluice::Pool<Manager>) -> Result<(), sluice::Error> {
+//! fn handler(pool: &sluicegate::Pool<Manager>) -> Result<(), sluicegate::Error> {
 //!     let conn = pool.get()?;
 //!     // ... use it; it goes back when `conn` drops
 //!     Ok(())
@@ -207,7 +207,7 @@
 //!
 //! handler(&pool)?;
 //! pool.assert_no_leaks();
-//! # Ok::<(), sluice::Error>(())
+//! # Ok::<(), sluicegate::Error>(())
 //! ```
 //!
 //! Backtraces show function names when the binary has symbols (Rust keeps them unless you
@@ -234,7 +234,7 @@
 //! one more round trip for nothing. Behind a session-mode PgBouncer, PgBouncer resets a server
 //! connection only when its client disconnects, which a pooled connection rarely does: turn
 //! recycling on if borrowers leave session state behind. Either way keep `max_lifetime` below
-//! PgBouncer's `client_idle_timeout` (if set), and size the sluice pool to the client side:
+//! PgBouncer's `client_idle_timeout` (if set), and size the sluicegate pool to the client side:
 //! PgBouncer's `default_pool_size` is what limits the server's connections.
 //!
 //! # Error handling
@@ -258,7 +258,7 @@
 //!
 //! ```
 //! # struct Manager;
-//! # impl sluice::ManageConnection for Manager {
+//! # impl sluicegate::ManageConnection for Manager {
 //! #     type Connection = ();
 //! #     type Error = std::io::Error;
 //! #     fn connect(&self) -> Result<(), std::io::Error> { Err(std::io::Error::other("refused")) }
@@ -267,9 +267,9 @@
 //! # }
 //! use std::time::Duration;
 //!
-//! let pool = sluice::Pool::builder()
+//! let pool = sluicegate::Pool::builder()
 //!     .connection_timeout(Duration::from_millis(100))
-//!     .error_handler(Box::new(sluice::NopErrorHandler))
+//!     .error_handler(Box::new(sluicegate::NopErrorHandler))
 //!     .build_unchecked(Manager);
 //! match pool.get() {
 //!     Ok(_conn) => { /* serve the request */ }
@@ -289,7 +289,7 @@
 //! whatever recorder the application installed (Prometheus, StatsD, OpenTelemetry):
 //!
 //! ```toml
-//! sluice = { version = "0.1", features = ["metrics"] }
+//! sluicegate = { version = "0.1", features = ["metrics"] }
 //! metrics-exporter-prometheus = "0.18"
 //! ```
 //!
@@ -297,20 +297,20 @@
 //!
 //! | name | kind | what |
 //! |---|---|---|
-//! | `sluice_connections` | gauge | open connections, idle and in use |
-//! | `sluice_connections_idle` | gauge | connections ready to be checked out |
-//! | `sluice_connections_in_use` | gauge | connections checked out |
-//! | `sluice_connections_max` | gauge | `max_size` |
-//! | `sluice_waiting_threads` | gauge | threads waiting for a connection |
-//! | `sluice_checkouts_total` | counter | connections handed out |
-//! | `sluice_timeouts_total` | counter | check-outs that gave up waiting |
-//! | `sluice_connections_created_total` | counter | connections opened |
-//! | `sluice_connect_failures_total` | counter | connects that failed |
-//! | `sluice_connections_closed_total` | counter | connections closed, by label `reason`: `broken`, `invalid`, `max_lifetime`, `idle_timeout`, `evicted`, `shutdown` |
-//! | `sluice_leaks_total` | counter | connections reported as leaked |
-//! | `sluice_wait_seconds` | histogram | how long each check-out took to get its connection (0 when one was idle and needed no check) |
-//! | `sluice_usage_seconds` | histogram | how long each connection was held, check-out to return |
-//! | `sluice_connect_seconds` | histogram | how long each successful connect took, customizer included |
+//! | `sluicegate_connections` | gauge | open connections, idle and in use |
+//! | `sluicegate_connections_idle` | gauge | connections ready to be checked out |
+//! | `sluicegate_connections_in_use` | gauge | connections checked out |
+//! | `sluicegate_connections_max` | gauge | `max_size` |
+//! | `sluicegate_waiting_threads` | gauge | threads waiting for a connection |
+//! | `sluicegate_checkouts_total` | counter | connections handed out |
+//! | `sluicegate_timeouts_total` | counter | check-outs that gave up waiting |
+//! | `sluicegate_connections_created_total` | counter | connections opened |
+//! | `sluicegate_connect_failures_total` | counter | connects that failed |
+//! | `sluicegate_connections_closed_total` | counter | connections closed, by label `reason`: `broken`, `invalid`, `max_lifetime`, `idle_timeout`, `evicted`, `shutdown` |
+//! | `sluicegate_leaks_total` | counter | connections reported as leaked |
+//! | `sluicegate_wait_seconds` | histogram | how long each check-out took to get its connection (0 when one was idle and needed no check) |
+//! | `sluicegate_usage_seconds` | histogram | how long each connection was held, check-out to return |
+//! | `sluicegate_connect_seconds` | histogram | how long each successful connect took, customizer included |
 //!
 //! The gauges and counters are the pool's own [`Metrics`], copied out by the pool's reaper
 //! thread at least once a second (counters with `absolute`, so nothing is counted twice) and
@@ -321,13 +321,13 @@
 //! Install the recorder before building pools: a histogram is bound to the recorder present
 //! when its pool was built, as with any `metrics` handle. Gauges and counters are looked up on
 //! every publication and so reach a recorder installed later too. With
-//! `metrics-exporter-prometheus`, give the `sluice_*_seconds` series buckets
-//! (`set_buckets_for_metric(Matcher::Prefix("sluice_".into()), ..)`) so that they render as
+//! `metrics-exporter-prometheus`, give the `sluicegate_*_seconds` series buckets
+//! (`set_buckets_for_metric(Matcher::Prefix("sluicegate_".into()), ..)`) so that they render as
 //! Prometheus histograms, which add up across instances; `examples/http_server.rs` does.
 //!
 //! # Moving from r2d2
 //!
-//! Change `r2d2::` to `sluice::`. What differs:
+//! Change `r2d2::` to `sluicegate::`. What differs:
 //!
 //! - A returning thread cannot take its connection back ahead of a waiting one (r2d2 lets it
 //!   barge), so waits under load stay close to their mean.
@@ -381,7 +381,7 @@ mod keepalive;
 pub mod leak;
 mod manager;
 mod metrics;
-#[cfg(sluice_model)]
+#[cfg(sluicegate_model)]
 #[doc(hidden)]
 pub mod model;
 #[cfg(feature = "mysql")]

@@ -1,6 +1,6 @@
 //! What a driver implements ([`ManageConnection`]) and the hooks a user can plug into a pool
 //! ([`HandleError`], [`CustomizeConnection`]). The traits have r2d2's names and signatures, so a
-//! manager written for r2d2 compiles against sluice unchanged.
+//! manager written for r2d2 compiles against sluicegate unchanged.
 //!
 //! The pool calls every method here without holding its lock. A panic in `connect` or
 //! `on_acquire` counts as a failed connect, one in `is_valid` as a failed validation, one in
@@ -22,7 +22,7 @@ use crate::extensions::Extensions;
 /// A manager for an imaginary in-memory store:
 ///
 /// ```
-/// use sluice::ManageConnection;
+/// use sluicegate::ManageConnection;
 ///
 /// struct KvConnection { open: bool }
 ///
@@ -45,11 +45,11 @@ use crate::extensions::Extensions;
 ///     }
 /// }
 ///
-/// let pool = sluice::Pool::builder()
+/// let pool = sluicegate::Pool::builder()
 ///     .max_size(2)
 ///     .build(KvManager { address: "127.0.0.1:7000".into() })?;
 /// assert!(pool.get()?.open);
-/// # Ok::<(), sluice::Error>(())
+/// # Ok::<(), sluicegate::Error>(())
 /// ```
 pub trait ManageConnection: Send + Sync + 'static {
     /// The connection type this manager opens.
@@ -96,7 +96,7 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///
     /// struct Manager { address: std::net::SocketAddr }
     ///
-    /// impl sluice::ManageConnection for Manager {
+    /// impl sluicegate::ManageConnection for Manager {
     ///     type Connection = TcpStream;
     ///     type Error = std::io::Error;
     ///     fn connect(&self) -> Result<TcpStream, std::io::Error> {
@@ -105,7 +105,7 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///     fn connect_within(
     ///         &self,
     ///         timeout: Duration,
-    ///         _: &mut sluice::Extensions,
+    ///         _: &mut sluicegate::Extensions,
     ///     ) -> Result<TcpStream, std::io::Error> {
     ///         let stream = TcpStream::connect_timeout(&self.address, timeout)?;
     ///         // A handshake would read with this deadline too.
@@ -118,7 +118,7 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///
     /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     /// let manager = Manager { address: listener.local_addr()? };
-    /// let pool = sluice::Pool::builder().max_size(1).build(manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(1).build(manager)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -173,7 +173,7 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///
     /// struct Manager;
     ///
-    /// impl sluice::ManageConnection for Manager {
+    /// impl sluicegate::ManageConnection for Manager {
     ///     type Connection = Slow;
     ///     type Error = std::io::Error;
     ///     fn connect(&self) -> Result<Slow, std::io::Error> {
@@ -187,7 +187,7 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///         &self,
     ///         conn: &mut Slow,
     ///         timeout: Duration,
-    ///         _: &sluice::Extensions,
+    ///         _: &sluicegate::Extensions,
     ///     ) -> Result<(), std::io::Error> {
     ///         if conn.delay > timeout {
     ///             std::thread::sleep(timeout);
@@ -198,16 +198,16 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///     fn has_broken(&self, _: &mut Slow) -> bool { false }
     /// }
     ///
-    /// let pool = sluice::Pool::builder()
+    /// let pool = sluicegate::Pool::builder()
     ///     .max_size(1)
     ///     .validation_skip_window(Duration::ZERO)
-    ///     .error_handler(Box::new(sluice::NopErrorHandler))
+    ///     .error_handler(Box::new(sluicegate::NopErrorHandler))
     ///     .build(Manager)?;
     /// let started = std::time::Instant::now();
     /// let err = pool.get_timeout(Duration::from_millis(200)).unwrap_err();
     /// assert!(err.is_timeout());
     /// assert!(started.elapsed() < Duration::from_secs(2));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     ///
     /// [`is_valid`]: ManageConnection::is_valid
@@ -244,7 +244,7 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///
     /// struct Manager;
     ///
-    /// impl sluice::ManageConnection for Manager {
+    /// impl sluicegate::ManageConnection for Manager {
     ///     type Connection = ();
     ///     type Error = io::Error;
     ///     fn connect(&self) -> Result<(), io::Error> {
@@ -258,8 +258,8 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// }
     ///
     /// let started = std::time::Instant::now();
-    /// let err = sluice::Pool::builder()
-    ///     .error_handler(Box::new(sluice::NopErrorHandler))
+    /// let err = sluicegate::Pool::builder()
+    ///     .error_handler(Box::new(sluicegate::NopErrorHandler))
     ///     .build(Manager)
     ///     .err()
     ///     .unwrap();
@@ -294,7 +294,7 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///
     /// struct Manager;
     ///
-    /// impl sluice::ManageConnection for Manager {
+    /// impl sluicegate::ManageConnection for Manager {
     ///     type Connection = Session;
     ///     type Error = std::io::Error;
     ///     fn connect(&self) -> Result<Session, std::io::Error> {
@@ -308,10 +308,10 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///     }
     /// }
     ///
-    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// pool.get()?.settings.insert("search_path".into(), "tenant_7".into());
     /// assert!(pool.get()?.settings.is_empty()); // the next borrower starts clean
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[allow(unused_variables)]
     fn recycle(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
@@ -350,7 +350,7 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// /// Keeps a handle on the last connection's flag, to play the server.
     /// struct Manager { last: Arc<Mutex<Arc<AtomicBool>>> }
     ///
-    /// impl sluice::ManageConnection for Manager {
+    /// impl sluicegate::ManageConnection for Manager {
     ///     type Connection = Conn;
     ///     type Error = std::io::Error;
     ///     fn connect(&self) -> Result<Conn, std::io::Error> {
@@ -360,13 +360,13 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///     }
     ///     fn is_valid(&self, _: &mut Conn) -> Result<(), std::io::Error> { Ok(()) }
     ///     fn has_broken(&self, conn: &mut Conn) -> bool { conn.hung_up.load(Ordering::Relaxed) }
-    ///     fn is_closed(&self, conn: &mut Conn, _: &sluice::Extensions) -> bool {
+    ///     fn is_closed(&self, conn: &mut Conn, _: &sluicegate::Extensions) -> bool {
     ///         conn.hung_up.load(Ordering::Relaxed)
     ///     }
     /// }
     ///
     /// let last = Arc::default();
-    /// let pool = sluice::Pool::builder()
+    /// let pool = sluicegate::Pool::builder()
     ///     .max_size(1)
     ///     .build(Manager { last: Arc::clone(&last) })?;
     /// drop(pool.get()?);
@@ -376,7 +376,7 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// let conn = pool.get()?; // a new connection, not the dead one
     /// assert!(!conn.hung_up.load(Ordering::Relaxed));
     /// assert_eq!(pool.metrics().closed_broken, 1);
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[allow(unused_variables)]
     fn is_closed(&self, conn: &mut Self::Connection, extensions: &Extensions) -> bool {
@@ -391,7 +391,7 @@ pub trait ManageConnection: Send + Sync + 'static {
 ///
 /// ```
 /// use std::sync::atomic::{AtomicUsize, Ordering};
-/// use sluice::HandleError;
+/// use sluicegate::HandleError;
 ///
 /// #[derive(Debug, Default)]
 /// struct CountingHandler(AtomicUsize);
@@ -414,15 +414,15 @@ pub trait HandleError<E>: fmt::Debug + Send + Sync + 'static {
 ///
 /// ```
 /// # struct Manager;
-/// # impl sluice::ManageConnection for Manager {
+/// # impl sluicegate::ManageConnection for Manager {
 /// #     type Connection = ();
 /// #     type Error = std::io::Error;
 /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
 /// # }
-/// let builder = sluice::Pool::<Manager>::builder()
-///     .error_handler(Box::new(sluice::NopErrorHandler));
+/// let builder = sluicegate::Pool::<Manager>::builder()
+///     .error_handler(Box::new(sluicegate::NopErrorHandler));
 /// ```
 #[derive(Copy, Clone, Debug, Default)]
 pub struct NopErrorHandler;
@@ -437,7 +437,7 @@ impl<E> HandleError<E> for NopErrorHandler {
 /// # Examples
 ///
 /// ```
-/// use sluice::{HandleError, LoggingErrorHandler};
+/// use sluicegate::{HandleError, LoggingErrorHandler};
 ///
 /// LoggingErrorHandler.handle_error(std::io::Error::other("connection refused"));
 /// ```
@@ -458,7 +458,7 @@ where
 /// # Examples
 ///
 /// ```
-/// use sluice::CustomizeConnection;
+/// use sluicegate::CustomizeConnection;
 ///
 /// #[derive(Debug)]
 /// struct SessionSetup;
@@ -495,15 +495,15 @@ pub trait CustomizeConnection<C, E>: fmt::Debug + Send + Sync + 'static {
 ///
 /// ```
 /// # struct Manager;
-/// # impl sluice::ManageConnection for Manager {
+/// # impl sluicegate::ManageConnection for Manager {
 /// #     type Connection = ();
 /// #     type Error = std::io::Error;
 /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
 /// # }
-/// let builder = sluice::Pool::<Manager>::builder()
-///     .connection_customizer(Box::new(sluice::NopConnectionCustomizer));
+/// let builder = sluicegate::Pool::<Manager>::builder()
+///     .connection_customizer(Box::new(sluicegate::NopConnectionCustomizer));
 /// ```
 #[derive(Copy, Clone, Debug, Default)]
 pub struct NopConnectionCustomizer;

@@ -13,18 +13,18 @@ use std::time::Duration;
 ///
 /// ```
 /// # struct Manager;
-/// # impl sluice::ManageConnection for Manager {
+/// # impl sluicegate::ManageConnection for Manager {
 /// #     type Connection = ();
 /// #     type Error = std::io::Error;
 /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
 /// # }
-/// let pool = sluice::Pool::builder().max_size(3).build(Manager)?;
+/// let pool = sluicegate::Pool::builder().max_size(3).build(Manager)?;
 /// let _conn = pool.get()?;
 /// let state = pool.state();
 /// assert_eq!((state.connections, state.idle_connections), (3, 2));
-/// # Ok::<(), sluice::Error>(())
+/// # Ok::<(), sluicegate::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -43,22 +43,22 @@ pub struct State {
 ///
 /// ```
 /// # struct Manager;
-/// # impl sluice::ManageConnection for Manager {
+/// # impl sluicegate::ManageConnection for Manager {
 /// #     type Connection = ();
 /// #     type Error = std::io::Error;
 /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
 /// # }
-/// let pool = sluice::Pool::builder().max_size(2).build(Manager)?;
+/// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
 /// let mut conn = pool.get()?;
-/// sluice::PooledConnection::mark_broken(&mut conn);
+/// sluicegate::PooledConnection::mark_broken(&mut conn);
 /// drop(conn);
 /// let m = pool.metrics();
 /// assert_eq!(m.checkouts, 1);
 /// assert_eq!(m.closed_broken, 1);
 /// assert_eq!(m.created, u64::from(m.connections) + m.closed() + m.detached);
-/// # Ok::<(), sluice::Error>(())
+/// # Ok::<(), sluicegate::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -119,17 +119,17 @@ impl Metrics {
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().max_size(2).build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// pool.close();
     /// assert_eq!(pool.metrics().closed(), 2);
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn closed(&self) -> u64 {

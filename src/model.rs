@@ -1,4 +1,4 @@
-//! Pools for the model checker, in builds with `--cfg sluice_model` only (tests/model.rs).
+//! Pools for the model checker, in builds with `--cfg sluicegate_model` only (tests/model.rs).
 //!
 //! Why this exists: a real pool starts an opener, a reaper and maybe a keepalive thread, which
 //! are OS threads the model checker (shuttle) neither sees nor schedules. A model pool has

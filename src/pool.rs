@@ -51,7 +51,7 @@ use crate::{keepalive, opener, reaper};
 /// ```
 /// use std::thread;
 /// # struct Manager;
-/// # impl sluice::ManageConnection for Manager {
+/// # impl sluicegate::ManageConnection for Manager {
 /// #     type Connection = Vec<u32>;
 /// #     type Error = std::io::Error;
 /// #     fn connect(&self) -> Result<Vec<u32>, std::io::Error> { Ok(Vec::new()) }
@@ -59,7 +59,7 @@ use crate::{keepalive, opener, reaper};
 /// #     fn has_broken(&self, _: &mut Vec<u32>) -> bool { false }
 /// # }
 ///
-/// let pool = sluice::Pool::builder().max_size(4).build(Manager)?;
+/// let pool = sluicegate::Pool::builder().max_size(4).build(Manager)?;
 /// let workers: Vec<_> = (0..8)
 ///     .map(|i| {
 ///         let pool = pool.clone();
@@ -73,7 +73,7 @@ use crate::{keepalive, opener, reaper};
 ///     worker.join().unwrap();
 /// }
 /// assert_eq!(pool.metrics().checkouts, 8);
-/// # Ok::<(), sluice::Error>(())
+/// # Ok::<(), sluicegate::Error>(())
 /// ```
 pub struct Pool<M>(Arc<Handle<M>>)
 where
@@ -135,16 +135,16 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::new(Manager)?;
+    /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.state().connections, 10);
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn new(manager: M) -> Result<Pool<M>, Error> {
         Pool::builder().build(manager)
@@ -156,15 +156,15 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().max_size(2).build(Manager)?;
-    /// # Ok::<(), sluice::Error>(())
+    /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn builder() -> Builder<M> {
         Builder::new()
@@ -227,7 +227,7 @@ where
     }
 
     /// A pool around `shared`, with no threads: for `crate::model` only.
-    #[cfg(sluice_model)]
+    #[cfg(sluicegate_model)]
     pub(crate) fn from_shared(shared: Arc<Shared<M>>) -> Pool<M> {
         Pool(Arc::new(Handle { shared }))
     }
@@ -274,17 +274,17 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = String;
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<String, std::io::Error> { Ok(String::new()) }
     /// #     fn is_valid(&self, _: &mut String) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut String) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::new(Manager)?;
+    /// let pool = sluicegate::Pool::new(Manager)?;
     /// let mut conn = pool.get()?;
     /// conn.push_str("used");
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[track_caller]
     pub fn get(&self) -> Result<PooledConnection<M>, Error> {
@@ -303,17 +303,17 @@ where
     /// ```
     /// use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let conn = pool.get_timeout(Duration::from_millis(100))?;
     /// assert!(pool.get_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[track_caller]
     pub fn get_timeout(&self, timeout: Duration) -> Result<PooledConnection<M>, Error> {
@@ -331,18 +331,18 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let first = pool.try_get();
     /// assert!(first.is_some());
     /// assert!(pool.try_get().is_none());
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use = "the connection returns to the pool at once if unused"]
     #[track_caller]
@@ -356,16 +356,16 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().max_size(2).build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// assert_eq!(pool.state().idle_connections, 2);
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn state(&self) -> State {
@@ -378,18 +378,18 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().max_size(2).build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// let conn = pool.get()?;
     /// let m = pool.metrics();
     /// assert_eq!((m.in_use, m.idle, m.checkouts, m.created), (1, 1, 1, 2));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn metrics(&self) -> Metrics {
@@ -406,14 +406,14 @@ where
     /// ```
     /// use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder()
+    /// let pool = sluicegate::Pool::builder()
     ///     .max_size(2)
     ///     .leak_detection_threshold(Some(Duration::ZERO))
     ///     .build(Manager)?;
@@ -421,7 +421,7 @@ where
     /// assert_eq!(pool.leaks().len(), 1);
     /// drop(held);
     /// assert!(pool.leaks().is_empty());
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn leaks(&self) -> Vec<Leak> {
@@ -446,14 +446,14 @@ where
     /// ```
     /// use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder()
+    /// let pool = sluicegate::Pool::builder()
     ///     .leak_detection_threshold(Some(Duration::ZERO))
     ///     .build(Manager)?;
     /// {
@@ -466,7 +466,7 @@ where
     /// let panic = std::panic::catch_unwind(check).unwrap_err();
     /// let message = panic.downcast_ref::<String>().unwrap();
     /// assert!(message.contains("1 connection leaked"));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[track_caller]
     pub fn assert_no_leaks(&self) {
@@ -510,21 +510,21 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().max_size(2).build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// let conn = pool.get()?;
     /// pool.close();
     /// assert!(pool.is_closed());
     /// assert_eq!(pool.state().connections, 1); // the one still out
     /// drop(conn);
     /// assert_eq!(pool.state().connections, 0);
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn close(&self) {
         self.shared().close();
@@ -536,16 +536,16 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::new(Manager)?;
+    /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert!(!pool.is_closed());
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn is_closed(&self) -> bool {
@@ -560,19 +560,19 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().max_size(2).build(Manager)?;
-    /// let old = sluice::PooledConnection::id(&pool.get()?);
+    /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
+    /// let old = sluicegate::PooledConnection::id(&pool.get()?);
     /// pool.evict_all();
     /// let new = pool.get()?;
-    /// assert_ne!(sluice::PooledConnection::id(&new), old);
-    /// # Ok::<(), sluice::Error>(())
+    /// assert_ne!(sluicegate::PooledConnection::id(&new), old);
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn evict_all(&self) {
         self.shared().evict_all();
@@ -584,16 +584,16 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::new(Manager)?;
+    /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert!(pool.name().starts_with("pool-"));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn name(&self) -> &str {
@@ -606,15 +606,15 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// assert_eq!(sluice::Pool::new(Manager)?.max_size(), 10);
-    /// # Ok::<(), sluice::Error>(())
+    /// assert_eq!(sluicegate::Pool::new(Manager)?.max_size(), 10);
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn max_size(&self) -> u32 {
@@ -627,15 +627,15 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// assert_eq!(sluice::Pool::new(Manager)?.min_idle(), None);
-    /// # Ok::<(), sluice::Error>(())
+    /// assert_eq!(sluicegate::Pool::new(Manager)?.min_idle(), None);
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn min_idle(&self) -> Option<u32> {
@@ -648,15 +648,15 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// assert!(sluice::Pool::new(Manager)?.test_on_check_out());
-    /// # Ok::<(), sluice::Error>(())
+    /// assert!(sluicegate::Pool::new(Manager)?.test_on_check_out());
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn test_on_check_out(&self) -> bool {
@@ -670,16 +670,16 @@ where
     /// ```
     /// use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::new(Manager)?;
+    /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.validation_skip_window(), Duration::from_millis(500));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn validation_skip_window(&self) -> Duration {
@@ -693,16 +693,16 @@ where
     /// ```
     /// use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::new(Manager)?;
+    /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.max_lifetime(), Some(Duration::from_secs(1800)));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn max_lifetime(&self) -> Option<Duration> {
@@ -716,16 +716,16 @@ where
     /// ```
     /// use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::new(Manager)?;
+    /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.idle_timeout(), Some(Duration::from_secs(600)));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn idle_timeout(&self) -> Option<Duration> {
@@ -739,16 +739,16 @@ where
     /// ```
     /// use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::new(Manager)?;
+    /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.connection_timeout(), Duration::from_secs(30));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn connection_timeout(&self) -> Duration {
@@ -762,16 +762,16 @@ where
     /// ```
     /// use std::time::Duration;
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::new(Manager)?;
+    /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.reaper_rate(), Duration::from_secs(30));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn reaper_rate(&self) -> Duration {
@@ -784,15 +784,15 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// assert_eq!(sluice::Pool::new(Manager)?.keepalive(), None);
-    /// # Ok::<(), sluice::Error>(())
+    /// assert_eq!(sluicegate::Pool::new(Manager)?.keepalive(), None);
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn keepalive(&self) -> Option<Duration> {
@@ -805,15 +805,15 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// assert_eq!(sluice::Pool::new(Manager)?.leak_detection_threshold(), None);
-    /// # Ok::<(), sluice::Error>(())
+    /// assert_eq!(sluicegate::Pool::new(Manager)?.leak_detection_threshold(), None);
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn leak_detection_threshold(&self) -> Option<Duration> {
@@ -828,20 +828,20 @@ where
 ///
 /// ```
 /// # struct Manager;
-/// # impl sluice::ManageConnection for Manager {
+/// # impl sluicegate::ManageConnection for Manager {
 /// #     type Connection = Vec<u8>;
 /// #     type Error = std::io::Error;
 /// #     fn connect(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
 /// #     fn is_valid(&self, _: &mut Vec<u8>) -> Result<(), std::io::Error> { Ok(()) }
 /// #     fn has_broken(&self, _: &mut Vec<u8>) -> bool { false }
 /// # }
-/// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+/// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
 /// {
 ///     let mut conn = pool.get()?;
 ///     conn.extend_from_slice(b"hello"); // DerefMut to the connection
 /// } // returned here
 /// assert_eq!(&**pool.get()?, b"hello");
-/// # Ok::<(), sluice::Error>(())
+/// # Ok::<(), sluicegate::Error>(())
 /// ```
 #[must_use = "if unused the connection returns to the pool at once"]
 pub struct PooledConnection<M>
@@ -925,19 +925,19 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// use sluice::PooledConnection;
+    /// use sluicegate::PooledConnection;
     ///
-    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// PooledConnection::extensions_mut(&mut pool.get()?).insert(42u32);
     /// assert_eq!(PooledConnection::extensions(&pool.get()?).get::<u32>(), Some(&42));
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn extensions(this: &Self) -> &Extensions {
@@ -950,17 +950,17 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::new(Manager)?;
+    /// let pool = sluicegate::Pool::new(Manager)?;
     /// let mut conn = pool.get()?;
-    /// sluice::PooledConnection::extensions_mut(&mut conn).insert("cached");
-    /// # Ok::<(), sluice::Error>(())
+    /// sluicegate::PooledConnection::extensions_mut(&mut conn).insert("cached");
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn extensions_mut(this: &mut Self) -> &mut Extensions {
         &mut this.inner_mut().extensions
@@ -972,17 +972,17 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
-    /// let first = sluice::PooledConnection::id(&pool.get()?);
-    /// assert_eq!(sluice::PooledConnection::id(&pool.get()?), first);
-    /// # Ok::<(), sluice::Error>(())
+    /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
+    /// let first = sluicegate::PooledConnection::id(&pool.get()?);
+    /// assert_eq!(sluicegate::PooledConnection::id(&pool.get()?), first);
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
     pub fn id(this: &Self) -> u64 {
@@ -997,18 +997,18 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = String;
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<String, std::io::Error> { Ok("session".into()) }
     /// #     fn is_valid(&self, _: &mut String) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut String) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
-    /// let mine: String = sluice::PooledConnection::detach(pool.get()?);
+    /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
+    /// let mine: String = sluicegate::PooledConnection::detach(pool.get()?);
     /// assert_eq!(pool.metrics().detached, 1);
     /// let another = pool.get()?; // the pool opened a replacement
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use = "the detached connection closes if unused"]
     pub fn detach(mut this: Self) -> M::Connection {
@@ -1027,20 +1027,20 @@ where
     ///
     /// ```
     /// # struct Manager;
-    /// # impl sluice::ManageConnection for Manager {
+    /// # impl sluicegate::ManageConnection for Manager {
     /// #     type Connection = ();
     /// #     type Error = std::io::Error;
     /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// # }
-    /// let pool = sluice::Pool::builder().max_size(1).build(Manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let mut conn = pool.get()?;
     /// // ... the protocol went out of sync ...
-    /// sluice::PooledConnection::mark_broken(&mut conn);
+    /// sluicegate::PooledConnection::mark_broken(&mut conn);
     /// drop(conn);
     /// assert_eq!(pool.metrics().closed_broken, 1);
-    /// # Ok::<(), sluice::Error>(())
+    /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn mark_broken(this: &mut Self) {
         this.broken = true;

@@ -26,9 +26,9 @@ pub(crate) struct Histograms {
 impl Histograms {
     pub(crate) fn new(pool: &str) -> Histograms {
         Histograms {
-            wait: histogram!("sluice_wait_seconds", "pool" => pool.to_owned()),
-            usage: histogram!("sluice_usage_seconds", "pool" => pool.to_owned()),
-            connect: histogram!("sluice_connect_seconds", "pool" => pool.to_owned()),
+            wait: histogram!("sluicegate_wait_seconds", "pool" => pool.to_owned()),
+            usage: histogram!("sluicegate_usage_seconds", "pool" => pool.to_owned()),
+            connect: histogram!("sluicegate_connect_seconds", "pool" => pool.to_owned()),
         }
     }
 
@@ -49,21 +49,21 @@ impl Histograms {
 pub(crate) fn publish(pool: &str, m: &Metrics) {
     let pool = pool.to_owned();
     let gauges = [
-        ("sluice_connections", m.connections),
-        ("sluice_connections_idle", m.idle),
-        ("sluice_connections_in_use", m.in_use),
-        ("sluice_connections_max", m.max_size),
-        ("sluice_waiting_threads", m.waiting),
+        ("sluicegate_connections", m.connections),
+        ("sluicegate_connections_idle", m.idle),
+        ("sluicegate_connections_in_use", m.in_use),
+        ("sluicegate_connections_max", m.max_size),
+        ("sluicegate_waiting_threads", m.waiting),
     ];
     for (name, value) in gauges {
         gauge!(name, "pool" => pool.clone()).set(value);
     }
     let counters = [
-        ("sluice_checkouts_total", m.checkouts),
-        ("sluice_timeouts_total", m.timeouts),
-        ("sluice_connections_created_total", m.created),
-        ("sluice_connect_failures_total", m.connect_failures),
-        ("sluice_leaks_total", m.leaks_detected),
+        ("sluicegate_checkouts_total", m.checkouts),
+        ("sluicegate_timeouts_total", m.timeouts),
+        ("sluicegate_connections_created_total", m.created),
+        ("sluicegate_connect_failures_total", m.connect_failures),
+        ("sluicegate_leaks_total", m.leaks_detected),
     ];
     for (name, value) in counters {
         counter!(name, "pool" => pool.clone()).absolute(value);
@@ -77,7 +77,7 @@ pub(crate) fn publish(pool: &str, m: &Metrics) {
         ("shutdown", m.closed_shutdown),
     ];
     for (reason, value) in closed {
-        counter!("sluice_connections_closed_total", "pool" => pool.clone(), "reason" => reason)
+        counter!("sluicegate_connections_closed_total", "pool" => pool.clone(), "reason" => reason)
             .absolute(value);
     }
 }

@@ -9,7 +9,7 @@
 //!    spends 2 ms of a 10 ms request in queries keeps a connection busy 20% of the time.
 //! 3. **What can the server use well?** [`rule_of_thumb`], HikariCP's starting point for the
 //!    *whole* load on one server: its cores x 2 plus its disks' spindles. Past that, more
-//!    connections only queue inside the database instead of in the pool, where sluice serves
+//!    connections only queue inside the database instead of in the pool, where sluicegate serves
 //!    waiters in order and can tell you how long they waited.
 //!
 //! Take the workload's need, keep it under the server's share and near the rule of thumb, then
@@ -18,7 +18,7 @@
 //! most of the time can shrink, or set `min_idle` and `idle_timeout`.
 //!
 //! ```
-//! use sluice::sizing;
+//! use sluicegate::sizing;
 //!
 //! // 4 instances of a service, each with 32 request threads spending 25% of their time in
 //! // queries, against a PostgreSQL with max_connections = 100 and 3 superuser slots.
@@ -26,7 +26,7 @@
 //! let ceiling = sizing::per_instance(100, 3, 4).expect("the server has room for 4 instances");
 //! let size = need.min(ceiling);
 //! assert_eq!((need, ceiling, size), (8, 19, 8));
-//! // Then: sluice::Pool::builder().max_size(size)
+//! // Then: sluicegate::Pool::builder().max_size(size)
 //! ```
 
 /// The share of the server's connections [`per_instance`] hands out: 80%.
@@ -43,7 +43,7 @@ pub const DEFAULT_SHARE: f64 = 0.8;
 /// # Examples
 ///
 /// ```
-/// use sluice::sizing;
+/// use sluicegate::sizing;
 ///
 /// // PostgreSQL's defaults: max_connections = 100, 3 reserved for superusers.
 /// assert_eq!(sizing::per_instance(100, 3, 1), Some(77));
@@ -65,7 +65,7 @@ pub fn per_instance(max_connections: u32, reserved: u32, instances: u32) -> Opti
 /// # Examples
 ///
 /// ```
-/// use sluice::sizing;
+/// use sluicegate::sizing;
 ///
 /// // A server that only serves this service, 500 connections, 10 kept for operators.
 /// assert_eq!(sizing::per_instance_with_share(500, 10, 6, 0.95), Some(77));
@@ -107,7 +107,7 @@ pub fn per_instance_with_share(
 /// # Examples
 ///
 /// ```
-/// use sluice::sizing;
+/// use sluicegate::sizing;
 ///
 /// // A thread-per-request server with 64 threads spending 15% of each request in queries.
 /// assert_eq!(sizing::for_workload(64, 0.15), 10);
@@ -133,7 +133,7 @@ pub fn for_workload(threads: u32, fraction_in_database: f64) -> u32 {
 /// # Examples
 ///
 /// ```
-/// use sluice::sizing;
+/// use sluicegate::sizing;
 ///
 /// // An 8-core server on SSDs: about 16 connections in all do the most work.
 /// assert_eq!(sizing::rule_of_thumb(8, 0), 16);

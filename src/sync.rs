@@ -1,7 +1,7 @@
 //! The lock, condition variables and yield that the pool's hand-off protocol is built on.
 //!
 //! In every real build these are parking_lot's and std's, re-exported as they are (no cost). In
-//! a build with `--cfg sluice_model` (tests/model.rs) they are stand-ins with the same API built
+//! a build with `--cfg sluicegate_model` (tests/model.rs) they are stand-ins with the same API built
 //! on the `shuttle` crate, whose scheduler then runs the pool's threads one step at a time and
 //! explores their interleavings.
 //!
@@ -11,15 +11,15 @@
 //! explores immediate timeouts, spurious wake-ups, and hand-offs landing between a waiter's
 //! looks. An untimed `wait` really blocks, so shuttle reports a waiter that is never woken.
 
-#[cfg(not(sluice_model))]
+#[cfg(not(sluicegate_model))]
 pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard};
-#[cfg(not(sluice_model))]
+#[cfg(not(sluicegate_model))]
 pub(crate) use std::thread;
 
-#[cfg(sluice_model)]
+#[cfg(sluicegate_model)]
 pub(crate) use model::{Condvar, Mutex, MutexGuard, thread};
 
-#[cfg(sluice_model)]
+#[cfg(sluicegate_model)]
 mod model {
     use std::ops::{Deref, DerefMut};
     use std::sync::PoisonError;

@@ -20,10 +20,10 @@
 //! 5. after `close()` every worker stops on `Error::is_closed`, every connection the database
 //!    opened is dropped, and the pool's threads exit.
 //!
-//! The seed (printed; `SLUICE_CHAOS_SEED=<n>`, decimal or 0x-hex, replays it) fixes every
+//! The seed (printed; `SLUICEGATE_CHAOS_SEED=<n>`, decimal or 0x-hex, replays it) fixes every
 //! random stream: each worker's, the connects' (one opener thread: the same sequence every
 //! time), each connection's own, the hooks'. Thread timing still varies, so a replay makes the
-//! same draws but not in the same interleaving. `SLUICE_CHAOS_SECS=<n>` runs longer (default
+//! same draws but not in the same interleaving. `SLUICEGATE_CHAOS_SECS=<n>` runs longer (default
 //! 20 s in all).
 //!
 //! Three library bugs this suite found are minimised at the end of the file as regression
@@ -47,15 +47,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::{SOON, eventually};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
-use sluice::event::{
+use sluicegate::event::{
     AcquireEvent, CheckinEvent, CheckoutEvent, HandleEvent, ReleaseEvent, TimeoutEvent,
 };
-use sluice::{
+use sluicegate::{
     CustomizeConnection, Extensions, HandleError, ManageConnection, Metrics, Pool, PooledConnection,
 };
 
 /// Every panic this file injects carries this text; the panic hook keeps them quiet.
-const INJECTED: &str = "sluice-chaos: injected panic";
+const INJECTED: &str = "sluicegate-chaos: injected panic";
 
 /// The pool's name: short, so that its threads' names (`sluice-reap-cx`) fit in the 15
 /// characters Linux keeps.
@@ -66,7 +66,7 @@ const THREADS: usize = 16;
 const CONNECTION_TIMEOUT: Duration = Duration::from_millis(100);
 /// How far past its deadline a `get_timeout` may return on a loaded CI machine.
 const SLACK: Duration = Duration::from_millis(200);
-/// How long the whole test runs by default (`SLUICE_CHAOS_SECS` overrides it).
+/// How long the whole test runs by default (`SLUICEGATE_CHAOS_SECS` overrides it).
 const DEFAULT_SECS: u64 = 20;
 /// Kept out of the run's time for the teardown checks (the set-up is counted as it goes).
 const TEARDOWN: Duration = Duration::from_secs(1);
@@ -529,14 +529,14 @@ impl ManageConnection for ChaosManager {
     }
 
     fn is_valid(&self, conn: &mut ChaosConn) -> Result<(), ChaosError> {
-        self.is_valid_within(conn, CONNECTION_TIMEOUT, &sluice::Extensions::new())
+        self.is_valid_within(conn, CONNECTION_TIMEOUT, &sluicegate::Extensions::new())
     }
 
     fn is_valid_within(
         &self,
         conn: &mut ChaosConn,
         timeout: Duration,
-        _: &sluice::Extensions,
+        _: &sluicegate::Extensions,
     ) -> Result<(), ChaosError> {
         let _timer = HookTimer::start();
         let db = &self.db;
@@ -901,16 +901,16 @@ fn install_hooks() {
     });
 }
 
-/// `SLUICE_CHAOS_SEED` (decimal or 0x-hex), or a fresh one.
+/// `SLUICEGATE_CHAOS_SEED` (decimal or 0x-hex), or a fresh one.
 fn seed() -> u64 {
-    match std::env::var("SLUICE_CHAOS_SEED") {
+    match std::env::var("SLUICEGATE_CHAOS_SEED") {
         Ok(text) => {
             let text = text.trim();
             let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
                 Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16),
                 None => text.replace('_', "").parse(),
             };
-            parsed.unwrap_or_else(|_| panic!("SLUICE_CHAOS_SEED={text:?} is not a number"))
+            parsed.unwrap_or_else(|_| panic!("SLUICEGATE_CHAOS_SEED={text:?} is not a number"))
         }
         Err(_) => {
             let nanos = SystemTime::now()
@@ -921,13 +921,13 @@ fn seed() -> u64 {
     }
 }
 
-/// `SLUICE_CHAOS_SECS`, or the default.
+/// `SLUICEGATE_CHAOS_SECS`, or the default.
 fn total_time() -> Duration {
-    match std::env::var("SLUICE_CHAOS_SECS") {
+    match std::env::var("SLUICEGATE_CHAOS_SECS") {
         Ok(text) => Duration::from_secs(
             text.trim()
                 .parse()
-                .unwrap_or_else(|_| panic!("SLUICE_CHAOS_SECS={text:?} is not a number")),
+                .unwrap_or_else(|_| panic!("SLUICEGATE_CHAOS_SECS={text:?} is not a number")),
         ),
         Err(_) => Duration::from_secs(DEFAULT_SECS),
     }
@@ -1247,7 +1247,7 @@ fn the_pool_keeps_its_invariants_under_chaos() {
     install_hooks();
     let seed = seed();
     let total = total_time();
-    println!("chaos: seed {seed:#018x} (replay: SLUICE_CHAOS_SEED={seed:#x}), {total:?} in all");
+    println!("chaos: seed {seed:#018x} (replay: SLUICEGATE_CHAOS_SEED={seed:#x}), {total:?} in all");
     let mut rng = Rng::new(seed);
     *LOGGER.rng.lock() = rng.fork();
     let skip_window = [Duration::ZERO, ms(2), ms(20)][rng.below(3) as usize];
@@ -1586,7 +1586,7 @@ fn the_pool_keeps_its_invariants_under_chaos() {
     let count = db.violations.count();
     assert!(
         count == 0,
-        "seed {seed:#x} (replay: SLUICE_CHAOS_SEED={seed:#x}): {count} violations, the first: \
+        "seed {seed:#x} (replay: SLUICEGATE_CHAOS_SEED={seed:#x}): {count} violations, the first: \
          {:#?}",
         db.violations.first.lock()
     );

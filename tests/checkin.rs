@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{FakeConn, FakeError, FakeManager, SOON, eventually, finishes_within, pool};
 use parking_lot::Mutex;
-use sluice::{ManageConnection, Pool, PooledConnection};
+use sluicegate::{ManageConnection, Pool, PooledConnection};
 
 #[test]
 fn has_broken_runs_on_every_check_in() {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{FakeError, FakeManager, SOON, eventually, pool};
 use parking_lot::Mutex;
-use sluice::{NopErrorHandler, Pool, PooledConnection};
+use sluicegate::{NopErrorHandler, Pool, PooledConnection};
 
 /// Waits until exactly `n` threads are queued in `pool`.
 fn until_waiting(pool: &Pool<FakeManager>, n: u32) {

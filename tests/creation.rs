@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{Connect, ConnectDefault, FakeConn, FakeError, FakeManager, SOON, eventually};
 use parking_lot::Mutex;
-use sluice::{CustomizeConnection, ManageConnection, NopErrorHandler, Pool};
+use sluicegate::{CustomizeConnection, ManageConnection, NopErrorHandler, Pool};
 
 /// Records the name of the thread each `connect` ran on.
 struct ThreadRecorder {

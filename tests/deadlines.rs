@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{FakeError, FakeManager, SOON, capture_logs, finishes_within, logged};
-use sluice::{NopErrorHandler, Pool};
+use sluicegate::{NopErrorHandler, Pool};
 
 /// What a check-out may overrun its timeout by on a loaded machine: the validation floor
 /// (10 ms) and scheduling.
@@ -26,7 +26,7 @@ fn validating_pool(manager: &FakeManager, name: &str) -> Pool<FakeManager> {
 }
 
 /// Runs `get_timeout(timeout)` and returns how long it took and its error.
-fn timed_get(pool: &Pool<FakeManager>, timeout: Duration) -> (Duration, sluice::Error) {
+fn timed_get(pool: &Pool<FakeManager>, timeout: Duration) -> (Duration, sluicegate::Error) {
     let pool = pool.clone();
     finishes_within(timeout + SOON, move || {
         let started = Instant::now();

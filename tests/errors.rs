@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{ConnectDefault, FakeError, FakeManager, SOON, eventually};
-use sluice::{NopErrorHandler, Pool};
+use sluicegate::{NopErrorHandler, Pool};
 
 fn refusing(reason: FakeError) -> FakeManager {
     let manager = FakeManager::new();
@@ -192,7 +192,7 @@ fn build_unchecked_reports_connect_failures_to_get() {
     assert!(err.to_string().contains("connection refused"), "{err}");
 }
 
-fn rejected(builder: sluice::Builder<FakeManager>) -> String {
+fn rejected(builder: sluicegate::Builder<FakeManager>) -> String {
     let err = builder
         .build(FakeManager::new())
         .expect_err("the setting must be rejected");

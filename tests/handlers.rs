@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use common::{ConnectDefault, FakeConn, FakeError, FakeManager, SOON, finishes_within};
 use parking_lot::Mutex;
-use sluice::event::{
+use sluicegate::event::{
     AcquireEvent, CheckinEvent, CheckoutEvent, HandleEvent, ReleaseEvent, TimeoutEvent,
 };
-use sluice::{CustomizeConnection, HandleError, Pool, PooledConnection};
+use sluicegate::{CustomizeConnection, HandleError, Pool, PooledConnection};
 
 type Slot = Arc<Mutex<Option<Pool<FakeManager>>>>;
 

@@ -8,7 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::thread;
 use std::time::Duration;
 
-use sluice::{Pool, PooledConnection};
+use sluicegate::{Pool, PooledConnection};
 
 use common::{FakeManager, SOON, capture_logs, eventually, logged};
 
@@ -277,7 +277,7 @@ fn a_leak_report_prints_the_backtrace_from_the_borrower() {
         first.contains("leaks::a_leak_report_prints_the_backtrace_from_the_borrower"),
         "{trace}"
     );
-    assert!(!trace.contains("sluice::"), "{trace}");
+    assert!(!trace.contains("sluicegate::"), "{trace}");
     assert!(text.contains(&trace));
     drop(conn);
 }

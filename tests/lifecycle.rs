@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{FakeManager, SOON, eventually, thread_names};
-use sluice::{Pool, PooledConnection};
+use sluicegate::{Pool, PooledConnection};
 
 #[test]
 fn close_fails_waiters_at_once_and_every_later_check_out() {
@@ -166,7 +166,7 @@ fn a_failed_build_leaves_no_thread_behind() {
     let result = Pool::builder()
         .pool_name("failbuild")
         .connection_timeout(Duration::from_millis(100))
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build(manager);
     assert!(result.is_err());
     assert!(eventually(SOON, || !thread_names()

@@ -14,7 +14,7 @@ use metrics::{
     SharedString, Unit,
 };
 use parking_lot::Mutex;
-use sluice::{NopErrorHandler, Pool, PooledConnection};
+use sluicegate::{NopErrorHandler, Pool, PooledConnection};
 
 use common::{FakeManager, SOON, eventually};
 
@@ -174,15 +174,15 @@ fn every_documented_series_is_published_with_the_pools_name() {
     pool.close();
 
     let count = |series| counter(name, series, &[]);
-    assert_eq!(count("sluice_checkouts_total"), Some(5));
-    assert_eq!(count("sluice_timeouts_total"), Some(1));
-    assert_eq!(count("sluice_connections_created_total"), Some(m.created));
-    assert_eq!(count("sluice_connect_failures_total"), Some(0));
-    assert_eq!(count("sluice_leaks_total"), Some(0));
+    assert_eq!(count("sluicegate_checkouts_total"), Some(5));
+    assert_eq!(count("sluicegate_timeouts_total"), Some(1));
+    assert_eq!(count("sluicegate_connections_created_total"), Some(m.created));
+    assert_eq!(count("sluicegate_connect_failures_total"), Some(0));
+    assert_eq!(count("sluicegate_leaks_total"), Some(0));
     let closed = |reason| {
         counter(
             name,
-            "sluice_connections_closed_total",
+            "sluicegate_connections_closed_total",
             &[("reason", reason)],
         )
     };
@@ -192,23 +192,23 @@ fn every_documented_series_is_published_with_the_pools_name() {
     for reason in ["invalid", "max_lifetime", "idle_timeout", "evicted"] {
         assert_eq!(closed(reason), Some(0), "{reason}");
     }
-    assert_eq!(gauge(name, "sluice_connections_max"), Some(2.0));
-    assert_eq!(gauge(name, "sluice_connections"), Some(0.0));
+    assert_eq!(gauge(name, "sluicegate_connections_max"), Some(2.0));
+    assert_eq!(gauge(name, "sluicegate_connections"), Some(0.0));
     for series in [
-        "sluice_connections_idle",
-        "sluice_connections_in_use",
-        "sluice_waiting_threads",
+        "sluicegate_connections_idle",
+        "sluicegate_connections_in_use",
+        "sluicegate_waiting_threads",
     ] {
         assert_eq!(gauge(name, series), Some(0.0), "{series}");
     }
 
     // One sample per check-out, per return, per connect.
-    let waits = samples(name, "sluice_wait_seconds");
+    let waits = samples(name, "sluicegate_wait_seconds");
     assert_eq!(waits.len(), 5);
     assert!(waits.iter().all(|w| *w >= 0.0 && *w < 10.0), "{waits:?}");
-    let usage = samples(name, "sluice_usage_seconds");
+    let usage = samples(name, "sluicegate_usage_seconds");
     assert_eq!(usage.len(), 5);
-    let connects = samples(name, "sluice_connect_seconds");
+    let connects = samples(name, "sluicegate_connect_seconds");
     assert_eq!(connects.len() as u64, m.created);
 }
 
@@ -223,16 +223,16 @@ fn a_live_pools_gauges_follow_it_without_a_call() {
         .unwrap();
     let held = [pool.get().unwrap(), pool.get().unwrap()];
     assert!(
-        eventually(SOON, || gauge(name, "sluice_connections_in_use")
+        eventually(SOON, || gauge(name, "sluicegate_connections_in_use")
             == Some(2.0)),
         "in use: {:?}",
-        gauge(name, "sluice_connections_in_use")
+        gauge(name, "sluicegate_connections_in_use")
     );
-    assert_eq!(gauge(name, "sluice_connections"), Some(3.0));
+    assert_eq!(gauge(name, "sluicegate_connections"), Some(3.0));
     drop(held);
     assert!(eventually(SOON, || {
-        gauge(name, "sluice_connections_idle") == Some(3.0)
-            && counter(name, "sluice_checkouts_total", &[]) == Some(2)
+        gauge(name, "sluicegate_connections_idle") == Some(3.0)
+            && counter(name, "sluicegate_checkouts_total", &[]) == Some(2)
     }));
 }
 
@@ -260,7 +260,7 @@ fn a_check_out_that_waits_records_its_wait() {
     std::thread::sleep(Duration::from_millis(30));
     drop(held);
     waiter.join().unwrap();
-    let waits = samples(name, "sluice_wait_seconds");
+    let waits = samples(name, "sluicegate_wait_seconds");
     assert_eq!(waits.len(), 2);
     assert!(
         waits.iter().any(|w| *w >= 0.025),

@@ -2,8 +2,8 @@
 //! step at a time and explores their interleavings: at random (`check_random`) and with PCT
 //! (`check_pct`, which favours schedules with few preemptions at chosen points).
 //!
-//! Only in builds with `--cfg sluice_model`, where the pool's lock and condition variables are
-//! shuttle's (src/sync.rs) and pools are built by `sluice::model::build`, with no threads of
+//! Only in builds with `--cfg sluicegate_model`, where the pool's lock and condition variables are
+//! shuttle's (src/sync.rs) and pools are built by `sluicegate::model::build`, with no threads of
 //! their own: the test opens connections when it wants, through the opener's own bookkeeping.
 //! A timed wait there may time out at any moment, and an untimed one (`Duration::MAX`) blocks
 //! until woken, so a waiter no one wakes is a deadlock shuttle reports. Run in a debug build:
@@ -11,10 +11,10 @@
 //! one OS thread, so the check-out's thread-local hint, the connection this thread returned
 //! last, is shared by all: it only chooses among idle connections.)
 //!
-//! `RUSTFLAGS="--cfg sluice_model" cargo test --test model`; `SLUICE_MODEL_ITERATIONS=N` sets
+//! `RUSTFLAGS="--cfg sluicegate_model" cargo test --test model`; `SLUICEGATE_MODEL_ITERATIONS=N` sets
 //! how many schedules each scheduler tries per test (default 3000).
 
-#![cfg(sluice_model)]
+#![cfg(sluicegate_model)]
 
 use std::collections::HashSet;
 use std::io;
@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shuttle::thread;
-use sluice::model::Opener;
-use sluice::{Builder, ManageConnection, Metrics, NopErrorHandler, Pool, PooledConnection};
+use sluicegate::model::Opener;
+use sluicegate::{Builder, ManageConnection, Metrics, NopErrorHandler, Pool, PooledConnection};
 
 /// A check-out that may time out (the model's timer may fire at any moment).
 const TIMED: Duration = Duration::from_secs(60);
@@ -98,7 +98,7 @@ impl ManageConnection for Fake {
 fn model_pool(builder: Builder<Fake>) -> (Pool<Fake>, Opener<Fake>, Arc<World>) {
     let world = Arc::new(World::default());
     let builder = builder.error_handler(Box::new(NopErrorHandler));
-    let (pool, opener) = sluice::model::build(builder, Fake(world.clone())).unwrap();
+    let (pool, opener) = sluicegate::model::build(builder, Fake(world.clone())).unwrap();
     (pool, opener, world)
 }
 
@@ -157,7 +157,7 @@ fn until(pool: &Pool<Fake>, wanted: impl Fn(&Metrics) -> bool) {
 
 /// How many schedules each scheduler tries per test.
 fn iterations() -> usize {
-    std::env::var("SLUICE_MODEL_ITERATIONS")
+    std::env::var("SLUICEGATE_MODEL_ITERATIONS")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(3000)

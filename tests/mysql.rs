@@ -1,7 +1,7 @@
-//! `sluice::mysql` against a real MariaDB (or MySQL) server on 127.0.0.1.
+//! `sluicegate::mysql` against a real MariaDB (or MySQL) server on 127.0.0.1.
 //!
-//! Settings come from `SLUICE_MY_HOST` (default `127.0.0.1`), `SLUICE_MY_PORT` (`3306`),
-//! `SLUICE_MY_USER` (`root`), `SLUICE_MY_PASSWORD` (empty) and `SLUICE_MY_DATABASE` (`test`),
+//! Settings come from `SLUICEGATE_MY_HOST` (default `127.0.0.1`), `SLUICEGATE_MY_PORT` (`3306`),
+//! `SLUICEGATE_MY_USER` (`root`), `SLUICEGATE_MY_PASSWORD` (empty) and `SLUICEGATE_MY_DATABASE` (`test`),
 //! the local service that `scripts/services.sh` sets up. Without a reachable server the tests
 //! say so loudly and pass, except under `CI=true`, where they fail.
 #![cfg(feature = "mysql")]
@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
-use sluice::Pool;
-use sluice::mysql::MysqlConnectionManager;
+use sluicegate::Pool;
+use sluicegate::mysql::MysqlConnectionManager;
 
 use common::{
     SOON, capture_logs, check_refused, check_wrong_password, env, eventually, my_local, my_opts,
@@ -126,7 +126,7 @@ fn a_wrong_password_fails_at_once_with_the_servers_reason_and_is_never_shown() {
     };
     capture_logs();
     let secret = "not-the-password-9Kd";
-    let opts = opts.user(Some("sluice_auth")).pass(Some(secret));
+    let opts = opts.user(Some("sluicegate_auth")).pass(Some(secret));
     let started = Instant::now();
     let result = Pool::builder()
         .pool_name("my-wrong-password")
@@ -150,7 +150,7 @@ fn nothing_listening_is_a_clear_error_within_the_timeout() {
     let started = Instant::now();
     let result = Pool::builder()
         .connection_timeout(timeout)
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build(MysqlConnectionManager::new(opts));
     check_refused(result, started, timeout);
 }
@@ -197,14 +197,14 @@ fn recycling_gives_each_borrower_a_clean_session() {
 }
 
 /// TLS through the `mysql-rustls` feature, against the certificate `scripts/services.sh` gives
-/// the local server (`SLUICE_MY_TLS_CA` points elsewhere).
+/// the local server (`SLUICEGATE_MY_TLS_CA` points elsewhere).
 #[cfg(feature = "mysql-rustls")]
 #[test]
 fn tls_sessions_are_reused_and_a_killed_one_is_still_seen_under_tls() {
     let Some(opts) = server("tls_sessions") else {
         return;
     };
-    let ca = env("SLUICE_MY_TLS_CA", "/etc/mysql/sluice-tls/ca.pem");
+    let ca = env("SLUICEGATE_MY_TLS_CA", "/etc/mysql/sluicegate-tls/ca.pem");
     if !std::path::Path::new(&ca).exists() {
         let why = format!("no server certificate at {ca}");
         skip("tls_sessions", &why, "run scripts/services.sh");

@@ -1,13 +1,13 @@
-//! `sluice::mysql` against a sick MariaDB server on loopback: the server stopped under load, a
+//! `sluicegate::mysql` against a sick MariaDB server on loopback: the server stopped under load, a
 //! listener that accepts and never answers, a user out of connections, and every pooled
 //! session killed under load.
 //!
 //! The tests use the local server that `scripts/services.sh` sets up: 127.0.0.1:3306, user
-//! `root` with an empty password, database `test`, and the user `sluice_limited`
+//! `root` with an empty password, database `test`, and the user `sluicegate_limited`
 //! (MAX_USER_CONNECTIONS 2). Without a reachable server they say so loudly and pass, except
 //! under `CI=true`, where they fail. The test that stops the server (SIGSTOP of `mariadbd`
 //! itself: the only way, as MariaDB runs every session in one process) runs only under
-//! `CI=true` or with `SLUICE_SERVER_FAULTS=1` (`common::server_faults_allowed`), and needs root
+//! `CI=true` or with `SLUICEGATE_SERVER_FAULTS=1` (`common::server_faults_allowed`), and needs root
 //! beside the server; the others touch only their own pools' sessions, or no server at all.
 //!
 //! One test at a time (`faults::one_at_a_time`): a stopped server and session-killing rounds
@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder};
-use sluice::Pool;
-use sluice::mysql::MysqlConnectionManager;
+use sluicegate::Pool;
+use sluicegate::mysql::MysqlConnectionManager;
 
 use common::{SOON, chain, eventually, my_local, my_select_1, server_faults_allowed, skip};
 use faults::{
@@ -102,7 +102,7 @@ fn gets_stay_within_their_timeout_while_the_server_is_stopped() {
         .min_idle(Some(4))
         .connection_timeout(Duration::from_secs(1))
         .validation_skip_window(Duration::ZERO)
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build(MysqlConnectionManager::new(opts("root")))
         .expect("a pool on the running server");
     let mut admin = admin();
@@ -223,7 +223,7 @@ fn kill_pool(test: &str) -> Option<Pool<MysqlConnectionManager>> {
             .max_size(8)
             .min_idle(Some(8))
             .connection_timeout(Duration::from_secs(5))
-            .error_handler(Box::new(sluice::NopErrorHandler))
+            .error_handler(Box::new(sluicegate::NopErrorHandler))
             .build(MysqlConnectionManager::new(opts("root")))
             .expect("a pool on the running server"),
     )

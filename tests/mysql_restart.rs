@@ -1,13 +1,13 @@
-//! `sluice::mysql` while the MariaDB server restarts under load: check-outs during the outage
+//! `sluicegate::mysql` while the MariaDB server restarts under load: check-outs during the outage
 //! fail within `connection_timeout` with the server's reason, and the pool recovers on its own
 //! once the server is back (the checks are in `common/restart.rs`).
 //!
 //! The test stops and starts the local server with `scripts/services.sh stop|start mariadb`,
 //! so it needs root (or passwordless sudo) on a machine that script manages, and uses that
 //! server: 127.0.0.1:3306, user `root` with an empty password, database `test` (the
-//! `SLUICE_MY_*` settings of tests/mysql.rs do not apply). It is a test binary of its own, so
+//! `SLUICEGATE_MY_*` settings of tests/mysql.rs do not apply). It is a test binary of its own, so
 //! that no other test meets the outage. It runs only under `CI=true` or with
-//! `SLUICE_SERVER_FAULTS=1` (`common::server_faults_allowed`): otherwise it says so loudly and
+//! `SLUICEGATE_SERVER_FAULTS=1` (`common::server_faults_allowed`): otherwise it says so loudly and
 //! passes. When it cannot stop and start the server it says so loudly and passes, except under
 //! `CI=true`, where it fails.
 #![cfg(feature = "mysql")]
@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use mysql::Conn;
 use mysql::prelude::Queryable;
-use sluice::Pool;
-use sluice::mysql::MysqlConnectionManager;
+use sluicegate::Pool;
+use sluicegate::mysql::MysqlConnectionManager;
 
 use common::{my_local, my_select_1};
 use restart::{Server, restart_under_load};
@@ -62,7 +62,7 @@ fn pool() -> Pool<MysqlConnectionManager> {
         .max_size(4)
         .min_idle(Some(4))
         .connection_timeout(Duration::from_secs(2))
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build(MysqlConnectionManager::new(opts))
         .expect("a pool on the running server")
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{FakeManager, SOON, eventually};
-use sluice::Pool;
+use sluicegate::Pool;
 
 /// A logger that panics on every warning, after counting it.
 struct Panicking;

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Connect, FakeError, FakeManager, SOON, eventually};
-use sluice::{NopErrorHandler, Pool};
+use sluicegate::{NopErrorHandler, Pool};
 
 /// The pool's idea of its connections agrees with the fake database's.
 fn counts_agree(pool: &Pool<FakeManager>, manager: &FakeManager) -> bool {

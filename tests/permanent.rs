@@ -7,7 +7,7 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sluice::{NopErrorHandler, Pool};
+use sluicegate::{NopErrorHandler, Pool};
 
 use common::{Connect, ConnectDefault, FakeError, FakeManager, SOON, eventually, finishes_within};
 

@@ -1,7 +1,7 @@
-//! `sluice::postgres` against a real PostgreSQL server on 127.0.0.1.
+//! `sluicegate::postgres` against a real PostgreSQL server on 127.0.0.1.
 //!
-//! Settings come from `SLUICE_PG_HOST` (default `127.0.0.1`), `SLUICE_PG_PORT` (`5432`),
-//! `SLUICE_PG_USER` (`postgres`), `SLUICE_PG_PASSWORD` (none) and `SLUICE_PG_DATABASE`
+//! Settings come from `SLUICEGATE_PG_HOST` (default `127.0.0.1`), `SLUICEGATE_PG_PORT` (`5432`),
+//! `SLUICEGATE_PG_USER` (`postgres`), `SLUICEGATE_PG_PASSWORD` (none) and `SLUICEGATE_PG_DATABASE`
 //! (`test`), the local service that `scripts/services.sh` sets up. Without a reachable server
 //! the tests say so loudly and pass, except under `CI=true`, where they fail.
 #![cfg(feature = "postgres")]
@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use postgres::tls::{MakeTlsConnect, NoTlsError, NoTlsStream};
 use postgres::{Config, NoTls, Socket};
-use sluice::Pool;
-use sluice::postgres::PostgresConnectionManager;
+use sluicegate::Pool;
+use sluicegate::postgres::PostgresConnectionManager;
 
 use common::{
     capture_logs, check_refused, check_wrong_password, live_session_after_a_kill, pg_config,
@@ -66,7 +66,7 @@ fn a_session_killed_on_the_server_costs_at_most_one_error() {
     };
     let pool = Pool::builder()
         .max_size(1)
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build(manager(config.clone()))
         .unwrap();
     let victim = backend_pid(&mut pool.get().unwrap());
@@ -88,7 +88,7 @@ fn a_wrong_password_fails_at_once_with_the_servers_reason_and_is_never_shown() {
     };
     capture_logs();
     let secret = "not-the-password-7Qx";
-    config.user("sluice_auth").password(secret);
+    config.user("sluicegate_auth").password(secret);
     let started = Instant::now();
     let result = Pool::builder()
         .pool_name("pg-wrong-password")
@@ -112,7 +112,7 @@ fn nothing_listening_is_a_clear_error_within_the_timeout() {
     let started = Instant::now();
     let result = Pool::builder()
         .connection_timeout(timeout)
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build(manager(config));
     check_refused(result, started, timeout);
 }

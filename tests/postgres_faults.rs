@@ -1,13 +1,13 @@
-//! `sluice::postgres` against a sick PostgreSQL server on loopback: backends stopped under
+//! `sluicegate::postgres` against a sick PostgreSQL server on loopback: backends stopped under
 //! load, a listener that accepts and never answers, a role out of connections, every pooled
 //! session terminated under load, and `LISTEN` notifications left where they are.
 //!
 //! The tests use the local server that `scripts/services.sh` sets up: 127.0.0.1:5432, user
-//! `postgres`, database `test`, and the role `sluice_limited` (connection limit 2). They signal
+//! `postgres`, database `test`, and the role `sluicegate_limited` (connection limit 2). They signal
 //! backends (`kill -STOP`), so they need to run as root (or as the server's user) beside it.
 //! Without a reachable server they say so loudly and pass, except under `CI=true`, where they
 //! fail. The test that stops backends runs only under `CI=true` or with
-//! `SLUICE_SERVER_FAULTS=1` (`common::server_faults_allowed`); the others touch only their own
+//! `SLUICEGATE_SERVER_FAULTS=1` (`common::server_faults_allowed`); the others touch only their own
 //! pools' sessions, or no server at all.
 //!
 //! One test at a time (`faults::one_at_a_time`): session-killing rounds and stopped backends
@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, Config, NoTls};
-use sluice::postgres::PostgresConnectionManager;
-use sluice::{Pool, PooledConnection};
+use sluicegate::postgres::PostgresConnectionManager;
+use sluicegate::{Pool, PooledConnection};
 
 use common::{SOON, chain, eventually, pg_local, pg_select_1, server_faults_allowed, skip};
 use faults::{
@@ -49,14 +49,14 @@ fn config(user: &str, app: &str) -> Config {
 
 /// A client of the test's own, for looking at and acting on the pools' sessions.
 fn admin() -> Client {
-    config("postgres", "sluice-faults-admin")
+    config("postgres", "sluicegate-faults-admin")
         .connect(NoTls)
         .expect("an admin connection")
 }
 
 /// Whether the server answers; if not, says so loudly (fails under CI).
 fn server(test: &str) -> bool {
-    match config("postgres", "sluice-faults-probe").connect(NoTls) {
+    match config("postgres", "sluicegate-faults-probe").connect(NoTls) {
         Ok(_) => true,
         Err(err) => {
             let why = format!("no PostgreSQL at 127.0.0.1:{PORT} ({})", chain(&err));
@@ -106,7 +106,7 @@ fn stop_backends(test: &str) {
         .min_idle(Some(4))
         .connection_timeout(Duration::from_secs(1))
         .validation_skip_window(Duration::ZERO)
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build(Manager::new(config("postgres", &app), NoTls))
         .expect("a pool on the running server");
     let mut admin = admin();
@@ -183,7 +183,7 @@ fn a_hung_first_host_is_given_up_on_and_the_second_serves() {
         .max_size(1)
         .min_idle(Some(1))
         .connection_timeout(timeout)
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build(Manager::new(config, NoTls))
         .expect("a pool served by the second host");
     let built = started.elapsed();
@@ -249,7 +249,7 @@ fn kill_setup(test: &str) -> Option<(Pool<Manager>, String)> {
         .max_size(8)
         .min_idle(Some(8))
         .connection_timeout(Duration::from_secs(5))
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build(Manager::new(config("postgres", &app), NoTls))
         .expect("a pool on the running server");
     Some((pool, app))
@@ -328,7 +328,7 @@ fn a_notification_waiting_on_an_idle_connection_survives_check_outs() {
     let pool = Pool::builder()
         .pool_name(app.clone())
         .max_size(1)
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build(Manager::new(config("postgres", &app), NoTls))
         .expect("a pool on the running server");
     let (listener, pid) = {

@@ -1,12 +1,12 @@
-//! `sluice::postgres` while the PostgreSQL server restarts under load: check-outs during the
+//! `sluicegate::postgres` while the PostgreSQL server restarts under load: check-outs during the
 //! outage fail within `connection_timeout` with the server's reason, and the pool recovers on
 //! its own once the server is back (the checks are in `common/restart.rs`).
 //!
 //! The test stops and starts the local server with `scripts/services.sh stop|start postgres`,
 //! so it needs root (or passwordless sudo) on a machine that script manages, and uses that
-//! server: 127.0.0.1:5432, user `postgres`, database `test` (the `SLUICE_PG_*` settings of
+//! server: 127.0.0.1:5432, user `postgres`, database `test` (the `SLUICEGATE_PG_*` settings of
 //! tests/postgres.rs do not apply). It is a test binary of its own, so that no other test meets
-//! the outage. It runs only under `CI=true` or with `SLUICE_SERVER_FAULTS=1`
+//! the outage. It runs only under `CI=true` or with `SLUICEGATE_SERVER_FAULTS=1`
 //! (`common::server_faults_allowed`): otherwise it says so loudly and passes. When it cannot
 //! stop and start the server it says so loudly and passes, except under `CI=true`, where it
 //! fails.
@@ -19,8 +19,8 @@ mod restart;
 use std::time::Duration;
 
 use postgres::NoTls;
-use sluice::Pool;
-use sluice::postgres::PostgresConnectionManager;
+use sluicegate::Pool;
+use sluicegate::postgres::PostgresConnectionManager;
 
 use common::{pg_local, pg_select_1};
 use restart::{Server, restart_under_load};
@@ -68,7 +68,7 @@ fn pool() -> Pool<PostgresConnectionManager<NoTls>> {
         .max_size(4)
         .min_idle(Some(4))
         .connection_timeout(Duration::from_secs(2))
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build(PostgresConnectionManager::new(config, NoTls))
         .expect("a pool on the running server")
 }

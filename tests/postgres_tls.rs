@@ -1,11 +1,11 @@
-//! `sluice::postgres` over TLS against a real PostgreSQL server on 127.0.0.1: rustls with the
+//! `sluicegate::postgres` over TLS against a real PostgreSQL server on 127.0.0.1: rustls with the
 //! ring provider (through tokio-postgres-rustls, no OpenSSL), `sslmode=require`, trusting only
 //! the CA that signed the server's certificate.
 //!
-//! Settings come from `SLUICE_PG_HOST` (default `127.0.0.1`), `SLUICE_PG_PORT` (`5432`),
-//! `SLUICE_PG_USER` (`postgres`), `SLUICE_PG_PASSWORD` (none) and `SLUICE_PG_DATABASE`
-//! (`test`), as in tests/postgres.rs, and `SLUICE_PG_TLS_CA`
-//! (`/etc/postgresql-common/sluice-tls/ca.pem`), the CA certificate to trust: the local service
+//! Settings come from `SLUICEGATE_PG_HOST` (default `127.0.0.1`), `SLUICEGATE_PG_PORT` (`5432`),
+//! `SLUICEGATE_PG_USER` (`postgres`), `SLUICEGATE_PG_PASSWORD` (none) and `SLUICEGATE_PG_DATABASE`
+//! (`test`), as in tests/postgres.rs, and `SLUICEGATE_PG_TLS_CA`
+//! (`/etc/postgresql-common/sluicegate-tls/ca.pem`), the CA certificate to trust: the local service
 //! and CA that `scripts/services.sh` sets up. Without a server that speaks TLS with a
 //! certificate from that CA, the tests say so loudly and pass, except under `CI=true`, where
 //! they fail.
@@ -22,8 +22,8 @@ use postgres::{Client, Config};
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use sluice::Pool;
-use sluice::postgres::PostgresConnectionManager;
+use sluicegate::Pool;
+use sluicegate::postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use common::{
@@ -31,8 +31,8 @@ use common::{
 };
 
 /// The user `scripts/services.sh` makes give its password (scram-sha-256 from 127.0.0.1).
-const AUTH_USER: &str = "sluice_auth";
-const AUTH_PASSWORD: &str = "sluice-auth-secret";
+const AUTH_USER: &str = "sluicegate_auth";
+const AUTH_PASSWORD: &str = "sluicegate-auth-secret";
 
 /// The server of tests/postgres.rs (`common::pg_config`), over TLS only.
 fn config() -> Config {
@@ -74,8 +74,8 @@ fn manager(config: Config, tls: MakeRustlsConnect) -> PostgresConnectionManager<
 /// there is no server that does TLS with a certificate from that CA, outside CI.
 fn server(test: &str) -> Option<(Config, MakeRustlsConnect)> {
     let ca = env(
-        "SLUICE_PG_TLS_CA",
-        "/etc/postgresql-common/sluice-tls/ca.pem",
+        "SLUICEGATE_PG_TLS_CA",
+        "/etc/postgresql-common/sluicegate-tls/ca.pem",
     );
     let tls = match trusting(&ca) {
         Ok(tls) => tls,
@@ -167,7 +167,7 @@ fn the_servers_certificate_is_verified() {
     let result = Pool::builder()
         .max_size(1)
         .connection_timeout(timeout)
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build(manager(config, connector(RootCertStore::empty())));
     let Err(err) = result else {
         panic!("a connector that trusts no CA connected");
@@ -210,7 +210,7 @@ fn the_password_user_over_tls_never_shows_its_password() {
 
     // The password accepted, then a database that does not exist: permanent, and logged.
     let mut elsewhere = config.clone();
-    elsewhere.dbname("sluice_no_such_database");
+    elsewhere.dbname("sluicegate_no_such_database");
     let Err(missing) = Pool::builder()
         .pool_name("pg-tls-auth-no-db")
         .connection_timeout(Duration::from_secs(60))
@@ -226,7 +226,7 @@ fn the_password_user_over_tls_never_shows_its_password() {
     let logged_missing = || {
         all_logged()
             .iter()
-            .any(|(_, line)| line.contains("sluice_no_such_database"))
+            .any(|(_, line)| line.contains("sluicegate_no_such_database"))
     };
     assert!(
         eventually(SOON, logged_missing),

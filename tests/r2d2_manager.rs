@@ -1,12 +1,12 @@
-//! `sluice::r2d2::R2d2Manager`: a manager written for r2d2 is pooled by sluice unchanged.
+//! `sluicegate::r2d2::R2d2Manager`: a manager written for r2d2 is pooled by sluicegate unchanged.
 #![cfg(feature = "r2d2")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sluice::Pool;
-use sluice::r2d2::R2d2Manager;
+use sluicegate::Pool;
+use sluicegate::r2d2::R2d2Manager;
 
 #[derive(Debug)]
 struct Session {

@@ -1,5 +1,5 @@
 //! Parity with r2d2 0.8: every behaviour r2d2's own test suite pins down, checked against
-//! sluice (written afresh against the fake database in `common`, synchronised with channels and
+//! sluicegate (written afresh against the fake database in `common`, synchronised with channels and
 //! polling instead of sleeps), plus the compile-level promise that r2d2 code builds unchanged.
 
 mod common;
@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use common::{Connect, ConnectDefault, FakeConn, FakeError, FakeManager, SOON, eventually};
 use crossbeam_channel as channel;
 use parking_lot::Mutex;
-use sluice::event::{AcquireEvent, CheckinEvent, CheckoutEvent, ReleaseEvent, TimeoutEvent};
-use sluice::{Builder, CustomizeConnection, HandleError, HandleEvent, Pool, PooledConnection};
+use sluicegate::event::{AcquireEvent, CheckinEvent, CheckoutEvent, ReleaseEvent, TimeoutEvent};
+use sluicegate::{Builder, CustomizeConnection, HandleError, HandleEvent, Pool, PooledConnection};
 
 /// How early a timer-driven outcome may be observed: the pool stamps connections with the
 /// kernel's coarse clock, which lags the precise one by up to a tick.
@@ -23,7 +23,7 @@ const CLOCK_SLACK: Duration = Duration::from_millis(20);
 
 /// A builder that does not log the connect failures a test provokes on purpose.
 fn quiet() -> Builder<FakeManager> {
-    Pool::builder().error_handler(Box::new(sluice::NopErrorHandler))
+    Pool::builder().error_handler(Box::new(sluicegate::NopErrorHandler))
 }
 
 /// The fake database's id of the connection behind a guard (what `Script::dropped` records),
@@ -203,7 +203,7 @@ struct BlocksFirstValidation {
     release: channel::Receiver<()>,
 }
 
-impl sluice::ManageConnection for BlocksFirstValidation {
+impl sluicegate::ManageConnection for BlocksFirstValidation {
     type Connection = ();
     type Error = FakeError;
 
@@ -513,7 +513,7 @@ fn idle_connections_close_after_idle_timeout() {
     let script = manager.script.clone();
     script.plan_connect((0..5).map(|_| Connect::Ok));
     script.set_connect_default(ConnectDefault::Fail(FakeError::new("too many connections")));
-    // sluice keeps `min_idle` connections however long they sit idle (r2d2 closes them and
+    // sluicegate keeps `min_idle` connections however long they sit idle (r2d2 closes them and
     // opens new ones), so ask for none to see every idle connection time out.
     let pool = quiet()
         .max_size(5)
@@ -841,18 +841,18 @@ fn pool_is_send_sync_clone_and_guard_is_send() {
 #[test]
 fn every_r2d2_public_name_is_reachable_from_sluice() {
     type M = FakeManager;
-    type B = sluice::Builder<M>;
-    type P = sluice::Pool<M>;
-    type G = sluice::PooledConnection<M>;
-    type E = sluice::Error;
+    type B = sluicegate::Builder<M>;
+    type P = sluicegate::Pool<M>;
+    type G = sluicegate::PooledConnection<M>;
+    type E = sluicegate::Error;
 
     // The handler and customizer traits, with their stock implementations.
-    let _: Box<dyn sluice::HandleError<FakeError>> = Box::new(sluice::NopErrorHandler);
-    let _: Box<dyn sluice::HandleError<FakeError>> = Box::new(sluice::LoggingErrorHandler);
-    let _: Box<dyn sluice::CustomizeConnection<FakeConn, FakeError>> =
-        Box::new(sluice::NopConnectionCustomizer);
-    let _: Box<dyn sluice::HandleEvent> = Box::new(sluice::NopEventHandler);
-    let _: Box<dyn sluice::event::HandleEvent> = Box::new(sluice::event::NopEventHandler);
+    let _: Box<dyn sluicegate::HandleError<FakeError>> = Box::new(sluicegate::NopErrorHandler);
+    let _: Box<dyn sluicegate::HandleError<FakeError>> = Box::new(sluicegate::LoggingErrorHandler);
+    let _: Box<dyn sluicegate::CustomizeConnection<FakeConn, FakeError>> =
+        Box::new(sluicegate::NopConnectionCustomizer);
+    let _: Box<dyn sluicegate::HandleEvent> = Box::new(sluicegate::NopEventHandler);
+    let _: Box<dyn sluicegate::event::HandleEvent> = Box::new(sluicegate::event::NopEventHandler);
 
     // The events and their accessors.
     let _: fn(&AcquireEvent) -> u64 = AcquireEvent::connection_id;
@@ -870,7 +870,7 @@ fn every_r2d2_public_name_is_reachable_from_sluice() {
     let _: fn(&P) -> Result<G, E> = P::get;
     let _: fn(&P, Duration) -> Result<G, E> = P::get_timeout;
     let _: fn(&P) -> Option<G> = P::try_get;
-    let _: fn(&P) -> sluice::State = P::state;
+    let _: fn(&P) -> sluicegate::State = P::state;
     let _: fn(&P) -> u32 = P::max_size;
     let _: fn(&P) -> Option<u32> = P::min_idle;
     let _: fn(&P) -> bool = P::test_on_check_out;
@@ -887,17 +887,17 @@ fn every_r2d2_public_name_is_reachable_from_sluice() {
     let _: fn(B, Option<Duration>) -> B = B::max_lifetime;
     let _: fn(B, Option<Duration>) -> B = B::idle_timeout;
     let _: fn(B, Duration) -> B = B::connection_timeout;
-    let _: fn(B, Box<dyn sluice::HandleError<FakeError>>) -> B = B::error_handler;
-    let _: fn(B, Box<dyn sluice::HandleEvent>) -> B = B::event_handler;
-    let _: fn(B, Box<dyn sluice::CustomizeConnection<FakeConn, FakeError>>) -> B =
+    let _: fn(B, Box<dyn sluicegate::HandleError<FakeError>>) -> B = B::error_handler;
+    let _: fn(B, Box<dyn sluicegate::HandleEvent>) -> B = B::event_handler;
+    let _: fn(B, Box<dyn sluicegate::CustomizeConnection<FakeConn, FakeError>>) -> B =
         B::connection_customizer;
     let _: fn(B, M) -> Result<P, E> = B::build;
     let _: fn(B, M) -> P = B::build_unchecked;
 
     // PooledConnection and Extensions.
-    let _: fn(&G) -> &sluice::Extensions = G::extensions;
-    let _: fn(&mut G) -> &mut sluice::Extensions = G::extensions_mut;
-    let mut ext = sluice::Extensions::new();
+    let _: fn(&G) -> &sluicegate::Extensions = G::extensions;
+    let _: fn(&mut G) -> &mut sluicegate::Extensions = G::extensions_mut;
+    let mut ext = sluicegate::Extensions::new();
     assert_eq!(ext.insert(1u8), None);
     assert_eq!(ext.get::<u8>(), Some(&1));
     *ext.get_mut::<u8>().unwrap() = 2;
@@ -910,13 +910,13 @@ fn every_r2d2_public_name_is_reachable_from_sluice() {
     debug::<P>();
     debug::<G>();
     debug::<B>();
-    debug::<sluice::State>();
+    debug::<sluicegate::State>();
     error::<E>();
 
     // State's fields.
     let pool = P::builder().max_size(2).build(M::new()).unwrap();
     let _held = pool.get().unwrap();
-    let sluice::State {
+    let sluicegate::State {
         connections,
         idle_connections,
         ..
@@ -926,7 +926,7 @@ fn every_r2d2_public_name_is_reachable_from_sluice() {
 
 /// Defines, against the crate `$krate`, the pieces an r2d2 user writes: a manager with only
 /// r2d2's three methods, a customizer, an event handler and an error handler, and code that uses
-/// a pool the way r2d2 users do. Expanded once for r2d2 and once for sluice: the same source
+/// a pool the way r2d2 users do. Expanded once for r2d2 and once for sluicegate: the same source
 /// must compile, and behave the same, against both.
 macro_rules! r2d2_user_code {
     ($krate:ident) => {
@@ -1062,7 +1062,7 @@ mod against_r2d2 {
 }
 
 mod against_sluice {
-    r2d2_user_code!(sluice);
+    r2d2_user_code!(sluicegate);
 }
 
 #[test]

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
-use sluice::event::ReleaseEvent;
-use sluice::{HandleEvent, ManageConnection, Pool};
+use sluicegate::event::ReleaseEvent;
+use sluicegate::{HandleEvent, ManageConnection, Pool};
 
 use common::{FakeError, FakeManager, SOON, eventually, finishes_within, thread_names};
 
@@ -285,7 +285,7 @@ fn a_connection_failing_keepalive_is_closed_and_replaced() {
         .max_size(2)
         .test_on_check_out(false)
         .keepalive(Some(Duration::from_millis(50)))
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build(manager.clone())
         .unwrap();
     manager.0.failing.lock().insert(1);

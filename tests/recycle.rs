@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use sluice::{HandleError, ManageConnection, Pool};
+use sluicegate::{HandleError, ManageConnection, Pool};
 
 use common::{FakeError, SOON, finishes_within};
 

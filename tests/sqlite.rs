@@ -1,12 +1,12 @@
-//! `sluice::sqlite::SqliteConnectionManager` against the embedded SQLite.
+//! `sluicegate::sqlite::SqliteConnectionManager` against the embedded SQLite.
 #![cfg(feature = "sqlite")]
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use rusqlite::OpenFlags;
-use sluice::Pool;
-use sluice::sqlite::SqliteConnectionManager;
+use sluicegate::Pool;
+use sluicegate::sqlite::SqliteConnectionManager;
 
 /// A database file in the temporary directory, removed when dropped.
 struct TempDb(PathBuf);
@@ -14,7 +14,7 @@ struct TempDb(PathBuf);
 impl TempDb {
     fn new(name: &str) -> TempDb {
         let path =
-            std::env::temp_dir().join(format!("sluice-test-{}-{name}.db", std::process::id()));
+            std::env::temp_dir().join(format!("sluicegate-test-{}-{name}.db", std::process::id()));
         let _ = std::fs::remove_file(&path);
         TempDb(path)
     }
@@ -48,9 +48,9 @@ fn a_file_database_round_trips_and_its_connections_are_reused() {
         .unwrap()
         .execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2);")
         .unwrap();
-    let first = sluice::PooledConnection::id(&pool.get().unwrap());
+    let first = sluicegate::PooledConnection::id(&pool.get().unwrap());
     let conn = pool.get().unwrap();
-    assert_eq!(sluice::PooledConnection::id(&conn), first);
+    assert_eq!(sluicegate::PooledConnection::id(&conn), first);
     assert_eq!(count(&conn, "t"), 2);
     assert_eq!(pool.metrics().created, 3);
 }
@@ -101,7 +101,7 @@ fn init_runs_on_every_new_connection_and_its_error_fails_the_connect() {
     let failing = Pool::builder()
         .max_size(1)
         .connection_timeout(Duration::from_millis(300))
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build(SqliteConnectionManager::memory().with_init(|conn| conn.execute_batch("NOT SQL")));
     let err = failing.unwrap_err();
     assert!(err.is_timeout());

@@ -3,7 +3,7 @@
 //! episode that it woke up late, and an info line once it is back on schedule.
 //!
 //! A test cannot stop its own process, so each test re-runs this test binary as a child
-//! (selecting itself by exact name, with `SLUICE_STARVATION_CHILD` set). The child builds a
+//! (selecting itself by exact name, with `SLUICEGATE_STARVATION_CHILD` set). The child builds a
 //! pool whose reaper sleeps 250 ms at a time, streams its log lines to stdout as they happen,
 //! and waits for "go" on stdin. The parent stops and continues the child and reads what it
 //! logged. Every read in the parent is bounded, and the child is killed if the parent panics.
@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 use common::FakeManager;
 
 /// Set (to anything) in the child's environment: the test runs as the child.
-const CHILD_ENV: &str = "SLUICE_STARVATION_CHILD";
+const CHILD_ENV: &str = "SLUICEGATE_STARVATION_CHILD";
 /// What the child's own lines on stdout start with (the test harness prints other lines).
-const PREFIX: &str = "sluice-starvation-child:";
+const PREFIX: &str = "sluicegate-starvation-child:";
 /// The reaper's period in the child. Longer than the 100 ms floor the reaper judges short
 /// sleeps by, so that only a wake-up over 125 ms late counts as starvation: a loaded test
 /// machine delays wake-ups by tens of milliseconds now and then, which would be noise here.
@@ -142,7 +142,7 @@ fn child(pool_name: &str) {
     static STREAM: Stream = Stream;
     log::set_logger(&STREAM).expect("the child sets the only logger");
     log::set_max_level(log::LevelFilter::Trace);
-    let pool = sluice::Pool::builder()
+    let pool = sluicegate::Pool::builder()
         .pool_name(pool_name)
         .max_size(2)
         .reaper_rate(REAPER_RATE)

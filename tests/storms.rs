@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{ConnectDefault, FakeError, FakeManager, thread_names};
-use sluice::{NopErrorHandler, Pool};
+use sluicegate::{NopErrorHandler, Pool};
 
 /// Loops `get_timeout(each)` on its own thread for `window`.
 fn keep_asking(pool: &Pool<FakeManager>, each: Duration, window: Duration) {

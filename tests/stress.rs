@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use common::{FakeConn, FakeError, FakeManager, SOON, Script, eventually};
 use parking_lot::Mutex;
-use sluice::{ManageConnection, Metrics, NopErrorHandler, Pool, PooledConnection};
+use sluicegate::{ManageConnection, Metrics, NopErrorHandler, Pool, PooledConnection};
 
 /// Every panic this file scripts carries this text; the panic hook keeps them quiet.
-const SCRIPTED_PANIC: &str = "sluice-stress: scripted panic";
+const SCRIPTED_PANIC: &str = "sluicegate-stress: scripted panic";
 
 /// How long each stress run hammers its pool.
 const RUN_FOR: Duration = Duration::from_millis(2500);
@@ -275,7 +275,7 @@ impl Ctx {
         self.detached_alive.fetch_sub(1, Ordering::SeqCst);
     }
 
-    fn got(&self, result: Result<Conn, sluice::Error>, mine: &mut Vec<Conn>) {
+    fn got(&self, result: Result<Conn, sluicegate::Error>, mine: &mut Vec<Conn>) {
         match result {
             Ok(conn) => self.receive(conn, mine),
             Err(err) => {

@@ -1,7 +1,7 @@
 //! What the benches share: a manager whose connections cost nothing (so only the pool is
 //! measured), the floor (the least a blocking pool can do), the timing of a batch of threads,
-//! and the settings of the database servers, read from the same `SLUICE_PG_*` and
-//! `SLUICE_MY_*` variables as the tests.
+//! and the settings of the database servers, read from the same `SLUICEGATE_PG_*` and
+//! `SLUICEGATE_MY_*` variables as the tests.
 #![allow(dead_code)]
 
 use std::sync::Barrier;
@@ -25,10 +25,10 @@ impl std::fmt::Display for NoopError {
 
 impl std::error::Error for NoopError {}
 
-/// A sluice manager of [`NoopConn`]s.
-pub struct SluiceNoop;
+/// A sluicegate manager of [`NoopConn`]s.
+pub struct SluicegateNoop;
 
-impl sluice::ManageConnection for SluiceNoop {
+impl sluicegate::ManageConnection for SluicegateNoop {
     type Connection = NoopConn;
     type Error = NoopError;
     fn connect(&self) -> Result<NoopConn, NoopError> {
@@ -128,23 +128,23 @@ fn env(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-/// The PostgreSQL server of the tests: `SLUICE_PG_HOST` (default `127.0.0.1`), `SLUICE_PG_PORT`
-/// (`5432`), `SLUICE_PG_USER` (`postgres`), `SLUICE_PG_PASSWORD` (none), `SLUICE_PG_DATABASE`
+/// The PostgreSQL server of the tests: `SLUICEGATE_PG_HOST` (default `127.0.0.1`), `SLUICEGATE_PG_PORT`
+/// (`5432`), `SLUICEGATE_PG_USER` (`postgres`), `SLUICEGATE_PG_PASSWORD` (none), `SLUICEGATE_PG_DATABASE`
 /// (`test`). No TLS.
 pub fn pg_config() -> postgres::Config {
     let mut config = postgres::Config::new();
     config
-        .host(&env("SLUICE_PG_HOST", "127.0.0.1"))
+        .host(&env("SLUICEGATE_PG_HOST", "127.0.0.1"))
         .port(
-            env("SLUICE_PG_PORT", "5432")
+            env("SLUICEGATE_PG_PORT", "5432")
                 .parse()
-                .expect("SLUICE_PG_PORT is a port number"),
+                .expect("SLUICEGATE_PG_PORT is a port number"),
         )
-        .user(&env("SLUICE_PG_USER", "postgres"))
-        .dbname(&env("SLUICE_PG_DATABASE", "test"))
+        .user(&env("SLUICEGATE_PG_USER", "postgres"))
+        .dbname(&env("SLUICEGATE_PG_DATABASE", "test"))
         .connect_timeout(Duration::from_secs(5))
-        .application_name("sluice-bench");
-    if let Ok(password) = std::env::var("SLUICE_PG_PASSWORD") {
+        .application_name("sluicegate-bench");
+    if let Ok(password) = std::env::var("SLUICEGATE_PG_PASSWORD") {
         config.password(password);
     }
     config
@@ -166,22 +166,22 @@ pub fn pg_target(config: &postgres::Config) -> String {
     )
 }
 
-/// The MariaDB (or MySQL) server of the tests: `SLUICE_MY_HOST` (default `127.0.0.1`),
-/// `SLUICE_MY_PORT` (`3306`), `SLUICE_MY_USER` (`root`), `SLUICE_MY_PASSWORD` (empty),
-/// `SLUICE_MY_DATABASE` (`test`). The driver's defaults otherwise (so, as in the tests, a
+/// The MariaDB (or MySQL) server of the tests: `SLUICEGATE_MY_HOST` (default `127.0.0.1`),
+/// `SLUICEGATE_MY_PORT` (`3306`), `SLUICEGATE_MY_USER` (`root`), `SLUICEGATE_MY_PASSWORD` (empty),
+/// `SLUICEGATE_MY_DATABASE` (`test`). The driver's defaults otherwise (so, as in the tests, a
 /// connection to a loopback address moves to the server's Unix socket when it has one).
 #[cfg(feature = "mysql")]
 pub fn my_opts() -> mysql::OptsBuilder {
     mysql::OptsBuilder::new()
-        .ip_or_hostname(Some(env("SLUICE_MY_HOST", "127.0.0.1")))
+        .ip_or_hostname(Some(env("SLUICEGATE_MY_HOST", "127.0.0.1")))
         .tcp_port(
-            env("SLUICE_MY_PORT", "3306")
+            env("SLUICEGATE_MY_PORT", "3306")
                 .parse()
-                .expect("SLUICE_MY_PORT is a port number"),
+                .expect("SLUICEGATE_MY_PORT is a port number"),
         )
-        .user(Some(env("SLUICE_MY_USER", "root")))
-        .pass(std::env::var("SLUICE_MY_PASSWORD").ok())
-        .db_name(Some(env("SLUICE_MY_DATABASE", "test")))
+        .user(Some(env("SLUICEGATE_MY_USER", "root")))
+        .pass(std::env::var("SLUICEGATE_MY_PASSWORD").ok())
+        .db_name(Some(env("SLUICEGATE_MY_DATABASE", "test")))
         .tcp_connect_timeout(Some(Duration::from_secs(5)))
 }
 
@@ -190,10 +190,10 @@ pub fn my_opts() -> mysql::OptsBuilder {
 pub fn my_target() -> String {
     format!(
         "mysql://{}@{}:{}/{}",
-        env("SLUICE_MY_USER", "root"),
-        env("SLUICE_MY_HOST", "127.0.0.1"),
-        env("SLUICE_MY_PORT", "3306"),
-        env("SLUICE_MY_DATABASE", "test"),
+        env("SLUICEGATE_MY_USER", "root"),
+        env("SLUICEGATE_MY_HOST", "127.0.0.1"),
+        env("SLUICEGATE_MY_PORT", "3306"),
+        env("SLUICEGATE_MY_DATABASE", "test"),
     )
 }
 

@@ -16,7 +16,7 @@
 //!
 //! # TLS
 //!
-//! The `mysql` crate takes one TLS backend, chosen by its features; sluice passes whichever is
+//! The `mysql` crate takes one TLS backend, chosen by its features; sluicegate passes whichever is
 //! on straight through, and the socket check above looks beneath the TLS layer, so it works
 //! the same with TLS on.
 //!
@@ -29,14 +29,14 @@
 //!
 //! ```no_run
 //! use mysql::{OptsBuilder, SslOpts};
-//! use sluice::mysql::MysqlConnectionManager;
+//! use sluicegate::mysql::MysqlConnectionManager;
 //!
 //! let opts = OptsBuilder::new()
 //!     .ip_or_hostname(Some("db.internal"))
 //!     .user(Some("app"))
 //!     .ssl_opts(SslOpts::default().with_root_cert_path(Some(std::path::Path::new("ca.pem"))));
-//! let pool = sluice::Pool::new(MysqlConnectionManager::new(opts))?;
-//! # Ok::<(), sluice::Error>(())
+//! let pool = sluicegate::Pool::new(MysqlConnectionManager::new(opts))?;
+//! # Ok::<(), sluicegate::Error>(())
 //! ```
 
 use std::fmt;
@@ -56,13 +56,13 @@ const PERMANENT_CODES: [u16; 3] = [1045, 1044, 1049];
 ///
 /// ```no_run
 /// use mysql::prelude::Queryable;
-/// use sluice::mysql::MysqlConnectionManager;
+/// use sluicegate::mysql::MysqlConnectionManager;
 ///
 /// let opts = mysql::OptsBuilder::new()
 ///     .ip_or_hostname(Some("127.0.0.1"))
 ///     .user(Some("root"))
 ///     .db_name(Some("test"));
-/// let pool = sluice::Pool::new(MysqlConnectionManager::new(opts))?;
+/// let pool = sluicegate::Pool::new(MysqlConnectionManager::new(opts))?;
 /// let one: Option<i32> = pool.get()?.query_first("SELECT 1")?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -77,7 +77,7 @@ impl MysqlConnectionManager {
     /// # Examples
     ///
     /// ```
-    /// use sluice::mysql::MysqlConnectionManager;
+    /// use sluicegate::mysql::MysqlConnectionManager;
     ///
     /// let opts = mysql::OptsBuilder::new()
     ///     .ip_or_hostname(Some("db.internal"))
@@ -101,7 +101,7 @@ impl MysqlConnectionManager {
     /// # Examples
     ///
     /// ```
-    /// use sluice::mysql::MysqlConnectionManager;
+    /// use sluicegate::mysql::MysqlConnectionManager;
     ///
     /// let manager = MysqlConnectionManager::new(mysql::OptsBuilder::new()).with_recycling(true);
     /// ```

@@ -24,7 +24,7 @@
 //!   (about 10 ms measured on PostgreSQL 15), and the client has read the error by then;
 //!   under load the connection may be handed on inside that window, and its next query fails
 //!   too. Retire it yourself when a query fails with a `FATAL` error (a `SQLSTATE` of class
-//!   57, or `08`) to close that gap: `sluice::PooledConnection::mark_broken(&mut conn)`.
+//!   57, or `08`) to close that gap: `sluicegate::PooledConnection::mark_broken(&mut conn)`.
 //!   (Elsewhere than on Linux, and when two connections to the same server opened at the same
 //!   instant from different threads, the pool asks the client, which learns of the end only
 //!   at its next query.)
@@ -32,7 +32,7 @@
 //!   answers with SQLSTATE `08P01` and a `FATAL` message) are permanent errors: `build` and
 //!   check-outs fail at once with the server's reason.
 //!
-//! With several hosts, sluice tries them itself, one by one, each through a configuration of
+//! With several hosts, sluicegate tries them itself, one by one, each through a configuration of
 //! its own built from yours; a `notice_callback` set on your configuration is not carried over
 //! to those (notices are then logged, the driver's default).
 //!
@@ -44,7 +44,7 @@
 //! connection). Connectors that work:
 //!
 //! - `tokio-postgres-rustls` (0.14, rustls 0.23, with its `ring` or `aws-lc-rs` feature): no
-//!   OpenSSL. sluice's own TLS tests use it.
+//!   OpenSSL. sluicegate's own TLS tests use it.
 //! - `postgres-native-tls` (OpenSSL on Linux) or `postgres-openssl`, by the driver's author.
 //!
 //! Ask for `sslmode=require`: the default, `prefer`, goes on unencrypted when the server offers
@@ -53,7 +53,7 @@
 //!
 //! ```no_run
 //! use rustls::pki_types::{CertificateDer, pem::PemObject};
-//! use sluice::postgres::PostgresConnectionManager;
+//! use sluicegate::postgres::PostgresConnectionManager;
 //!
 //! let mut roots = rustls::RootCertStore::empty();
 //! for cert in CertificateDer::pem_file_iter("ca.pem")? {
@@ -66,7 +66,7 @@
 //!     .with_no_client_auth();
 //! let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
 //! let config = "host=db.internal user=app dbname=orders sslmode=require".parse()?;
-//! let pool = sluice::Pool::new(PostgresConnectionManager::new(config, tls))?;
+//! let pool = sluicegate::Pool::new(PostgresConnectionManager::new(config, tls))?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -98,11 +98,11 @@ const SILENT_FOR: Duration = Duration::from_secs(30);
 /// # Examples
 ///
 /// ```no_run
-/// use sluice::postgres::PostgresConnectionManager;
+/// use sluicegate::postgres::PostgresConnectionManager;
 ///
 /// let config = "host=127.0.0.1 user=postgres dbname=test".parse()?;
 /// let manager = PostgresConnectionManager::new(config, postgres::NoTls);
-/// let pool = sluice::Pool::new(manager)?;
+/// let pool = sluicegate::Pool::new(manager)?;
 /// let row = pool.get()?.query_one("SELECT 1 + 1", &[])?;
 /// assert_eq!(row.get::<_, i32>(0), 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -130,7 +130,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// use sluice::postgres::PostgresConnectionManager;
+    /// use sluicegate::postgres::PostgresConnectionManager;
     ///
     /// let config = "host=db.internal user=app password=secret dbname=orders".parse()?;
     /// let manager = PostgresConnectionManager::new(config, postgres::NoTls);
@@ -157,7 +157,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// use sluice::postgres::PostgresConnectionManager;
+    /// use sluicegate::postgres::PostgresConnectionManager;
     ///
     /// let config = "host=127.0.0.1 user=postgres".parse()?;
     /// let manager = PostgresConnectionManager::new(config, postgres::NoTls).with_recycling(true);
@@ -628,13 +628,13 @@ fn proxy_refuses_login(db: &DbError) -> bool {
 ///
 /// ```
 /// use std::time::Duration;
-/// use sluice::postgres::PostgresConnectionManager;
+/// use sluicegate::postgres::PostgresConnectionManager;
 ///
 /// // Nothing listens on port 1.
 /// let config = "host=127.0.0.1 port=1 user=postgres".parse()?;
-/// let err = sluice::Pool::builder()
+/// let err = sluicegate::Pool::builder()
 ///     .connection_timeout(Duration::from_secs(1))
-///     .error_handler(Box::new(sluice::NopErrorHandler))
+///     .error_handler(Box::new(sluicegate::NopErrorHandler))
 ///     .build(PostgresConnectionManager::new(config, postgres::NoTls))
 ///     .unwrap_err();
 /// let cause = err.last_error().unwrap().to_string();
@@ -675,7 +675,7 @@ impl Error {
     /// ```no_run
     /// use postgres::error::SqlState;
     ///
-    /// fn is_wrong_password(err: &sluice::postgres::Error) -> bool {
+    /// fn is_wrong_password(err: &sluicegate::postgres::Error) -> bool {
     ///     err.as_postgres().and_then(postgres::Error::code) == Some(&SqlState::INVALID_PASSWORD)
     /// }
     /// ```
@@ -695,7 +695,7 @@ impl Error {
     /// # Examples
     ///
     /// ```no_run
-    /// # fn f(err: sluice::postgres::Error) {
+    /// # fn f(err: sluicegate::postgres::Error) {
     /// if err.code() == Some(&postgres::error::SqlState::INVALID_CATALOG_NAME) {
     ///     eprintln!("no such database");
     /// }
@@ -711,7 +711,7 @@ impl Error {
     /// # Examples
     ///
     /// ```no_run
-    /// # fn f(err: sluice::postgres::Error) {
+    /// # fn f(err: sluicegate::postgres::Error) {
     /// if err.is_timeout() {
     ///     eprintln!("the database does not answer: {err}");
     /// }

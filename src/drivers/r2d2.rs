@@ -1,13 +1,13 @@
-//! Pooling an r2d2 manager with sluice (feature `r2d2`): [`R2d2Manager`] wraps any
+//! Pooling an r2d2 manager with sluicegate (feature `r2d2`): [`R2d2Manager`] wraps any
 //! [`r2d2::ManageConnection`] — r2d2_postgres's, r2d2_sqlite's, diesel's `ConnectionManager` —
-//! so that it can be pooled by sluice unchanged.
+//! so that it can be pooled by sluicegate unchanged.
 //!
 //! The wrapper only forwards: `connect`, `is_valid` and `has_broken` are the inner manager's,
 //! and so are the connection and error types.
 
 use std::fmt;
 
-/// Any r2d2 manager, as a sluice manager.
+/// Any r2d2 manager, as a sluicegate manager.
 ///
 /// # Examples
 ///
@@ -23,11 +23,11 @@ use std::fmt;
 ///     fn has_broken(&self, _: &mut u32) -> bool { false }
 /// }
 ///
-/// let pool = sluice::Pool::builder()
+/// let pool = sluicegate::Pool::builder()
 ///     .max_size(2)
-///     .build(sluice::r2d2::R2d2Manager::new(Counter))?;
+///     .build(sluicegate::r2d2::R2d2Manager::new(Counter))?;
 /// *pool.get()? += 1;
-/// # Ok::<(), sluice::Error>(())
+/// # Ok::<(), sluicegate::Error>(())
 /// ```
 pub struct R2d2Manager<M> {
     inner: M,
@@ -50,7 +50,7 @@ where
     /// #     fn is_valid(&self, _: &mut u32) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut u32) -> bool { false }
     /// # }
-    /// let manager = sluice::r2d2::R2d2Manager::new(Counter);
+    /// let manager = sluicegate::r2d2::R2d2Manager::new(Counter);
     /// ```
     pub fn new(manager: M) -> R2d2Manager<M> {
         R2d2Manager { inner: manager }
@@ -69,7 +69,7 @@ where
     /// #     fn is_valid(&self, _: &mut u32) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut u32) -> bool { false }
     /// # }
-    /// let manager = sluice::r2d2::R2d2Manager::new(Counter);
+    /// let manager = sluicegate::r2d2::R2d2Manager::new(Counter);
     /// let _inner: &Counter = manager.get_ref();
     /// ```
     #[must_use]
@@ -90,7 +90,7 @@ where
     /// #     fn is_valid(&self, _: &mut u32) -> Result<(), std::io::Error> { Ok(()) }
     /// #     fn has_broken(&self, _: &mut u32) -> bool { false }
     /// # }
-    /// let manager = sluice::r2d2::R2d2Manager::new(Counter);
+    /// let manager = sluicegate::r2d2::R2d2Manager::new(Counter);
     /// let _inner: Counter = manager.into_inner();
     /// ```
     #[must_use]

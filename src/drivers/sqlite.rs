@@ -40,9 +40,9 @@ enum Source {
 /// # Examples
 ///
 /// ```
-/// use sluice::sqlite::SqliteConnectionManager;
+/// use sluicegate::sqlite::SqliteConnectionManager;
 ///
-/// let pool = sluice::Pool::builder()
+/// let pool = sluicegate::Pool::builder()
 ///     .max_size(4)
 ///     .build(SqliteConnectionManager::memory())?;
 /// pool.get()?.execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (42);")?;
@@ -66,10 +66,10 @@ impl SqliteConnectionManager {
     /// # Examples
     ///
     /// ```
-    /// use sluice::sqlite::SqliteConnectionManager;
+    /// use sluicegate::sqlite::SqliteConnectionManager;
     ///
-    /// let path = std::env::temp_dir().join(format!("sluice-doc-{}.db", std::process::id()));
-    /// let pool = sluice::Pool::new(SqliteConnectionManager::file(&path))?;
+    /// let path = std::env::temp_dir().join(format!("sluicegate-doc-{}.db", std::process::id()));
+    /// let pool = sluicegate::Pool::new(SqliteConnectionManager::file(&path))?;
     /// pool.get()?.execute_batch("CREATE TABLE IF NOT EXISTS t (x INTEGER)")?;
     /// drop(pool);
     /// std::fs::remove_file(&path)?;
@@ -90,9 +90,9 @@ impl SqliteConnectionManager {
     /// # Examples
     ///
     /// ```
-    /// use sluice::sqlite::SqliteConnectionManager;
+    /// use sluicegate::sqlite::SqliteConnectionManager;
     ///
-    /// let pool = sluice::Pool::builder()
+    /// let pool = sluicegate::Pool::builder()
     ///     .max_size(2)
     ///     .build(SqliteConnectionManager::memory())?;
     /// pool.get()?.execute_batch("CREATE TABLE t (x INTEGER)")?;
@@ -104,7 +104,7 @@ impl SqliteConnectionManager {
     pub fn memory() -> SqliteConnectionManager {
         let n = MEMORY_DATABASES.fetch_add(1, Ordering::Relaxed);
         let uri = format!(
-            "file:sluice-memory-{}-{n}?mode=memory&cache=shared",
+            "file:sluicegate-memory-{}-{n}?mode=memory&cache=shared",
             std::process::id()
         );
         SqliteConnectionManager::new(Source::Memory {
@@ -130,7 +130,7 @@ impl SqliteConnectionManager {
     ///
     /// ```
     /// use rusqlite::OpenFlags;
-    /// use sluice::sqlite::SqliteConnectionManager;
+    /// use sluicegate::sqlite::SqliteConnectionManager;
     ///
     /// let manager = SqliteConnectionManager::file("app.db")
     ///     .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX);
@@ -147,11 +147,11 @@ impl SqliteConnectionManager {
     /// # Examples
     ///
     /// ```
-    /// use sluice::sqlite::SqliteConnectionManager;
+    /// use sluicegate::sqlite::SqliteConnectionManager;
     ///
     /// let manager = SqliteConnectionManager::memory()
     ///     .with_init(|conn| conn.execute_batch("PRAGMA foreign_keys = ON"));
-    /// let pool = sluice::Pool::builder().max_size(1).build(manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(1).build(manager)?;
     /// let on: bool = pool.get()?.query_row("PRAGMA foreign_keys", [], |row| row.get(0))?;
     /// assert!(on);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -172,10 +172,10 @@ impl SqliteConnectionManager {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use sluice::sqlite::SqliteConnectionManager;
+    /// use sluicegate::sqlite::SqliteConnectionManager;
     ///
     /// let manager = SqliteConnectionManager::memory().with_busy_timeout(Duration::from_secs(1));
-    /// let pool = sluice::Pool::builder().max_size(1).build(manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(1).build(manager)?;
     /// let ms: i64 = pool.get()?.query_row("PRAGMA busy_timeout", [], |row| row.get(0))?;
     /// assert_eq!(ms, 1000);
     /// # Ok::<(), Box<dyn std::error::Error>>(())

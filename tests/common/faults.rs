@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use sluice::{ManageConnection, Pool};
+use sluicegate::{ManageConnection, Pool};
 
 use crate::common::{SOON, chain, skip};
 
@@ -39,7 +39,7 @@ pub fn one_at_a_time() -> MutexGuard<'static, ()> {
 pub fn unique(what: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     format!(
-        "sluice-{what}-{}-{}",
+        "sluicegate-{what}-{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
@@ -110,17 +110,17 @@ pub const FAILED_SLACK: Duration = Duration::from_millis(500);
 
 /// A pool wanting one connection, each check-out and connect given `timeout`: for a server
 /// that never answers.
-pub fn hung_pool<M: ManageConnection>(timeout: Duration) -> sluice::Builder<M> {
+pub fn hung_pool<M: ManageConnection>(timeout: Duration) -> sluicegate::Builder<M> {
     Pool::builder()
         .max_size(2)
         .min_idle(Some(1))
         .connection_timeout(timeout)
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
 }
 
 /// Checks an error from a pool whose only host never answers: a timeout, within `timeout`
 /// and [`FAILED_SLACK`] of `started`.
-pub fn within_timeout(what: &str, err: &sluice::Error, started: Instant, timeout: Duration) {
+pub fn within_timeout(what: &str, err: &sluicegate::Error, started: Instant, timeout: Duration) {
     let took = started.elapsed();
     let text = err.to_string();
     eprintln!("{what} failed after {took:?}: {text}");
@@ -133,7 +133,7 @@ pub fn within_timeout(what: &str, err: &sluice::Error, started: Instant, timeout
 
 /// Builds a [`hung_pool`] on `manager`, whose only host never answers, and checks that it
 /// fails [`within_timeout`]; returns the error.
-pub fn hung_build<M: ManageConnection>(manager: M, timeout: Duration) -> sluice::Error {
+pub fn hung_build<M: ManageConnection>(manager: M, timeout: Duration) -> sluicegate::Error {
     let started = Instant::now();
     let Err(err) = hung_pool(timeout).build(manager) else {
         panic!("a pool built on a server that never answers");
@@ -144,7 +144,7 @@ pub fn hung_build<M: ManageConnection>(manager: M, timeout: Duration) -> sluice:
 
 /// Checks out of `pool`, whose only host never answers, and checks that `get_timeout`
 /// fails [`within_timeout`]; returns the error.
-pub fn hung_get<M: ManageConnection>(pool: &Pool<M>, timeout: Duration) -> sluice::Error {
+pub fn hung_get<M: ManageConnection>(pool: &Pool<M>, timeout: Duration) -> sluicegate::Error {
     let started = Instant::now();
     let Err(err) = pool.get_timeout(timeout) else {
         panic!("a connection from a server that never answers");
@@ -155,7 +155,7 @@ pub fn hung_get<M: ManageConnection>(pool: &Pool<M>, timeout: Duration) -> sluic
 
 /// Checks that `err` names 127.0.0.1:`port` and says it gave no answer, in one of the words
 /// of `says`.
-pub fn names_no_answer(what: &str, err: &sluice::Error, port: u16, says: &[&str]) {
+pub fn names_no_answer(what: &str, err: &sluicegate::Error, port: u16, says: &[&str]) {
     let text = err.to_string();
     let address = format!("127.0.0.1:{port}");
     assert!(text.contains(&address), "{what} names {address}: {text}");
@@ -167,7 +167,7 @@ pub fn names_no_answer(what: &str, err: &sluice::Error, port: u16, says: &[&str]
 
 /// The login with room for 2 connections at once that scripts/services.sh creates: a role
 /// with `CONNECTION LIMIT 2` in PostgreSQL, a user with `MAX_USER_CONNECTIONS 2` in MariaDB.
-pub const LIMITED: &str = "sluice_limited";
+pub const LIMITED: &str = "sluicegate_limited";
 
 /// The check that a login out of connections is a clear error without a storm, and that the
 /// pool recovers. `hold` connects as [`LIMITED`] with a client of the test's own; `login`
@@ -214,7 +214,7 @@ pub fn out_of_connections<M: ManageConnection, H, E: std::error::Error + 'static
         .max_size(2)
         .min_idle(Some(1))
         .connection_timeout(timeout)
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build_unchecked(manager);
     let started = Instant::now();
     let Err(err) = pool.get_timeout(timeout) else {

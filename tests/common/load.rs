@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use sluice::{ManageConnection, Pool, PooledConnection};
+use sluicegate::{ManageConnection, Pool, PooledConnection};
 
 /// Where the test is when a check-out begins: before the fault, ...
 pub const UP: u8 = 0;
@@ -31,7 +31,7 @@ pub struct Get<T> {
     /// When the query returned (`got`, when there was no connection to query).
     pub ended: Instant,
     /// The connection's id, or why there was none.
-    pub outcome: Result<u64, sluice::Error>,
+    pub outcome: Result<u64, sluicegate::Error>,
     /// The query on the connection, if one was checked out.
     pub query: Option<Result<T, String>>,
 }

@@ -1,4 +1,4 @@
-//! A scriptable fake database for sluice's tests.
+//! A scriptable fake database for sluicegate's tests.
 //!
 //! `FakeManager` opens `FakeConn`s. What each `connect` and `is_valid` does is scripted through
 //! the shared `Script`: queue outcomes for the next calls (`plan_connect`, `plan_validation`) or
@@ -269,7 +269,7 @@ impl fmt::Debug for FakeManager {
     }
 }
 
-impl sluice::ManageConnection for FakeManager {
+impl sluicegate::ManageConnection for FakeManager {
     type Connection = FakeConn;
     type Error = FakeError;
 
@@ -304,14 +304,14 @@ impl sluice::ManageConnection for FakeManager {
     }
 
     fn is_valid(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
-        self.is_valid_within(conn, Duration::MAX, &sluice::Extensions::new())
+        self.is_valid_within(conn, Duration::MAX, &sluicegate::Extensions::new())
     }
 
     fn is_valid_within(
         &self,
         _conn: &mut FakeConn,
         timeout: Duration,
-        _: &sluice::Extensions,
+        _: &sluicegate::Extensions,
     ) -> Result<(), FakeError> {
         self.script.validations.fetch_add(1, Ordering::SeqCst);
         let delay = *self.script.validation_delay.lock();
@@ -342,7 +342,7 @@ impl sluice::ManageConnection for FakeManager {
             || self.script.hung_up.lock().contains(&conn.id)
     }
 
-    fn is_closed(&self, conn: &mut FakeConn, _: &sluice::Extensions) -> bool {
+    fn is_closed(&self, conn: &mut FakeConn, _: &sluicegate::Extensions) -> bool {
         self.script.is_closed_calls.fetch_add(1, Ordering::SeqCst);
         let panic_now = self
             .script
@@ -360,11 +360,11 @@ impl sluice::ManageConnection for FakeManager {
 
 /// A pool of `max_size` fake connections (all open once this returns) that does not log
 /// connect errors, and its manager.
-pub fn pool(max_size: u32) -> (sluice::Pool<FakeManager>, FakeManager) {
+pub fn pool(max_size: u32) -> (sluicegate::Pool<FakeManager>, FakeManager) {
     let manager = FakeManager::new();
-    let pool = sluice::Pool::builder()
+    let pool = sluicegate::Pool::builder()
         .max_size(max_size)
-        .error_handler(Box::new(sluice::NopErrorHandler))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
         .build(manager.clone())
         .unwrap();
     (pool, manager)
@@ -469,8 +469,8 @@ pub fn unused_port() -> u16 {
 /// Checks a `build` that met a wrong password: it failed at once (since `started`) with a
 /// permanent error carrying the server's `reason`, and `secret` shows in no `Display`, no
 /// `Debug` (the error's, or `manager_debug`) and no captured log line of pool `pool_name`.
-pub fn check_wrong_password<M: sluice::ManageConnection>(
-    result: Result<sluice::Pool<M>, sluice::Error>,
+pub fn check_wrong_password<M: sluicegate::ManageConnection>(
+    result: Result<sluicegate::Pool<M>, sluicegate::Error>,
     started: Instant,
     reason: &str,
     secret: &str,
@@ -499,8 +499,8 @@ pub fn check_wrong_password<M: sluice::ManageConnection>(
 
 /// Checks a `build` against a port where nothing listens: a timeout within `timeout` (and a
 /// generous margin) that says the connection was refused.
-pub fn check_refused<M: sluice::ManageConnection>(
-    result: Result<sluice::Pool<M>, sluice::Error>,
+pub fn check_refused<M: sluicegate::ManageConnection>(
+    result: Result<sluicegate::Pool<M>, sluicegate::Error>,
     started: Instant,
     timeout: Duration,
 ) {
@@ -516,11 +516,11 @@ pub fn check_refused<M: sluice::ManageConnection>(
 /// connection for its session id (`session`), until one answers. Asserts that at most one
 /// error surfaced and returns the live session's id.
 pub fn live_session_after_a_kill<M, Id, E>(
-    pool: &sluice::Pool<M>,
+    pool: &sluicegate::Pool<M>,
     mut session: impl FnMut(&mut M::Connection) -> Result<Id, E>,
 ) -> Id
 where
-    M: sluice::ManageConnection,
+    M: sluicegate::ManageConnection,
 {
     let mut errors = 0;
     for _ in 0..3 {
@@ -558,14 +558,14 @@ pub fn skip(test: &str, why: &str, fix: &str) {
 }
 
 /// Whether `test`, which stops, restarts, signals or reconfigures a database server, may run:
-/// only under `CI=true` or with `SLUICE_SERVER_FAULTS=1`, as it disturbs everyone else using
+/// only under `CI=true` or with `SLUICEGATE_SERVER_FAULTS=1`, as it disturbs everyone else using
 /// that server. Otherwise says loudly that it did not run (the test then passes).
 pub fn server_faults_allowed(test: &str) -> bool {
     let ci = std::env::var("CI").as_deref() == Ok("true");
-    let asked = std::env::var("SLUICE_SERVER_FAULTS").as_deref() == Ok("1");
+    let asked = std::env::var("SLUICEGATE_SERVER_FAULTS").as_deref() == Ok("1");
     if !ci && !asked {
         eprintln!(
-            "\n!!! {test}: not run: set SLUICE_SERVER_FAULTS=1 or CI=true (it stops, restarts \
+            "\n!!! {test}: not run: set SLUICEGATE_SERVER_FAULTS=1 or CI=true (it stops, restarts \
              or signals the database server, which disturbs everyone else using it) !!!\n"
         );
     }
@@ -577,31 +577,31 @@ pub fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
-/// The PostgreSQL server of tests/postgres.rs and tests/postgres_tls.rs: `SLUICE_PG_HOST`
-/// (default `127.0.0.1`), `SLUICE_PG_PORT` (`5432`), `SLUICE_PG_USER` (`postgres`),
-/// `SLUICE_PG_PASSWORD` (none) and `SLUICE_PG_DATABASE` (`test`), given 5 s to connect. By
+/// The PostgreSQL server of tests/postgres.rs and tests/postgres_tls.rs: `SLUICEGATE_PG_HOST`
+/// (default `127.0.0.1`), `SLUICEGATE_PG_PORT` (`5432`), `SLUICEGATE_PG_USER` (`postgres`),
+/// `SLUICEGATE_PG_PASSWORD` (none) and `SLUICEGATE_PG_DATABASE` (`test`), given 5 s to connect. By
 /// default that is the local server `scripts/services.sh` sets up, [`pg_local`].
 #[cfg(feature = "postgres")]
 pub fn pg_config() -> postgres::Config {
     let mut config = postgres::Config::new();
     config
-        .host(&env("SLUICE_PG_HOST", "127.0.0.1"))
+        .host(&env("SLUICEGATE_PG_HOST", "127.0.0.1"))
         .port(
-            env("SLUICE_PG_PORT", "5432")
+            env("SLUICEGATE_PG_PORT", "5432")
                 .parse()
-                .expect("SLUICE_PG_PORT"),
+                .expect("SLUICEGATE_PG_PORT"),
         )
-        .user(&env("SLUICE_PG_USER", "postgres"))
-        .dbname(&env("SLUICE_PG_DATABASE", "test"))
+        .user(&env("SLUICEGATE_PG_USER", "postgres"))
+        .dbname(&env("SLUICEGATE_PG_DATABASE", "test"))
         .connect_timeout(Duration::from_secs(5));
-    if let Ok(password) = std::env::var("SLUICE_PG_PASSWORD") {
+    if let Ok(password) = std::env::var("SLUICEGATE_PG_PASSWORD") {
         config.password(password);
     }
     config
 }
 
 /// 127.0.0.1:`port` as the local PostgreSQL server's user `postgres`, database `test`, whatever
-/// the `SLUICE_PG_*` settings say: at port 5432 the server `scripts/services.sh` sets up, the
+/// the `SLUICEGATE_PG_*` settings say: at port 5432 the server `scripts/services.sh` sets up, the
 /// one the fault and restart tests act on. (`host` and `port` add to a `Config`'s lists, so
 /// the port is given here; the rest the caller may change.)
 #[cfg(feature = "postgres")]
@@ -626,26 +626,26 @@ pub fn pg_select_1(client: &mut postgres::Client) -> Result<(), String> {
     Ok(())
 }
 
-/// The MariaDB server of tests/mysql.rs: `SLUICE_MY_HOST` (default `127.0.0.1`),
-/// `SLUICE_MY_PORT` (`3306`), `SLUICE_MY_USER` (`root`), `SLUICE_MY_PASSWORD` (empty) and
-/// `SLUICE_MY_DATABASE` (`test`), given 5 s to connect. By default that is the local server
+/// The MariaDB server of tests/mysql.rs: `SLUICEGATE_MY_HOST` (default `127.0.0.1`),
+/// `SLUICEGATE_MY_PORT` (`3306`), `SLUICEGATE_MY_USER` (`root`), `SLUICEGATE_MY_PASSWORD` (empty) and
+/// `SLUICEGATE_MY_DATABASE` (`test`), given 5 s to connect. By default that is the local server
 /// `scripts/services.sh` sets up, [`my_local`].
 #[cfg(feature = "mysql")]
 pub fn my_opts() -> mysql::OptsBuilder {
     mysql::OptsBuilder::new()
-        .ip_or_hostname(Some(env("SLUICE_MY_HOST", "127.0.0.1")))
+        .ip_or_hostname(Some(env("SLUICEGATE_MY_HOST", "127.0.0.1")))
         .tcp_port(
-            env("SLUICE_MY_PORT", "3306")
+            env("SLUICEGATE_MY_PORT", "3306")
                 .parse()
-                .expect("SLUICE_MY_PORT"),
+                .expect("SLUICEGATE_MY_PORT"),
         )
-        .user(Some(env("SLUICE_MY_USER", "root")))
-        .pass(std::env::var("SLUICE_MY_PASSWORD").ok())
-        .db_name(Some(env("SLUICE_MY_DATABASE", "test")))
+        .user(Some(env("SLUICEGATE_MY_USER", "root")))
+        .pass(std::env::var("SLUICEGATE_MY_PASSWORD").ok())
+        .db_name(Some(env("SLUICEGATE_MY_DATABASE", "test")))
         .tcp_connect_timeout(Some(Duration::from_secs(5)))
 }
 
-/// 127.0.0.1:3306 as user `root` (empty password), database `test`, whatever the `SLUICE_MY_*`
+/// 127.0.0.1:3306 as user `root` (empty password), database `test`, whatever the `SLUICEGATE_MY_*`
 /// settings say: the local MariaDB server `scripts/services.sh` sets up, the one the fault and
 /// restart tests act on.
 #[cfg(feature = "mysql")]

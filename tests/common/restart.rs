@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sluice::{ManageConnection, Pool};
+use sluicegate::{ManageConnection, Pool};
 
 use crate::common::{SOON, chain, eventually};
 
@@ -54,7 +54,7 @@ fn services(action: &str, server: &str) -> Result<(), String> {
     // The output goes to a file, not a pipe: a server the script starts may keep the
     // descriptors it inherited, and a pipe would then never reach its end.
     let log = std::env::temp_dir().join(format!(
-        "sluice-services-{}-{action}-{server}.log",
+        "sluicegate-services-{}-{action}-{server}.log",
         std::process::id()
     ));
     let run = || -> std::io::Result<_> {
