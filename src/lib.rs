@@ -359,6 +359,8 @@
 //!   the setter.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+// On docs.rs (every feature on), each driver is marked with the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// Logs through the application's logger, which may panic: such a panic is swallowed here, so
 /// that it can never cost the pool a connection, a count or a thread.
@@ -385,16 +387,19 @@ mod metrics;
 #[doc(hidden)]
 pub mod model;
 #[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 #[path = "drivers/mysql.rs"]
 pub mod mysql;
 mod opener;
 mod pool;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 #[path = "drivers/postgres.rs"]
 pub mod postgres;
 #[cfg(feature = "metrics")]
 mod publish;
 #[cfg(feature = "r2d2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "r2d2")))]
 #[path = "drivers/r2d2.rs"]
 pub mod r2d2;
 mod reaper;
@@ -405,6 +410,7 @@ mod slots;
 #[path = "drivers/socket.rs"]
 mod socket;
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 #[path = "drivers/sqlite.rs"]
 pub mod sqlite;
 mod sync;

@@ -6,6 +6,18 @@
 //! connection and kept as long as the manager lives (r2d2_sqlite gives each connection a
 //! private, empty one), and every connection waits up to a busy timeout (5 s by default) for a
 //! lock held by another connection instead of failing at once with `SQLITE_BUSY`.
+//!
+//! # One SQLite per build
+//!
+//! rusqlite's `libsqlite3-sys` declares `links = "sqlite3"`, and Cargo allows only one crate
+//! with that key in a build: two different versions of it do not resolve ("package
+//! `libsqlite3-sys` links to the native library `sqlite3`, but it conflicts with a previous
+//! package"). This feature uses rusqlite 0.40 (libsqlite3-sys 0.38), the version r2d2_sqlite
+//! 0.35 uses and within the range diesel 2.3's `sqlite` backend accepts, so a project may use
+//! all three. If your project depends on another rusqlite, leave the `sqlite` feature off:
+//! pool your own manager, or r2d2_sqlite's through [`R2d2Manager`](crate::r2d2::R2d2Manager)
+//! (feature `r2d2`). Nothing else in sluicegate links SQLite; the default features build the
+//! pool alone.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
