@@ -163,7 +163,8 @@ fn unique_select() -> String {
     format!("SELECT 1 AS marker_{}_{n}", std::process::id())
 }
 
-/// How many statements of text `sql` the session `client` is on has prepared.
+/// How many statements with the text `sql` are prepared in the server session `client` is
+/// on (inside a transaction, so that the answer is about one server connection).
 fn prepared(client: &mut Client, sql: &str) -> u32 {
     let count = simple_value(
         client,
