@@ -17,12 +17,29 @@
 #   `sluicegate_limited` (empty password) with MAX_USER_CONNECTIONS 2, for the too-many-connections
 #   tests (tests/mysql_faults.rs). TLS on, with a CA of its own too:
 #   /etc/mysql/sluicegate-tls/ca.pem.
+# - PgBouncer (Debian's package) in front of PostgreSQL's `test` database, for
+#   tests/pgbouncer.rs, as two processes of its own (config, log and pid files in
+#   /etc/pgbouncer-sluicegate, /var/log/pgbouncer-sluicegate, /run/pgbouncer-sluicegate):
+#     127.0.0.1:6432  transaction mode (pool_mode = transaction)
+#     127.0.0.1:6433  session mode (pool_mode = session)
+#   Each serves the database `test` (PostgreSQL's, at 127.0.0.1:5432; also as `one_server` and
+#   `two_servers`, through that many server connections), `unreachable` (a server nothing
+#   listens on: PgBouncer holds a login to it for query_wait_timeout), and its admin console
+#   (database `pgbouncer`, users `postgres` and `root`: SHOW, RECONNECT, KILL, PAUSE, RESUME).
+#   Logins as on the server: `postgres` and `root` without a password, `sluicegate_auth` with
+#   its password. Debian's own PgBouncer service (its /etc/pgbouncer, port 6432) is stopped
+#   and disabled: it would take the port.
+# - libpq-dev (PostgreSQL's C client library and headers), for the diesel tests.
 #
-# With arguments it acts on one server, for the restart tests (tests/*_restart.rs):
+# With arguments it acts on one server, for the restart tests (tests/*_restart.rs,
+# tests/pgbouncer.rs):
 #
-#   scripts/services.sh start postgres|mariadb   the setup above, for that server only
-#   scripts/services.sh stop postgres|mariadb    shuts it down (PostgreSQL: fast mode) and
-#                                                returns once it no longer answers
+#   scripts/services.sh start postgres|mariadb|pgbouncer   the setup above, for that server
+#                                                          only (PgBouncer: both processes)
+#   scripts/services.sh stop postgres|mariadb|pgbouncer    shuts it down (PostgreSQL: fast
+#                                                          mode; PgBouncer: at once, SIGTERM)
+#                                                          and returns once it no longer
+#                                                          answers
 #
 # These are test fixtures for a machine that exists to run tests: never point this script at
 # a server that holds anything else. Set SLUICEGATE_SKIP_SERVICES=1 to skip it entirely (then
@@ -30,14 +47,15 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 [start|stop postgres|mariadb]" >&2
+    echo "usage: $0 [start|stop postgres|mariadb|pgbouncer]" >&2
     exit 2
 }
 
 ACTION=${1:-}
 SERVER=${2:-}
 if [[ -n "$ACTION" ]]; then
-    [[ $# == 2 && "$ACTION" =~ ^(start|stop)$ && "$SERVER" =~ ^(postgres|mariadb)$ ]] || usage
+    [[ $# == 2 && "$ACTION" =~ ^(start|stop)$ && "$SERVER" =~ ^(postgres|mariadb|pgbouncer)$ ]] ||
+        usage
 fi
 
 if [[ "${SLUICEGATE_SKIP_SERVICES:-}" == 1 ]]; then
@@ -344,13 +362,195 @@ mariadb_stop() {
     say "MariaDB stopped"
 }
 
+# ---- PgBouncer -----------------------------------------------------------------------------
+
+# Two processes of Debian's pgbouncer, one per pooling mode: PgBouncer sets the mode per
+# database or user, not per port, and the tests want the same database `test` in both modes.
+PGB_CONF=/etc/pgbouncer-sluicegate
+PGB_RUN=/run/pgbouncer-sluicegate
+PGB_LOG=/var/log/pgbouncer-sluicegate
+PGB_MODES=(transaction session)
+pgb_port() { case $1 in transaction) echo 6432 ;; session) echo 6433 ;; esac; }
+
+# Whether the admin console of the process for mode $1 answers.
+pgb_up() { psql -h 127.0.0.1 -p "$(pgb_port "$1")" -U postgres -d pgbouncer -Atc 'show version'; }
+pgb_admin() { psql -h 127.0.0.1 -p "$(pgb_port "$1")" -U postgres -d pgbouncer -Atc "$2"; }
+pgb_pid() { as_root cat "$PGB_RUN/$1.pid" 2>/dev/null; }
+# Whether the process of the pid file runs (after a reboot, another process may have its pid).
+pgb_running() {
+    local pid
+    pid=$(pgb_pid "$1") && [[ -n "$pid" ]] &&
+        [[ "$(as_root cat "/proc/$pid/comm" 2>/dev/null)" == pgbouncer ]]
+}
+
+# The configuration of the process for mode $1.
+pgb_ini() {
+    local mode=$1
+    cat <<EOF
+; Written by sluicegate's scripts/services.sh (edits are overwritten): PgBouncer in $mode mode
+; for tests/pgbouncer.rs.
+[databases]
+test = host=127.0.0.1 port=5432 dbname=test
+; The same database through one and two server connections, for tests that need to know
+; which server connection a client lands on.
+one_server = host=127.0.0.1 port=5432 dbname=test pool_size=1
+two_servers = host=127.0.0.1 port=5432 dbname=test pool_size=2
+; Nothing listens on port 1: PgBouncer's own connects fail, so a client's login waits on
+; PgBouncer (the tests of what a pool sees then).
+unreachable = host=127.0.0.1 port=1 dbname=test
+
+[pgbouncer]
+pool_mode = $mode
+listen_addr = 127.0.0.1
+listen_port = $(pgb_port "$mode")
+; No Unix socket: Debian's own service and PostgreSQL keep theirs in /var/run/postgresql.
+unix_socket_dir =
+; Logins as on the server (pg_hba.conf above): hba.conf says who gives a password, and
+; userlist.txt lists the users, with the one password PgBouncer checks and gives PostgreSQL.
+auth_type = hba
+auth_hba_file = $PGB_CONF/hba.conf
+auth_file = $PGB_CONF/userlist.txt
+admin_users = postgres, root
+logfile = $PGB_LOG/$mode.log
+pidfile = $PGB_RUN/$mode.pid
+; Few server connections per database and user (the tests run several pools of several
+; connections against them), many clients.
+default_pool_size = 4
+max_client_conn = 500
+; PgBouncer's own waits, bounded well below their defaults (120 s for a query waiting for a
+; server connection, 15 s for PgBouncer's own login to the server and between its retries):
+; the settings the crate guide recommends, and short enough for tests.
+query_wait_timeout = 5
+server_connect_timeout = 5
+server_login_retry = 1
+EOF
+}
+
+pgb_hba() {
+    cat <<EOF
+# Written by sluicegate's scripts/services.sh: as PostgreSQL's rules, read top down.
+host all $AUTH_USER 127.0.0.1/32 scram-sha-256
+host all all 127.0.0.1/32 trust
+EOF
+}
+
+# Installs standard input as $PGB_CONF/$1 with mode $2, owned by postgres (PgBouncer runs as
+# that user); returns whether it changed.
+pgb_install_file() {
+    local name=$1 mode=$2 tmp
+    tmp=$(mktemp)
+    cat >"$tmp"
+    if as_root cmp -s "$tmp" "$PGB_CONF/$name"; then
+        rm -f "$tmp"
+        return 1
+    fi
+    as_root install -o postgres -g postgres -m "$mode" "$tmp" "$PGB_CONF/$name"
+    rm -f "$tmp"
+}
+
+pgbouncer_service() {
+    if ! command -v pgbouncer >/dev/null; then
+        apt_install pgbouncer
+    fi
+    # Debian's own service listens on 6432 when it runs (in containers, Debian's policy-rc.d
+    # often keeps it from starting at install): stop it, and keep it from starting at boot.
+    if [[ -e /etc/init.d/pgbouncer ]] && as_root /etc/init.d/pgbouncer status >/dev/null 2>&1; then
+        say "stopping Debian's own PgBouncer service (it takes port 6432)"
+        as_root /etc/init.d/pgbouncer stop >/dev/null || true
+    fi
+    if command -v systemctl >/dev/null && systemctl is-enabled pgbouncer >/dev/null 2>&1; then
+        as_root systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+    fi
+    if command -v update-rc.d >/dev/null && [[ -e /etc/init.d/pgbouncer ]]; then
+        as_root update-rc.d pgbouncer disable >/dev/null 2>&1 || true
+    fi
+
+    as_root install -d -o postgres -g postgres -m 755 "$PGB_CONF" "$PGB_RUN" "$PGB_LOG"
+    local changed=
+    pgb_hba | pgb_install_file hba.conf 640 && changed=1
+    # The auth user's password in clear: PgBouncer needs it to log in to PostgreSQL (SCRAM)
+    # for that user. The others are listed with no password because PgBouncer (1.18) lets in
+    # only users it knows, trusted ones too.
+    printf '"%s" "%s"\n"postgres" ""\n"root" ""\n' "$AUTH_USER" "$AUTH_PASSWORD" |
+        pgb_install_file userlist.txt 640 && changed=1
+    local mode
+    for mode in "${PGB_MODES[@]}"; do
+        local mode_changed=$changed
+        pgb_ini "$mode" | pgb_install_file "$mode.ini" 644 && mode_changed=1
+        if [[ -n "$mode_changed" ]] && pgb_running "$mode"; then
+            # Some settings (the port, the socket) take a restart; it is quick.
+            say "restarting PgBouncer ($mode mode) for its new configuration"
+            pgb_stop "$mode"
+        fi
+        if ! pgb_running "$mode"; then
+            say "starting PgBouncer ($mode mode) on 127.0.0.1:$(pgb_port "$mode")"
+            as_root rm -f "$PGB_RUN/$mode.pid"
+            # PgBouncer refuses to run as root; -u switches to postgres, which owns its files.
+            as_root pgbouncer -d -q -u postgres "$PGB_CONF/$mode.ini"
+        fi
+        if ! wait_for "PgBouncer ($mode mode)" pgb_up "$mode"; then
+            say "see $PGB_LOG/$mode.log" >&2
+            return 1
+        fi
+        # A test that died between PAUSE (or KILL) and RESUME leaves databases paused: resume
+        # them, so that the setup always leaves a PgBouncer that serves.
+        local db paused
+        while IFS='|' read -r db paused; do
+            if [[ "$paused" != 0 ]]; then
+                say "resuming database $db on PgBouncer ($mode mode)"
+                pgb_admin "$mode" "resume $db" >/dev/null
+            fi
+        done < <(pgb_admin "$mode" 'show databases' | awk -F'|' '{ print $1 "|" $(NF-1) }')
+    done
+    say "PgBouncer ready on 127.0.0.1:6432 (transaction) and 6433 (session)" \
+        "($(pgb_admin transaction 'show version'))"
+}
+
+# Stops the process for mode $1 at once (SIGTERM: PgBouncer's SIGINT waits for every client
+# to finish, which a paused PgBouncer never sees), and returns once it has exited.
+pgb_stop() {
+    local mode=$1 pid
+    if pgb_running "$mode"; then
+        pid=$(pgb_pid "$mode")
+        say "stopping PgBouncer ($mode mode)"
+        as_root kill -TERM "$pid"
+        wait_for_not "PgBouncer ($mode mode) process $pid" as_root kill -0 "$pid"
+    fi
+    wait_for_not "PgBouncer ($mode mode)" pgb_up "$mode"
+}
+
+pgbouncer_stop() {
+    local mode
+    for mode in "${PGB_MODES[@]}"; do
+        pgb_stop "$mode"
+    done
+    say "PgBouncer stopped"
+}
+
+# ---- libpq ---------------------------------------------------------------------------------
+
+# PostgreSQL's C client library and its headers: diesel's `postgres` backend links libpq.
+libpq_dev() {
+    if ! dpkg-query -W -f '${Status}' libpq-dev 2>/dev/null | grep -q 'ok installed'; then
+        apt_install libpq-dev
+    fi
+}
+
 case "$ACTION $SERVER" in
     " ")
+        libpq_dev
         postgres_service
         mariadb_service
+        pgbouncer_service
         ;;
     "start postgres") postgres_service ;;
     "start mariadb") mariadb_service ;;
     "stop postgres") postgres_stop ;;
     "stop mariadb") mariadb_stop ;;
+    # PgBouncer logs in to PostgreSQL: start that first (it returns at once when it is up).
+    "start pgbouncer")
+        postgres_service
+        pgbouncer_service
+        ;;
+    "stop pgbouncer") pgbouncer_stop ;;
 esac

@@ -24,7 +24,9 @@
 //!   (about 10 ms measured on PostgreSQL 15), and the client has read the error by then;
 //!   under load the connection may be handed on inside that window, and its next query fails
 //!   too. Retire it yourself when a query fails with a `FATAL` error (a `SQLSTATE` of class
-//!   57, or `08`) to close that gap: `sluicegate::PooledConnection::mark_broken(&mut conn)`.
+//!   `57` or `08`, PgBouncer's `08P01` included) or with no `SQLSTATE` on a client that says
+//!   it is closed, to close that gap: `sluicegate::PooledConnection::mark_broken(&mut conn)`
+//!   (an example is under "Behind PgBouncer" below).
 //!   (Elsewhere than on Linux, and when two connections to the same server opened at the same
 //!   instant from different threads, the pool asks the client, which learns of the end only
 //!   at its next query.)
@@ -35,6 +37,41 @@
 //! With several hosts, sluicegate tries them itself, one by one, each through a configuration of
 //! its own built from yours; a `notice_callback` set on your configuration is not carried over
 //! to those (notices are then logged, the driver's default).
+//!
+//! # Behind PgBouncer
+//!
+//! In transaction mode, use what takes one exchange: `query_typed` for parameters and typed
+//! rows, `simple_query`, `batch_execute`, and transactions whose statements and rows are all
+//! dropped before the commit. The crate guide's "Behind PgBouncer" says why, what fails, and
+//! which PgBouncer settings bound its waits. PgBouncer ends a client connection with a `FATAL`
+//! `08P01` of its own (`query_wait_timeout`, `server login has been failing`, `database
+//! removed`), often seen by the driver only as `connection closed`; retire the connection on
+//! such an error:
+//!
+//! ```no_run
+//! use postgres::types::Type;
+//! use sluicegate::PooledConnection;
+//! use sluicegate::postgres::PostgresConnectionManager;
+//!
+//! let config = "host=127.0.0.1 port=6432 user=app dbname=orders".parse()?;
+//! let pool = sluicegate::Pool::new(PostgresConnectionManager::new(config, postgres::NoTls))?;
+//! let mut conn = pool.get()?;
+//! let id = 42_i64;
+//! let sql = "SELECT name FROM customers WHERE id = $1";
+//! match conn.query_typed_one(sql, &[(&id, Type::INT8)]) {
+//!     Ok(row) => println!("{}", row.get::<_, String>(0)),
+//!     Err(err) => {
+//!         // Class 08 (PgBouncer's 08P01 among them) or 57, or a closed client: the session
+//!         // is over, so it must not go to the next borrower.
+//!         let class = err.code().map(|code| &code.code()[..2]);
+//!         if matches!(class, Some("08" | "57")) || (class.is_none() && conn.is_closed()) {
+//!             PooledConnection::mark_broken(&mut conn);
+//!         }
+//!         return Err(err.into());
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! # TLS
 //!
