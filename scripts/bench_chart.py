@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Draws the README's benchmark chart, docs/benchmark.svg, from the benchmarks' own output:
+"""Draws the benchmark chart of the README and docs/BENCHMARKS.md, docs/benchmark.svg, from the benchmarks' own output:
 the last run of `cargo bench --features postgres,mysql --bench drivers` (left: each variant's
 throughput relative to dedicated connections, per database) and of `cargo bench --bench pool`
 (right: check-outs per second against the thread count). Reads the same files as

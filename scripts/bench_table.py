@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints the README's benchmark tables from the output of `cargo bench --bench pool`,
+"""Prints the benchmark tables of docs/BENCHMARKS.md from the output of `cargo bench --bench pool`,
 `cargo bench --features postgres --bench leak` and
 `cargo bench --features postgres,mysql --bench drivers`.
 

@@ -34,8 +34,10 @@
 # With arguments it acts on one server, for the restart tests (tests/*_restart.rs,
 # tests/pgbouncer.rs):
 #
-#   scripts/services.sh start postgres|mariadb|pgbouncer   the setup above, for that server
-#                                                          only (PgBouncer: both processes)
+#   scripts/services.sh start postgres|mariadb            starts the installed server if it
+#                                                          is down; changes no setting
+#   scripts/services.sh start pgbouncer                    the setup above for both PgBouncer
+#                                                          processes (their own files only)
 #   scripts/services.sh stop postgres|mariadb|pgbouncer    shuts it down (PostgreSQL: fast
 #                                                          mode; PgBouncer: at once, SIGTERM)
 #                                                          and returns once it no longer
@@ -126,12 +128,9 @@ pg_up() { pg_isready -q -h 127.0.0.1 -p 5432; }
 pg_cluster() { pg_lsclusters -h | head -n 1; }
 pg_sql() { psql -h 127.0.0.1 -p 5432 -U postgres -d "${2:-postgres}" -v ON_ERROR_STOP=1 -Atc "$1"; }
 
-postgres_service() {
-    if ! command -v pg_lsclusters >/dev/null || [[ -z "$(pg_lsclusters -h 2>/dev/null)" ]]; then
-        apt_install postgresql postgresql-client
-    fi
-    # The certificate first: a server set to load it does not start without it.
-    postgres_tls_files
+# Starts the installed server if it is down, and nothing else: what the restart tests ask for,
+# so that a developer who opts in to them gets their server back as it was, not reconfigured.
+postgres_start() {
     if ! pg_up; then
         say "starting PostgreSQL"
         local version cluster
@@ -139,6 +138,15 @@ postgres_service() {
         as_root pg_ctlcluster "$version" "$cluster" start || as_root service postgresql start
     fi
     wait_for "PostgreSQL" pg_up
+}
+
+postgres_service() {
+    if ! command -v pg_lsclusters >/dev/null || [[ -z "$(pg_lsclusters -h 2>/dev/null)" ]]; then
+        apt_install postgresql postgresql-client
+    fi
+    # The certificate first: a server set to load it does not start without it.
+    postgres_tls_files
+    postgres_start
 
     # Loopback trust for the test users, and a password rule for the auth user placed first
     # (pg_hba.conf is read top down).
@@ -266,10 +274,8 @@ postgres_stop() {
 my_up() { mariadb-admin --protocol=tcp -h 127.0.0.1 -P 3306 -u root ping; }
 my_sql() { mariadb --protocol=tcp -h 127.0.0.1 -P 3306 -u root -N -e "$1"; }
 
-mariadb_service() {
-    if ! command -v mariadbd >/dev/null && ! command -v mysqld >/dev/null; then
-        apt_install mariadb-server mariadb-client
-    fi
+# Starts the installed server if it is down, and nothing else (as postgres_start).
+mariadb_start() {
     if ! as_root mariadb-admin ping >/dev/null 2>&1; then
         say "starting MariaDB"
         # Debian's init script waits 30 s and then reports failure when its own status check
@@ -281,6 +287,13 @@ mariadb_service() {
         fi
     fi
     wait_for "MariaDB" as_root mariadb-admin ping
+}
+
+mariadb_service() {
+    if ! command -v mariadbd >/dev/null && ! command -v mysqld >/dev/null; then
+        apt_install mariadb-server mariadb-client
+    fi
+    mariadb_start
     # A fresh install lets root in through the Unix socket only: allow loopback TCP with an
     # empty password too (the socket still works).
     if ! my_up >/dev/null 2>&1; then
@@ -543,8 +556,8 @@ case "$ACTION $SERVER" in
         mariadb_service
         pgbouncer_service
         ;;
-    "start postgres") postgres_service ;;
-    "start mariadb") mariadb_service ;;
+    "start postgres") postgres_start ;;
+    "start mariadb") mariadb_start ;;
     "stop postgres") postgres_stop ;;
     "stop mariadb") mariadb_stop ;;
     # PgBouncer logs in to PostgreSQL: start that first (it returns at once when it is up).
