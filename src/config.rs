@@ -468,8 +468,11 @@ where
         self
     }
 
-    /// Receives the errors of `connect`, `is_valid` and the customizer's `on_acquire`.
-    /// Default [`LoggingErrorHandler`].
+    /// Receives every error of `connect`, `is_valid`, `recycle` and the customizer's
+    /// `on_acquire`, as in r2d2. Default [`LoggingErrorHandler`], which logs each at `debug`
+    /// only: the pool logs outages and failed validations itself, naming itself and without
+    /// flooding the log (see [`LoggingErrorHandler`] for what it says and when). A handler of
+    /// your own receives every error whatever the pool logs.
     ///
     /// # Examples
     ///

@@ -306,7 +306,7 @@
 //! | `sluicegate_timeouts_total` | counter | check-outs that gave up waiting |
 //! | `sluicegate_connections_created_total` | counter | connections opened |
 //! | `sluicegate_connect_failures_total` | counter | connects that failed |
-//! | `sluicegate_connections_closed_total` | counter | connections closed, by label `reason`: `broken`, `invalid`, `max_lifetime`, `idle_timeout`, `evicted`, `shutdown` |
+//! | `sluicegate_connections_closed_total` | counter | connections closed, by label `reason`: `broken`, `invalid`, `max_lifetime`, `idle_timeout`, `evicted`, `shutdown`, `shrunk` |
 //! | `sluicegate_leaks_total` | counter | connections reported as leaked |
 //! | `sluicegate_wait_seconds` | histogram | how long each check-out took to get its connection (0 when one was idle and needed no check) |
 //! | `sluicegate_usage_seconds` | histogram | how long each connection was held, check-out to return |
@@ -419,4 +419,4 @@ pub use crate::manager::{
     NopConnectionCustomizer, NopErrorHandler,
 };
 pub use crate::metrics::{Metrics, State};
-pub use crate::pool::{Pool, PooledConnection};
+pub use crate::pool::{Drained, Pool, PooledConnection};

@@ -18,7 +18,7 @@ use crossbeam_channel::Sender;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::error::{Cause, Error, Human, Permanent, Phase, TimedOut};
+use crate::error::{Cause, Chain, Error, Human, Permanent, Phase, TimedOut};
 use crate::event::{CheckinEvent, ReleaseEvent, TimeoutEvent};
 use crate::leak::Tracker;
 use crate::manager::ManageConnection;
@@ -226,7 +226,7 @@ where
         .min();
         let limits = Limits {
             max_size: config.max_size,
-            min_idle: config.min_idle_target(),
+            min_idle: config.min_idle,
             idle_timeout: config.idle_timeout,
             connection_timeout: config.connection_timeout,
         };
@@ -283,7 +283,7 @@ where
         self.wake_reaper();
         let _ = self.keep.try_send(());
         for conn in drained {
-            self.close_conn(conn);
+            self.close_conn(conn, Retire::Shutdown);
         }
         // The reaper stops with the pool: the last word on the recorder is this one.
         #[cfg(feature = "metrics")]
@@ -292,11 +292,67 @@ where
         });
     }
 
+    /// Closes the pool, then waits until `deadline` (`None`: none) for every connection to be
+    /// gone: the checked-out ones come back and are closed by their returning threads, a
+    /// connect under way ends. Returns what was still out when it stopped waiting: connections
+    /// (checked out, or being validated), and connections being opened or closed.
+    pub(crate) fn close_within(&self, deadline: Option<Instant>) -> (u32, u32) {
+        self.close();
+        let mut slots = self.slots.lock();
+        // `close_conn`, `detach` and the opener notify `progress` whenever a place frees.
+        while !slots.is_empty() {
+            if wait_until(&self.progress, &mut slots, deadline).timed_out() {
+                break;
+            }
+        }
+        slots.outstanding()
+    }
+
+    /// Sets `max_size`: see [`Slots::set_max_size`]. The idle connections it retires are
+    /// closed here, after unlocking.
+    pub(crate) fn set_max_size(&self, max_size: u32) -> Result<(), Error> {
+        let (was, shrunk) = {
+            let mut slots = self.slots.lock();
+            let was = slots.sizes().0;
+            let shrunk = slots.set_max_size(max_size)?;
+            // Growing may let the opener serve waiting threads.
+            self.unlock_and_refill(slots);
+            (was, shrunk)
+        };
+        if was != max_size {
+            log_shielded!(
+                log::Level::Info,
+                "pool {:?}: max_size set to {max_size} (was {was}){}",
+                self.config.name,
+                if max_size < was {
+                    "; connections beyond it close as they come back"
+                } else {
+                    ""
+                }
+            );
+        }
+        for conn in shrunk {
+            self.close_conn(conn, Retire::Shrunk);
+        }
+        // `min_idle` may follow `max_size`, which changes what the reaper may close.
+        self.wake_reaper();
+        Ok(())
+    }
+
+    /// Sets `min_idle`: see [`Slots::set_min_idle`].
+    pub(crate) fn set_min_idle(&self, min_idle: Option<u32>) -> Result<(), Error> {
+        let mut slots = self.slots.lock();
+        slots.set_min_idle(min_idle)?;
+        self.unlock_and_refill(slots);
+        self.wake_reaper();
+        Ok(())
+    }
+
     /// Retires every current connection: idle ones now, the others when they come back.
     pub(crate) fn evict_all(&self) {
         let evicted = self.slots.lock().evict_all();
         for conn in evicted {
-            self.close_conn(conn);
+            self.close_conn(conn, Retire::Evicted);
         }
         self.wake_worker();
     }
@@ -386,7 +442,11 @@ where
             };
             let next = {
                 let mut slots = self.slots.lock();
-                slots.reject(rejected.reason, rejected.cause, rejected.conn.proven);
+                slots.reject(
+                    rejected.reason,
+                    rejected.cause.clone(),
+                    rejected.conn.proven,
+                );
                 if slots.is_closed() {
                     AfterReject::Fail(Some(slots.refusal(&self.config.name)))
                 } else if deadline.passed(Instant::now()) {
@@ -402,8 +462,17 @@ where
                     AfterReject::Wait(slots.enqueue(place.wake(), true))
                 }
             };
+            if let Some(cause) = &rejected.cause {
+                log_shielded!(
+                    log::Level::Warn,
+                    "pool {:?}: connection {} failed its check-out validation and is closed: {}",
+                    self.config.name,
+                    rejected.conn.id,
+                    Chain(&**cause)
+                );
+            }
             // Closing frees a place, so the pool's thread opens a replacement if one is wanted.
-            self.close_conn(rejected.conn);
+            self.close_conn(rejected.conn, rejected.reason);
             if let Some(error) = rejected.error {
                 self.shielded("the error handler", || {
                     self.config.error_handler.handle_error(error);
@@ -706,8 +775,8 @@ where
         if nudge {
             self.wake_reaper();
         }
-        if let Some((conn, _)) = retired {
-            self.close_conn(conn);
+        if let Some((conn, reason)) = retired {
+            self.close_conn(conn, reason);
         }
     }
 
@@ -718,6 +787,14 @@ where
         match catch_unwind(AssertUnwindSafe(|| self.manager.recycle(&mut conn.raw))) {
             Ok(Ok(())) => true,
             Ok(Err(err)) => {
+                log_shielded!(
+                    log::Level::Warn,
+                    "pool {:?}: connection {} could not be reset for its next borrower and is \
+                     closed: {}",
+                    self.config.name,
+                    conn.id,
+                    Chain(&Cause::capture(&err))
+                );
                 self.shielded("the error handler", || {
                     self.config.error_handler.handle_error(err);
                 });
@@ -751,15 +828,22 @@ where
         self.forget_borrow(id);
         let mut slots = self.slots.lock();
         slots.detach();
+        self.progress.notify_all();
         self.unlock_and_refill(slots);
+        log_shielded!(
+            log::Level::Debug,
+            "pool {:?}: connection {id} detached: it leaves the pool",
+            self.config.name
+        );
     }
 
-    /// Closes a connection already counted as closing (off-lock), then frees its place.
+    /// Closes a connection already counted as closing for `reason` (off-lock), then frees its
+    /// place. Every connection the pool closes passes here, so this is where its `debug` line is.
     #[allow(
         clippy::boxed_local,
         reason = "every caller holds the connection boxed; unboxing there would copy it"
     )]
-    pub(crate) fn close_conn(&self, conn: Pooled<M>) {
+    pub(crate) fn close_conn(&self, conn: Pooled<M>, reason: Retire) {
         let Conn {
             raw,
             id,
@@ -768,6 +852,11 @@ where
             ..
         } = *conn;
         let config = &self.config;
+        log_shielded!(
+            log::Level::Debug,
+            "pool {:?}: closing connection {id} ({reason})",
+            config.name
+        );
         if config.events {
             self.shielded("the release event handler", || {
                 let age = Clock::Precise.now().since(born);
@@ -783,6 +872,8 @@ where
         });
         let mut slots = self.slots.lock();
         slots.closed_one();
+        // `close_within` waits for the last connection to be gone.
+        self.progress.notify_all();
         self.unlock_and_refill(slots);
     }
 
