@@ -1121,6 +1121,39 @@ mod tests {
     }
 
     #[test]
+    fn shrinking_retires_idle_connections_now_and_the_rest_as_they_arrive() {
+        let mut s = Slots::new(Limits {
+            min_idle: None,
+            ..limits(4, 0)
+        });
+        for id in 1..=3 {
+            open_one(&mut s, id);
+        }
+        let out = s.take_idle().unwrap();
+        let generation = s.begin_open();
+        // Open 3 (one out) and one on its way: the idle ones go, least recently used first.
+        let shrunk: Vec<u64> = s.set_max_size(1).unwrap().iter().map(|c| c.id).collect();
+        assert_eq!(shrunk, vec![1, 2]);
+        assert_eq!((s.ceiling, s.min_idle), (4, 1), "min_idle follows max_size");
+        assert!(!s.wants_connection());
+        s.closed_one();
+        assert_eq!(s.ceiling, 3, "the ceiling comes down as places free");
+        s.closed_one();
+        // The connection being opened arrives beyond the size: it is retired.
+        let (arrived, why) = s.opened(conn(4, generation)).unwrap();
+        assert_eq!((arrived.id, why), (4, Retire::Shrunk));
+        s.closed_one();
+        // The one that was out fits, and stays.
+        assert!(s.check_in(out, None, t(1)).is_none());
+        let m = s.metrics();
+        assert_eq!((m.connections, m.idle, m.closed_shrunk), (1, 1, 3));
+        assert_eq!(s.ceiling, 1);
+        // Growing makes room at once.
+        assert!(s.set_max_size(3).unwrap().is_empty());
+        assert!(s.wants_connection());
+    }
+
+    #[test]
     fn shut_down_wakes_waiters_and_drains_everything_idle_or_handed() {
         let mut s = Slots::new(limits(2, 0));
         open_one(&mut s, 1);
