@@ -749,9 +749,8 @@ impl<C, E> Config<C, E> {
 // By hand: a derive would require `C: Debug` and `E: Debug`.
 impl<C, E> fmt::Debug for Config<C, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // No sizes: they change at run time, and the pool's `Debug` shows them as they are.
         f.debug_struct("Config")
-            .field("max_size", &self.max_size)
-            .field("min_idle", &self.min_idle)
             .field("test_on_check_out", &self.test_on_check_out)
             .field("validation_skip_window", &self.validation_skip_window)
             .field("max_lifetime", &self.max_lifetime)

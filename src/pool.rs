@@ -110,9 +110,13 @@ where
     M: ManageConnection + fmt::Debug,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The sizes as they are now (they change at run time); the rest as built.
+        let (max_size, min_idle) = self.shared().slots.lock().sizes();
         f.debug_struct("Pool")
             .field("name", &self.name())
             .field("state", &self.state())
+            .field("max_size", &max_size)
+            .field("min_idle", &min_idle)
             .field("config", &self.shared().config)
             .field("manager", &self.shared().manager)
             .finish()

@@ -51,6 +51,8 @@ fn shrinking_closes_idle_connections_now_and_the_rest_as_they_come_back() {
         (1, 3, 0, 1)
     );
     assert_eq!(manager.script.live(), 3);
+    let debug = format!("{pool:?}");
+    assert!(debug.contains("max_size: 1,"), "{debug}");
     let mut held = held.into_iter();
     drop(held.next());
     assert_eq!(pool.state().connections, 2, "closed as it came back");
