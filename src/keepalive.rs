@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use crate::clock::{Clock, Stamp};
-use crate::error::Chain;
 use crate::manager::ManageConnection;
 use crate::reaper::{MIN_ROUND_GAP, rest};
 use crate::shared::Shared;
@@ -95,14 +94,7 @@ where
                     }
                 }
                 Err((cause, error)) => {
-                    log_shielded!(
-                        log::Level::Warn,
-                        "pool {:?}: idle connection {} failed its keepalive validation and is \
-                         closed: {}",
-                        self.config.name,
-                        conn.id,
-                        Chain(&cause)
-                    );
+                    self.log_failure_closing(conn.id, "keepalive validation", &cause);
                     self.slots.lock().keepalive_failed(Arc::new(cause), proven);
                     self.close_conn(conn, Retire::Invalid);
                     if let Some(err) = error {

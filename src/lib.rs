@@ -106,7 +106,8 @@
 //!   naming itself and the database's error; then at most once a minute while it lasts (how
 //!   many connects failed since, the last error); and once, at `info`, when it connects again
 //!   (how long it was down, how many connects failed). A connection that fails a validation
-//!   (on check-out or for keepalive) or a reset is a `warn` line naming the pool and the cause;
+//!   (on check-out or for keepalive) or a reset is a `warn` line naming the pool and the cause
+//!   (at most five a minute: a restart shows, a proxy failing every query does not flood);
 //!   every connection opened or closed is a `debug` line with the reason. The default error
 //!   handler logs each error at `debug` only ([`LoggingErrorHandler`]); a handler of your own
 //!   still receives every one.

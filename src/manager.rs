@@ -442,7 +442,8 @@ impl<E> HandleError<E> for NopErrorHandler {
 /// itself: a failed connect at `error` when an outage starts, then at most one line a minute
 /// while it lasts (with the failures since the last line and the last error), one `info` line
 /// when it connects again (how long it was down, how many connects failed), and a `warn` line
-/// for each connection that fails a validation or a reset (with the cause). So that the default
+/// for a connection that fails a validation or a reset (with the cause; at most five a minute,
+/// the next line counting those held back). So that the default
 /// configuration says each thing once, this handler only adds the individual errors at `debug`,
 /// for whoever wants every one. Handlers of your own still receive every error, as in r2d2.
 ///

@@ -74,6 +74,9 @@ where
     keep: Sender<()>,
     /// Whether the manager was already named for overrunning a timeout.
     pub(crate) overran: Overran,
+    /// How many failed validations and resets the log hears of (a lock of its own, never the
+    /// pool's, and never held while logging).
+    pub(crate) failed_checks: Mutex<Limiter>,
 }
 
 /// Keeps the pool's lock and the fields it guards on cache lines of their own (two, for CPUs
@@ -242,6 +245,7 @@ where
             config,
             manager,
             overran: Overran::default(),
+            failed_checks: Mutex::new(Limiter::default()),
             wake,
             reap,
             keep,
@@ -463,13 +467,7 @@ where
                 }
             };
             if let Some(cause) = &rejected.cause {
-                log_shielded!(
-                    log::Level::Warn,
-                    "pool {:?}: connection {} failed its check-out validation and is closed: {}",
-                    self.config.name,
-                    rejected.conn.id,
-                    Chain(&**cause)
-                );
+                self.log_failure_closing(rejected.conn.id, "check-out validation", cause);
             }
             // Closing frees a place, so the pool's thread opens a replacement if one is wanted.
             self.close_conn(rejected.conn, rejected.reason);
@@ -787,14 +785,8 @@ where
         match catch_unwind(AssertUnwindSafe(|| self.manager.recycle(&mut conn.raw))) {
             Ok(Ok(())) => true,
             Ok(Err(err)) => {
-                log_shielded!(
-                    log::Level::Warn,
-                    "pool {:?}: connection {} could not be reset for its next borrower and is \
-                     closed: {}",
-                    self.config.name,
-                    conn.id,
-                    Chain(&Cause::capture(&err))
-                );
+                let cause = Cause::capture(&err);
+                self.log_failure_closing(conn.id, "reset for its next borrower", &cause);
                 self.shielded("the error handler", || {
                     self.config.error_handler.handle_error(err);
                 });
@@ -892,6 +884,70 @@ where
     }
 }
 
+impl<M> Shared<M>
+where
+    M: ManageConnection,
+{
+    /// Tells the log at `warn` that connection `id` failed its `what` (a validation, a reset)
+    /// with `cause` and is closed, unless the [`Limiter`] holds the line back.
+    pub(crate) fn log_failure_closing(&self, id: u64, what: &str, cause: &Cause) {
+        let Some(held_back) = self.failed_checks.lock().admit(Instant::now()) else {
+            return;
+        };
+        let more = match held_back {
+            0 => String::new(),
+            n => format!(
+                " ({n} more such line{} held back in the last {})",
+                if n == 1 { " was" } else { "s were" },
+                Human(LIMITER_WINDOW)
+            ),
+        };
+        log_shielded!(
+            log::Level::Warn,
+            "pool {:?}: connection {id} failed its {what} and is closed: {}{more}",
+            self.config.name,
+            Chain(cause)
+        );
+    }
+}
+
+/// A window of [`Limiter`]s.
+pub(crate) const LIMITER_WINDOW: Duration = Duration::from_secs(60);
+
+/// How many lines a [`Limiter`] lets through per window.
+const LIMITER_BURST: u32 = 5;
+
+/// Keeps a kind of log line from flooding the log: at most [`LIMITER_BURST`] lines per
+/// [`LIMITER_WINDOW`], so that a database restart (every idle connection failing its
+/// validation at once) is shown, but a database that accepts connections and fails every
+/// validation (a proxy whose server is down) is not a line per attempt. What it held back is
+/// counted in the next line.
+#[derive(Default)]
+pub(crate) struct Limiter {
+    window_start: Option<Instant>,
+    in_window: u32,
+    held_back: u64,
+}
+
+impl Limiter {
+    /// Whether a line may be logged at `now`: `Some(lines held back since the last one)`.
+    pub(crate) fn admit(&mut self, now: Instant) -> Option<u64> {
+        let new_window = self
+            .window_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= LIMITER_WINDOW);
+        if new_window {
+            self.window_start = Some(now);
+            self.in_window = 0;
+        }
+        if self.in_window >= LIMITER_BURST {
+            self.held_back += 1;
+            return None;
+        }
+        self.in_window += 1;
+        Some(std::mem::take(&mut self.held_back))
+    }
+}
+
 /// How a wait on a condition variable ended.
 #[must_use]
 pub(crate) struct Waited {
@@ -971,5 +1027,25 @@ pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
         s
     } else {
         "a non-string payload"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limiter_lets_a_burst_through_each_minute_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let mut limiter = Limiter::default();
+        for _ in 0..LIMITER_BURST {
+            assert_eq!(limiter.admit(t0), Some(0));
+        }
+        for second in 1..60 {
+            assert_eq!(limiter.admit(t0 + Duration::from_secs(second)), None);
+        }
+        // A new window: the first line says how many were held back.
+        assert_eq!(limiter.admit(t0 + LIMITER_WINDOW), Some(59));
+        assert_eq!(limiter.admit(t0 + LIMITER_WINDOW), Some(0));
     }
 }

@@ -199,3 +199,33 @@ fn every_open_and_close_is_a_debug_line_with_its_reason() {
     assert_eq!(louder.len(), 1, "{louder:#?}");
     assert!(louder[0].1.contains("max_size set to 2 (was 3)"));
 }
+
+#[test]
+fn validations_that_keep_failing_are_a_few_lines_a_minute() {
+    capture_logs();
+    let manager = FakeManager::new();
+    let pool = Pool::builder()
+        .pool_name("failing-validations")
+        .max_size(2)
+        .validation_skip_window(Duration::ZERO)
+        .connection_timeout(Duration::from_millis(200))
+        .error_handler(Box::new(sluicegate::NopErrorHandler))
+        .build(manager.clone())
+        .unwrap();
+    // A database that accepts connections and fails every query.
+    manager
+        .script
+        .fail_validation(Some(FakeError::new("the server is shutting down")));
+    while pool.metrics().closed_invalid < 12 {
+        assert!(pool.get_timeout(Duration::from_millis(100)).is_err());
+    }
+    let warnings = lines_at("failing-validations", log::Level::Warn);
+    // Five a minute: a restart's burst shows, a sustained failure does not flood.
+    assert_eq!(warnings.len(), 5, "{warnings:#?}");
+    assert!(
+        warnings
+            .iter()
+            .all(|line| line.ends_with("the server is shutting down")),
+        "{warnings:#?}"
+    );
+}
