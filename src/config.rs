@@ -604,7 +604,11 @@ where
         match problem {
             None => Pool::start(config, manager),
             Some(err) => {
-                log::error!("pool {:?} not started: {err}", config.name);
+                log_shielded!(
+                    log::Level::Error,
+                    "pool {:?} not started: {err}",
+                    config.name
+                );
                 Pool::unusable(config, manager, err)
             }
         }

@@ -462,8 +462,8 @@ where
     E: error::Error + 'static,
 {
     fn handle_error(&self, error: E) {
-        // A driver's `Display` may panic; the pool shields its handler calls.
-        log::debug!("{}", Chain(&error));
+        // A driver's `Display` may panic, and so may the application's logger.
+        log_shielded!(log::Level::Debug, "{}", Chain(&error));
     }
 }
 

@@ -476,7 +476,8 @@ where
     pub fn assert_no_leaks(&self) {
         let shared = self.shared();
         let Some(tracker) = &shared.leaks else {
-            log::warn!(
+            log_shielded!(
+                log::Level::Warn,
                 "pool {:?}: assert_no_leaks cannot check anything: leak detection is off (build \
                  the pool with leak_detection_threshold(Some(Duration::ZERO)))",
                 shared.config.name
