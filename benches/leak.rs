@@ -149,7 +149,11 @@ fn reachable_postgres() -> Option<PgManager> {
 }
 
 /// A pool of [`PG_CONNECTIONS`] connections, default settings otherwise.
-fn pg_pool(mode: &str, threshold: Option<Duration>, manager: PgManager) -> sluicegate::Pool<PgManager> {
+fn pg_pool(
+    mode: &str,
+    threshold: Option<Duration>,
+    manager: PgManager,
+) -> sluicegate::Pool<PgManager> {
     let target = common::pg_target(&common::pg_config());
     sluicegate::Pool::builder()
         .pool_name(format!("leak-pg-{mode}"))

@@ -176,7 +176,10 @@ fn every_documented_series_is_published_with_the_pools_name() {
     let count = |series| counter(name, series, &[]);
     assert_eq!(count("sluicegate_checkouts_total"), Some(5));
     assert_eq!(count("sluicegate_timeouts_total"), Some(1));
-    assert_eq!(count("sluicegate_connections_created_total"), Some(m.created));
+    assert_eq!(
+        count("sluicegate_connections_created_total"),
+        Some(m.created)
+    );
     assert_eq!(count("sluicegate_connect_failures_total"), Some(0));
     assert_eq!(count("sluicegate_leaks_total"), Some(0));
     let closed = |reason| {
