@@ -468,8 +468,11 @@ where
         self
     }
 
-    /// Receives the errors of `connect`, `is_valid` and the customizer's `on_acquire`.
-    /// Default [`LoggingErrorHandler`].
+    /// Receives every error of `connect`, `is_valid`, `recycle` and the customizer's
+    /// `on_acquire`, as in r2d2. Default [`LoggingErrorHandler`], which logs each at `debug`
+    /// only: the pool logs outages and failed validations itself, naming itself and without
+    /// flooding the log (see [`LoggingErrorHandler`] for what it says and when). A handler of
+    /// your own receives every error whatever the pool logs.
     ///
     /// # Examples
     ///
@@ -601,7 +604,11 @@ where
         match problem {
             None => Pool::start(config, manager),
             Some(err) => {
-                log::error!("pool {:?} not started: {err}", config.name);
+                log_shielded!(
+                    log::Level::Error,
+                    "pool {:?} not started: {err}",
+                    config.name
+                );
                 Pool::unusable(config, manager, err)
             }
         }
@@ -746,9 +753,8 @@ impl<C, E> Config<C, E> {
 // By hand: a derive would require `C: Debug` and `E: Debug`.
 impl<C, E> fmt::Debug for Config<C, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // No sizes: they change at run time, and the pool's `Debug` shows them as they are.
         f.debug_struct("Config")
-            .field("max_size", &self.max_size)
-            .field("min_idle", &self.min_idle)
             .field("test_on_check_out", &self.test_on_check_out)
             .field("validation_skip_window", &self.validation_skip_window)
             .field("max_lifetime", &self.max_lifetime)

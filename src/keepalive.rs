@@ -19,6 +19,7 @@ use crate::clock::{Clock, Stamp};
 use crate::manager::ManageConnection;
 use crate::reaper::{MIN_ROUND_GAP, rest};
 use crate::shared::Shared;
+use crate::slots::Retire;
 
 /// The shortest interval keepalive validates a connection at, whatever `keepalive` says.
 pub(crate) const KEEPALIVE_FLOOR: Duration = Duration::from_millis(100);
@@ -88,13 +89,14 @@ where
             match self.validate(&mut conn, self.config.connection_timeout) {
                 Ok(()) => {
                     let retired = self.slots.lock().kept_alive(conn, Clock::Precise.now());
-                    if let Some((conn, _)) = retired {
-                        self.close_conn(conn);
+                    if let Some((conn, reason)) = retired {
+                        self.close_conn(conn, reason);
                     }
                 }
                 Err((cause, error)) => {
+                    self.log_failure_closing(conn.id, "keepalive validation", &cause);
                     self.slots.lock().keepalive_failed(Arc::new(cause), proven);
-                    self.close_conn(conn);
+                    self.close_conn(conn, Retire::Invalid);
                     if let Some(err) = error {
                         self.shielded("the error handler", || {
                             self.config.error_handler.handle_error(err);

@@ -102,11 +102,49 @@
 //!   threads.
 //! - **A session the server ended is not handed out again**: [`ManageConnection::is_closed`]
 //!   runs on every check-out (the built-in drivers look at the socket, without a round trip).
+//! - **An outage does not flood the log.** The pool says it cannot connect once, at `error`,
+//!   naming itself and the database's error; then at most once a minute while it lasts (how
+//!   many connects failed since, the last error); and once, at `info`, when it connects again
+//!   (how long it was down, how many connects failed). A connection that fails a validation
+//!   (on check-out or for keepalive) or a reset is a `warn` line naming the pool and the cause
+//!   (at most five a minute: a restart shows, a proxy failing every query does not flood);
+//!   every connection opened or closed is a `debug` line with the reason. The default error
+//!   handler logs each error at `debug` only ([`LoggingErrorHandler`]); a handler of your own
+//!   still receives every one.
 //!
 //! What stays the caller's: a guard passed to `std::mem::forget` never comes back, so its
 //! connection keeps its place in the pool for good (leak detection reports it); and a
 //! connection taken out with [`PooledConnection::detach`] no longer counts toward
 //! `max_size`: the pool may open another in its place.
+//!
+//! # Operating a pool
+//!
+//! - **Resizing.** [`Pool::set_max_size`] and [`Pool::set_min_idle`] change the pool's size
+//!   while it runs (an invalid value is an error naming the setting, as with the builder).
+//!   Growing serves the waiting threads at once, in the order they came; shrinking closes idle
+//!   connections at once and the others as they come back, and opens none meanwhile.
+//! - **Shutting down.** [`Pool::close`] stops check-outs at once and leaves the connections that
+//!   are out to close when they come back; [`Pool::close_within`] does the same and then waits
+//!   up to a deadline for them, saying how many were still out ([`Drained`]):
+//!
+//! ```
+//! use std::time::Duration;
+//! # struct Manager;
+//! # impl sluicegate::ManageConnection for Manager {
+//! #     type Connection = ();
+//! #     type Error = std::io::Error;
+//! #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+//! #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+//! #     fn has_broken(&self, _: &mut ()) -> bool { false }
+//! # }
+//! let pool = sluicegate::Pool::builder().max_size(4).build(Manager)?;
+//! // On SIGTERM: refuse new work, give the requests in flight 10 s.
+//! let drained = pool.close_within(Duration::from_secs(10));
+//! if !drained.is_complete() {
+//!     eprintln!("shutting down with work in flight: {drained}");
+//! }
+//! # Ok::<(), sluicegate::Error>(())
+//! ```
 //!
 //! # Choosing settings
 //!
@@ -373,7 +411,7 @@
 //! | `sluicegate_timeouts_total` | counter | check-outs that gave up waiting |
 //! | `sluicegate_connections_created_total` | counter | connections opened |
 //! | `sluicegate_connect_failures_total` | counter | connects that failed |
-//! | `sluicegate_connections_closed_total` | counter | connections closed, by label `reason`: `broken`, `invalid`, `max_lifetime`, `idle_timeout`, `evicted`, `shutdown` |
+//! | `sluicegate_connections_closed_total` | counter | connections closed, by label `reason`: `broken`, `invalid`, `max_lifetime`, `idle_timeout`, `evicted`, `shutdown`, `shrunk` |
 //! | `sluicegate_leaks_total` | counter | connections reported as leaked |
 //! | `sluicegate_wait_seconds` | histogram | how long each check-out took to get its connection (0 when one was idle and needed no check) |
 //! | `sluicegate_usage_seconds` | histogram | how long each connection was held, check-out to return |
@@ -422,6 +460,11 @@
 //!   at their deadline rather than at the next sweep.
 //! - The pool has two threads instead of r2d2's shared thread pool: an opener and a reaper.
 //! - Leak detection, keepalive and metrics are new; nothing changes unless you turn them on.
+//! - [`LoggingErrorHandler`], the default, logs each error at `debug` (r2d2's at `error`): the
+//!   pool logs outages and failed validations itself, naming itself, without a line per
+//!   attempt. Your own handler still receives every error.
+//! - The size can change at run time ([`Pool::set_max_size`], [`Pool::set_min_idle`]), and
+//!   [`Pool::close_within`] drains the pool before a shutdown.
 //! - Invalid settings make `build` return an error naming the setting instead of panicking in
 //!   the setter.
 #![deny(unsafe_code)]
@@ -492,4 +535,4 @@ pub use crate::manager::{
     NopConnectionCustomizer, NopErrorHandler,
 };
 pub use crate::metrics::{Metrics, State};
-pub use crate::pool::{Pool, PooledConnection};
+pub use crate::pool::{Drained, Pool, PooledConnection};

@@ -431,8 +431,21 @@ impl<E> HandleError<E> for NopErrorHandler {
     fn handle_error(&self, _: E) {}
 }
 
-/// A [`HandleError`] that logs each error, with its `source()` chain, at `error` level (the
-/// default).
+/// A [`HandleError`] that logs each error, with its `source()` chain, at `debug` level, under
+/// the target `sluicegate::manager` (the default handler).
+///
+/// # Differences from r2d2
+///
+/// r2d2's `LoggingErrorHandler` logs every error at `error`: a database that is down for an hour
+/// fills the log with a line per connect attempt (about 1,800 an hour with a 2 s timeout), none
+/// of which names the pool. A sluicegate pool tells the log about trouble itself, naming
+/// itself: a failed connect at `error` when an outage starts, then at most one line a minute
+/// while it lasts (with the failures since the last line and the last error), one `info` line
+/// when it connects again (how long it was down, how many connects failed), and a `warn` line
+/// for a connection that fails a validation or a reset (with the cause; at most five a minute,
+/// the next line counting those held back). So that the default
+/// configuration says each thing once, this handler only adds the individual errors at `debug`,
+/// for whoever wants every one. Handlers of your own still receive every error, as in r2d2.
 ///
 /// # Examples
 ///
@@ -449,7 +462,8 @@ where
     E: error::Error + 'static,
 {
     fn handle_error(&self, error: E) {
-        log::error!("{}", Chain(&error));
+        // A driver's `Display` may panic, and so may the application's logger.
+        log_shielded!(log::Level::Debug, "{}", Chain(&error));
     }
 }
 

@@ -103,6 +103,9 @@ pub struct Metrics {
     pub closed_evicted: u64,
     /// Counter: connections closed because the pool was closed.
     pub closed_shutdown: u64,
+    /// Counter: connections closed because [`Pool::set_max_size`](crate::Pool::set_max_size)
+    /// lowered `max_size` below the connections open.
+    pub closed_shrunk: u64,
     /// Counter: connections taken out of the pool with
     /// [`PooledConnection::detach`](crate::PooledConnection::detach).
     pub detached: u64,
@@ -139,5 +142,6 @@ impl Metrics {
             + self.closed_idle_timeout
             + self.closed_evicted
             + self.closed_shutdown
+            + self.closed_shrunk
     }
 }

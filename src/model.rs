@@ -111,8 +111,8 @@ where
             retired
         };
         match retired {
-            Some((conn, _)) => {
-                shared.close_conn(conn);
+            Some((conn, reason)) => {
+                shared.close_conn(conn, reason);
                 false
             }
             None => true,

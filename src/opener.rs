@@ -2,6 +2,12 @@
 //! (one at a time, each attempt given `connection_timeout`, with capped exponential back-off
 //! after failures) and gives each its lifetime deadline.
 //!
+//! It also tells the log about connects, as an operator wants to read it through an outage: the
+//! first failure of a run at `error`, then at most one line every [`OUTAGE_REPEAT`] while the
+//! run goes on (with the failures since the last line and the last error), and one `info` line
+//! when a connect works again (how long the pool was down, how many connects failed); each
+//! connection opened is a `debug` line. See [`Outage`].
+//!
 //! Between jobs it holds only a weak reference to the pool, so it never keeps a pool alive; it
 //! exits when the pool closes or its state is dropped (the wake-up channel disconnects). It
 //! never holds the pool's lock while connecting, closing a connection, logging or calling a
@@ -17,7 +23,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::clock::{Clock, Stamp};
-use crate::error::Cause;
+use crate::error::{Cause, Chain, Human};
 use crate::event::AcquireEvent;
 use crate::extensions::Extensions;
 use crate::manager::ManageConnection;
@@ -61,11 +67,90 @@ enum Job {
     Sleep(Option<Instant>),
 }
 
+/// While connects keep failing, the pool says so again at most this often (the first failure is
+/// logged at once, and recovery too). Crate-internal on purpose: an outage is logged the same way
+/// in every deployment, and an operator reads one line a minute, not two a second.
+pub(crate) const OUTAGE_REPEAT: Duration = Duration::from_secs(60);
+
+/// A run of failed connects, as the log tells it. Owned by the opener thread (the only one that
+/// connects), so it needs no lock; it only decides what to say, and the caller logs it.
+#[derive(Default)]
+pub(crate) struct Outage {
+    run: Option<Run>,
+}
+
+/// The current run of failures.
+struct Run {
+    since: Instant,
+    failures: u64,
+    /// Failures since the last line about this run.
+    unreported: u64,
+    reported_at: Instant,
+    last: Arc<Cause>,
+}
+
+impl Outage {
+    /// A connect failed with `cause` at `now`: the line to log at `error`, if one is due (the
+    /// first failure of a run, or [`OUTAGE_REPEAT`] after the last line).
+    pub(crate) fn failed(
+        &mut self,
+        pool: &str,
+        cause: &Arc<Cause>,
+        now: Instant,
+    ) -> Option<String> {
+        let Some(run) = &mut self.run else {
+            self.run = Some(Run {
+                since: now,
+                failures: 1,
+                unreported: 0,
+                reported_at: now,
+                last: cause.clone(),
+            });
+            return Some(format!(
+                "pool {pool:?}: cannot connect: {}; retrying with back-off (while connects \
+                 keep failing, this is said again at most every {})",
+                Chain(&**cause),
+                Human(OUTAGE_REPEAT),
+            ));
+        };
+        run.failures += 1;
+        run.unreported += 1;
+        run.last = cause.clone();
+        if now.saturating_duration_since(run.reported_at) < OUTAGE_REPEAT {
+            return None;
+        }
+        let line = format!(
+            "pool {pool:?}: still cannot connect after {}: {} more failed connect{} since the \
+             last report ({} in all), the last: {}",
+            Human(now.saturating_duration_since(run.since)),
+            run.unreported,
+            if run.unreported == 1 { "" } else { "s" },
+            run.failures,
+            Chain(&*run.last),
+        );
+        run.unreported = 0;
+        run.reported_at = now;
+        Some(line)
+    }
+
+    /// A connect worked at `now`: the line to log at `info` if it ends a run of failures.
+    pub(crate) fn connected(&mut self, pool: &str, now: Instant) -> Option<String> {
+        let run = self.run.take()?;
+        Some(format!(
+            "pool {pool:?}: connected again after {} down ({} failed connect{})",
+            Human(now.saturating_duration_since(run.since)),
+            run.failures,
+            if run.failures == 1 { "" } else { "s" },
+        ))
+    }
+}
+
 /// The thread's body.
 pub(crate) fn run<M>(pool: Weak<Shared<M>>, woken: Receiver<()>)
 where
     M: ManageConnection,
 {
+    let mut outage = Outage::default();
     loop {
         let Some(shared) = pool.upgrade() else {
             return;
@@ -74,7 +159,9 @@ where
             Job::Exit => return,
             Job::Sleep(until) => until,
             Job::Open(generation) => {
-                shared.shielded("opening a connection", || shared.open(generation));
+                shared.shielded("opening a connection", || {
+                    shared.open(generation, &mut outage);
+                });
                 continue;
             }
         };
@@ -108,8 +195,9 @@ where
     }
 
     /// Opens one connection (already counted as opening) and adds it to the pool. However
-    /// this ends, even by a panic, the connection stops counting as being opened.
-    fn open(self: &Arc<Self>, generation: u64) {
+    /// this ends, even by a panic, the connection stops counting as being opened. `outage`
+    /// decides what the log hears of it.
+    fn open(self: &Arc<Self>, generation: u64, outage: &mut Outage) {
         let mut attempt = Attempt {
             shared: self,
             settled: false,
@@ -130,19 +218,29 @@ where
             Ok(Err(err)) => {
                 let permanent = catch_unwind(AssertUnwindSafe(|| self.manager.is_permanent(&err)))
                     .unwrap_or(false);
-                attempt.failed(Cause::capture(&err), permanent);
+                let cause = Arc::new(Cause::capture(&err));
+                attempt.failed(cause.clone(), permanent);
+                self.log_failure(outage, &cause);
+                // r2d2's semantics: the handler hears of every error (the default one logs
+                // it at `debug` only, as the line above tells the outage).
                 self.shielded("the error handler", || {
                     self.config.error_handler.handle_error(err);
                 });
                 return;
             }
             Err(panic) => {
-                let cause = Cause::message(format!("connect panicked: {}", panic_text(&panic)));
+                let cause = Arc::new(Cause::message(format!(
+                    "connect panicked: {}",
+                    panic_text(&panic)
+                )));
                 attempt.failed(cause.clone(), false);
-                log_shielded!(log::Level::Error, "pool {:?}: {cause}", self.config.name);
+                self.log_failure(outage, &cause);
                 return;
             }
         };
+        if let Some(line) = outage.connected(&self.config.name, Instant::now()) {
+            log_shielded!(log::Level::Info, "{line}");
+        }
         #[cfg(feature = "metrics")]
         self.shielded("recording a metric", || self.histograms.connected(took));
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -175,6 +273,12 @@ where
             });
         }
         attempt.settled = true;
+        log_shielded!(
+            log::Level::Debug,
+            "pool {:?}: opened connection {id} in {}",
+            self.config.name,
+            Human(took)
+        );
         let (retired, nudge) = {
             let mut slots = self.slots.lock();
             let retired = slots.opened(conn);
@@ -184,8 +288,15 @@ where
         if nudge {
             self.wake_reaper();
         }
-        if let Some((conn, _)) = retired {
-            self.close_conn(conn);
+        if let Some((conn, reason)) = retired {
+            self.close_conn(conn, reason);
+        }
+    }
+
+    /// Tells the log about a failed connect, as `outage` decides (off the pool's lock).
+    fn log_failure(&self, outage: &mut Outage, cause: &Arc<Cause>) {
+        if let Some(line) = outage.failed(&self.config.name, cause, Instant::now()) {
+            log_shielded!(log::Level::Error, "{line}");
         }
     }
 }
@@ -205,10 +316,10 @@ impl<M> Attempt<'_, M>
 where
     M: ManageConnection,
 {
-    fn failed(&mut self, cause: Cause, permanent: bool) {
+    fn failed(&mut self, cause: Arc<Cause>, permanent: bool) {
         self.settled = true;
         let mut slots = self.shared.slots.lock();
-        slots.open_failed(Arc::new(cause), permanent);
+        slots.open_failed(cause, permanent);
         self.shared.progress.notify_all();
     }
 }
@@ -219,7 +330,10 @@ where
 {
     fn drop(&mut self) {
         if !self.settled {
-            self.failed(Cause::message("the connect attempt panicked"), false);
+            self.failed(
+                Arc::new(Cause::message("the connect attempt panicked")),
+                false,
+            );
         }
     }
 }
@@ -227,6 +341,44 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outage_is_told_once_then_once_a_minute_then_its_end() {
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let refused = Arc::new(Cause::message("connection refused"));
+        let reset = Arc::new(Cause::message("connection reset"));
+        let mut outage = Outage::default();
+        let first = outage.failed("db", &refused, at(0)).unwrap();
+        assert!(
+            first.starts_with("pool \"db\": cannot connect: connection refused"),
+            "{first}"
+        );
+        // Two failures a second for a minute: nothing more until a minute has passed.
+        for half_seconds in 1..120 {
+            let now = t0 + Duration::from_millis(500 * half_seconds);
+            assert_eq!(outage.failed("db", &refused, now), None);
+        }
+        let repeat = outage.failed("db", &reset, at(60)).unwrap();
+        assert_eq!(
+            repeat,
+            "pool \"db\": still cannot connect after 60s: 120 more failed connects since the \
+             last report (121 in all), the last: connection reset"
+        );
+        assert_eq!(outage.failed("db", &reset, at(61)), None);
+        assert_eq!(
+            outage.connected("db", at(75)).unwrap(),
+            "pool \"db\": connected again after 75s down (122 failed connects)"
+        );
+        // Once: the next connect that works says nothing.
+        assert_eq!(outage.connected("db", at(76)), None);
+        // A new outage starts a new story.
+        assert!(outage.failed("db", &refused, at(80)).is_some());
+        assert_eq!(
+            outage.connected("db", at(81)).unwrap(),
+            "pool \"db\": connected again after 1s down (1 failed connect)"
+        );
+    }
 
     #[test]
     fn lifetimes_are_shortened_by_up_to_two_and_a_half_percent() {

@@ -110,9 +110,13 @@ where
     M: ManageConnection + fmt::Debug,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The sizes as they are now (they change at run time); the rest as built.
+        let (max_size, min_idle) = self.shared().slots.lock().sizes();
         f.debug_struct("Pool")
             .field("name", &self.name())
             .field("state", &self.state())
+            .field("max_size", &max_size)
+            .field("min_idle", &min_idle)
             .field("config", &self.shared().config)
             .field("manager", &self.shared().manager)
             .finish()
@@ -472,7 +476,8 @@ where
     pub fn assert_no_leaks(&self) {
         let shared = self.shared();
         let Some(tracker) = &shared.leaks else {
-            log::warn!(
+            log_shielded!(
+                log::Level::Warn,
                 "pool {:?}: assert_no_leaks cannot check anything: leak detection is off (build \
                  the pool with leak_detection_threshold(Some(Duration::ZERO)))",
                 shared.config.name
@@ -528,6 +533,57 @@ where
     /// ```
     pub fn close(&self) {
         self.shared().close();
+    }
+
+    /// Closes the pool, as [`close`](Pool::close) does, then waits up to `timeout` for the
+    /// checked-out connections to come back (each is closed as it does, by the thread returning
+    /// it) and for a connect under way to end: a graceful shutdown, as HikariCP's `close` and
+    /// deadpool's `close` plus waiting give.
+    ///
+    /// New check-outs fail at once and waiting ones wake with an error, from the first moment.
+    /// It returns as soon as every connection is closed, or after `timeout`, saying which
+    /// ([`Drained`]); connections still out then close when they come back, as after `close`.
+    /// Any number of threads may call it at once, and calling it on a closed pool only waits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluicegate::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
+    /// let conn = pool.get()?;
+    /// let worker = std::thread::spawn(move || {
+    ///     std::thread::sleep(Duration::from_millis(20)); // finishing its work
+    ///     drop(conn);
+    /// });
+    /// let drained = pool.close_within(Duration::from_secs(10));
+    /// assert!(drained.is_complete());
+    /// assert_eq!(pool.state().connections, 0);
+    /// worker.join().unwrap();
+    ///
+    /// // A connection held past the deadline is counted, and closes when it comes back.
+    /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
+    /// let held = pool.get()?;
+    /// let drained = pool.close_within(Duration::from_millis(10));
+    /// assert_eq!(drained.still_out(), 1);
+    /// drop(held);
+    /// assert_eq!(pool.state().connections, 0);
+    /// # Ok::<(), sluicegate::Error>(())
+    /// ```
+    pub fn close_within(&self, timeout: Duration) -> Drained {
+        let deadline = Instant::now().checked_add(timeout);
+        let (still_out, settling) = self.shared().close_within(deadline);
+        Drained {
+            still_out,
+            settling,
+        }
     }
 
     /// Whether the pool is closed.
@@ -600,7 +656,8 @@ where
         &self.shared().config.name
     }
 
-    /// The configured [`max_size`](Builder::max_size).
+    /// The pool's [`max_size`](Builder::max_size): as built, or as last
+    /// [set](Pool::set_max_size).
     ///
     /// # Examples
     ///
@@ -618,10 +675,85 @@ where
     /// ```
     #[must_use]
     pub fn max_size(&self) -> u32 {
-        self.shared().config.max_size
+        self.shared().slots.lock().sizes().0
     }
 
-    /// The configured [`min_idle`](Builder::min_idle).
+    /// Changes [`max_size`](Builder::max_size) while the pool runs.
+    ///
+    /// Growing takes effect at once: the pool opens connections for the threads waiting, which
+    /// are served in the order they came, and for `min_idle`. Shrinking closes idle connections
+    /// at once (the least recently used first, on this thread) and the connections beyond the
+    /// new size as they come back, so the pool reaches the new size once the connections that
+    /// were out have returned; meanwhile it opens none. With `min_idle` unset (it follows
+    /// `max_size`), it follows this too. The [`Metrics::max_size`] gauge shows the new value.
+    ///
+    /// # Errors
+    ///
+    /// An error naming `max_size` (and changing nothing) when `max_size` is 0, or below a
+    /// `min_idle` that was set explicitly (lower that first), as [`Builder::build`] would.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluicegate::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluicegate::Pool::builder().max_size(4).build(Manager)?;
+    /// let held = pool.get()?;
+    /// pool.set_max_size(2)?;
+    /// assert_eq!(pool.state().connections, 2); // two idle ones closed, one still out
+    /// assert_eq!(pool.metrics().closed_shrunk, 2);
+    /// drop(held);
+    /// assert_eq!(pool.max_size(), 2);
+    ///
+    /// let err = pool.set_max_size(0).unwrap_err();
+    /// assert!(err.to_string().contains("max_size"));
+    /// # Ok::<(), sluicegate::Error>(())
+    /// ```
+    pub fn set_max_size(&self, max_size: u32) -> Result<(), Error> {
+        self.shared().set_max_size(max_size)
+    }
+
+    /// Changes [`min_idle`](Builder::min_idle) while the pool runs (`None`: follow
+    /// `max_size`). Raising it makes the pool open connections until that many are idle;
+    /// lowering it closes nothing at once: idle connections beyond it become subject to
+    /// `idle_timeout`.
+    ///
+    /// # Errors
+    ///
+    /// An error naming `min_idle` (and changing nothing) when it exceeds `max_size`, as
+    /// [`Builder::build`] would.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluicegate::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluicegate::Pool::builder().max_size(4).min_idle(Some(1)).build(Manager)?;
+    /// pool.set_min_idle(Some(3))?;
+    /// assert_eq!(pool.min_idle(), Some(3));
+    ///
+    /// let err = pool.set_min_idle(Some(5)).unwrap_err();
+    /// assert!(err.to_string().contains("min_idle"));
+    /// # Ok::<(), sluicegate::Error>(())
+    /// ```
+    pub fn set_min_idle(&self, min_idle: Option<u32>) -> Result<(), Error> {
+        self.shared().set_min_idle(min_idle)
+    }
+
+    /// The pool's [`min_idle`](Builder::min_idle): as built, or as last
+    /// [set](Pool::set_min_idle).
     ///
     /// # Examples
     ///
@@ -639,7 +771,7 @@ where
     /// ```
     #[must_use]
     pub fn min_idle(&self) -> Option<u32> {
-        self.shared().config.min_idle
+        self.shared().slots.lock().sizes().1
     }
 
     /// The configured [`test_on_check_out`](Builder::test_on_check_out).
@@ -818,6 +950,104 @@ where
     #[must_use]
     pub fn leak_detection_threshold(&self) -> Option<Duration> {
         self.shared().config.leak_detection_threshold
+    }
+}
+
+/// What [`Pool::close_within`] found when it stopped waiting: whether every connection was
+/// closed, or how many were still out.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// # struct Manager;
+/// # impl sluicegate::ManageConnection for Manager {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+/// # }
+/// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
+/// let drained = pool.close_within(Duration::from_secs(5));
+/// if !drained.is_complete() {
+///     eprintln!("{drained}"); // "2 connections still checked out ..."
+/// }
+/// assert_eq!(drained.still_out(), 0);
+/// # Ok::<(), sluicegate::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a shutdown that did not drain left connections out; say so"]
+pub struct Drained {
+    still_out: u32,
+    /// Connections being opened or closed by another thread.
+    settling: u32,
+}
+
+impl Drained {
+    /// Whether every connection came back and was closed in time (none checked out, being
+    /// opened or being closed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluicegate::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
+    /// assert!(pool.close_within(Duration::from_secs(5)).is_complete());
+    /// # Ok::<(), sluicegate::Error>(())
+    /// ```
+    #[must_use]
+    pub fn is_complete(&self) -> bool {
+        self.still_out == 0 && self.settling == 0
+    }
+
+    /// The connections still checked out (or being validated by keepalive) when
+    /// [`close_within`](Pool::close_within) stopped waiting: each closes when it comes back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # struct Manager;
+    /// # impl sluicegate::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
+    /// let held = pool.get()?;
+    /// assert_eq!(pool.close_within(Duration::ZERO).still_out(), 1);
+    /// # Ok::<(), sluicegate::Error>(())
+    /// ```
+    #[must_use]
+    pub fn still_out(&self) -> u32 {
+        self.still_out
+    }
+}
+
+impl fmt::Display for Drained {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_complete() {
+            return f.write_str("every connection closed");
+        }
+        write!(
+            f,
+            "{} connection{} still checked out, {} being opened or closed; each closes when it \
+             is done",
+            self.still_out,
+            if self.still_out == 1 { "" } else { "s" },
+            self.settling,
+        )
     }
 }
 

@@ -75,6 +75,7 @@ pub(crate) fn publish(pool: &str, m: &Metrics) {
         ("idle_timeout", m.closed_idle_timeout),
         ("evicted", m.closed_evicted),
         ("shutdown", m.closed_shutdown),
+        ("shrunk", m.closed_shrunk),
     ];
     for (reason, value) in closed {
         counter!("sluicegate_connections_closed_total", "pool" => pool.clone(), "reason" => reason)

@@ -158,8 +158,8 @@ where
             }
             slots.sweep(now, idle_since)
         };
-        for (conn, _) in retired {
-            self.close_conn(conn);
+        for (conn, reason) in retired {
+            self.close_conn(conn, reason);
         }
         Some(())
     }

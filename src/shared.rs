@@ -18,7 +18,7 @@ use crossbeam_channel::Sender;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::error::{Cause, Error, Human, Permanent, Phase, TimedOut};
+use crate::error::{Cause, Chain, Error, Human, Permanent, Phase, TimedOut};
 use crate::event::{CheckinEvent, ReleaseEvent, TimeoutEvent};
 use crate::leak::Tracker;
 use crate::manager::ManageConnection;
@@ -74,6 +74,9 @@ where
     keep: Sender<()>,
     /// Whether the manager was already named for overrunning a timeout.
     pub(crate) overran: Overran,
+    /// How many failed validations and resets the log hears of (a lock of its own, never the
+    /// pool's, and never held while logging).
+    pub(crate) failed_checks: Mutex<Limiter>,
 }
 
 /// Keeps the pool's lock and the fields it guards on cache lines of their own (two, for CPUs
@@ -226,7 +229,7 @@ where
         .min();
         let limits = Limits {
             max_size: config.max_size,
-            min_idle: config.min_idle_target(),
+            min_idle: config.min_idle,
             idle_timeout: config.idle_timeout,
             connection_timeout: config.connection_timeout,
         };
@@ -242,6 +245,7 @@ where
             config,
             manager,
             overran: Overran::default(),
+            failed_checks: Mutex::new(Limiter::default()),
             wake,
             reap,
             keep,
@@ -283,7 +287,7 @@ where
         self.wake_reaper();
         let _ = self.keep.try_send(());
         for conn in drained {
-            self.close_conn(conn);
+            self.close_conn(conn, Retire::Shutdown);
         }
         // The reaper stops with the pool: the last word on the recorder is this one.
         #[cfg(feature = "metrics")]
@@ -292,11 +296,67 @@ where
         });
     }
 
+    /// Closes the pool, then waits until `deadline` (`None`: none) for every connection to be
+    /// gone: the checked-out ones come back and are closed by their returning threads, a
+    /// connect under way ends. Returns what was still out when it stopped waiting: connections
+    /// (checked out, or being validated), and connections being opened or closed.
+    pub(crate) fn close_within(&self, deadline: Option<Instant>) -> (u32, u32) {
+        self.close();
+        let mut slots = self.slots.lock();
+        // `close_conn`, `detach` and the opener notify `progress` whenever a place frees.
+        while !slots.is_empty() {
+            if wait_until(&self.progress, &mut slots, deadline).timed_out() {
+                break;
+            }
+        }
+        slots.outstanding()
+    }
+
+    /// Sets `max_size`: see [`Slots::set_max_size`]. The idle connections it retires are
+    /// closed here, after unlocking.
+    pub(crate) fn set_max_size(&self, max_size: u32) -> Result<(), Error> {
+        let (was, shrunk) = {
+            let mut slots = self.slots.lock();
+            let was = slots.sizes().0;
+            let shrunk = slots.set_max_size(max_size)?;
+            // Growing may let the opener serve waiting threads.
+            self.unlock_and_refill(slots);
+            (was, shrunk)
+        };
+        if was != max_size {
+            log_shielded!(
+                log::Level::Info,
+                "pool {:?}: max_size set to {max_size} (was {was}){}",
+                self.config.name,
+                if max_size < was {
+                    "; connections beyond it close as they come back"
+                } else {
+                    ""
+                }
+            );
+        }
+        for conn in shrunk {
+            self.close_conn(conn, Retire::Shrunk);
+        }
+        // `min_idle` may follow `max_size`, which changes what the reaper may close.
+        self.wake_reaper();
+        Ok(())
+    }
+
+    /// Sets `min_idle`: see [`Slots::set_min_idle`].
+    pub(crate) fn set_min_idle(&self, min_idle: Option<u32>) -> Result<(), Error> {
+        let mut slots = self.slots.lock();
+        slots.set_min_idle(min_idle)?;
+        self.unlock_and_refill(slots);
+        self.wake_reaper();
+        Ok(())
+    }
+
     /// Retires every current connection: idle ones now, the others when they come back.
     pub(crate) fn evict_all(&self) {
         let evicted = self.slots.lock().evict_all();
         for conn in evicted {
-            self.close_conn(conn);
+            self.close_conn(conn, Retire::Evicted);
         }
         self.wake_worker();
     }
@@ -386,7 +446,11 @@ where
             };
             let next = {
                 let mut slots = self.slots.lock();
-                slots.reject(rejected.reason, rejected.cause, rejected.conn.proven);
+                slots.reject(
+                    rejected.reason,
+                    rejected.cause.clone(),
+                    rejected.conn.proven,
+                );
                 if slots.is_closed() {
                     AfterReject::Fail(Some(slots.refusal(&self.config.name)))
                 } else if deadline.passed(Instant::now()) {
@@ -402,8 +466,11 @@ where
                     AfterReject::Wait(slots.enqueue(place.wake(), true))
                 }
             };
+            if let Some(cause) = &rejected.cause {
+                self.log_failure_closing(rejected.conn.id, "check-out validation", cause);
+            }
             // Closing frees a place, so the pool's thread opens a replacement if one is wanted.
-            self.close_conn(rejected.conn);
+            self.close_conn(rejected.conn, rejected.reason);
             if let Some(error) = rejected.error {
                 self.shielded("the error handler", || {
                     self.config.error_handler.handle_error(error);
@@ -706,8 +773,8 @@ where
         if nudge {
             self.wake_reaper();
         }
-        if let Some((conn, _)) = retired {
-            self.close_conn(conn);
+        if let Some((conn, reason)) = retired {
+            self.close_conn(conn, reason);
         }
     }
 
@@ -718,6 +785,8 @@ where
         match catch_unwind(AssertUnwindSafe(|| self.manager.recycle(&mut conn.raw))) {
             Ok(Ok(())) => true,
             Ok(Err(err)) => {
+                let cause = Cause::capture(&err);
+                self.log_failure_closing(conn.id, "reset for its next borrower", &cause);
                 self.shielded("the error handler", || {
                     self.config.error_handler.handle_error(err);
                 });
@@ -751,15 +820,22 @@ where
         self.forget_borrow(id);
         let mut slots = self.slots.lock();
         slots.detach();
+        self.progress.notify_all();
         self.unlock_and_refill(slots);
+        log_shielded!(
+            log::Level::Debug,
+            "pool {:?}: connection {id} detached: it leaves the pool",
+            self.config.name
+        );
     }
 
-    /// Closes a connection already counted as closing (off-lock), then frees its place.
+    /// Closes a connection already counted as closing for `reason` (off-lock), then frees its
+    /// place. Every connection the pool closes passes here, so this is where its `debug` line is.
     #[allow(
         clippy::boxed_local,
         reason = "every caller holds the connection boxed; unboxing there would copy it"
     )]
-    pub(crate) fn close_conn(&self, conn: Pooled<M>) {
+    pub(crate) fn close_conn(&self, conn: Pooled<M>, reason: Retire) {
         let Conn {
             raw,
             id,
@@ -768,6 +844,11 @@ where
             ..
         } = *conn;
         let config = &self.config;
+        log_shielded!(
+            log::Level::Debug,
+            "pool {:?}: closing connection {id} ({reason})",
+            config.name
+        );
         if config.events {
             self.shielded("the release event handler", || {
                 let age = Clock::Precise.now().since(born);
@@ -783,6 +864,8 @@ where
         });
         let mut slots = self.slots.lock();
         slots.closed_one();
+        // `close_within` waits for the last connection to be gone.
+        self.progress.notify_all();
         self.unlock_and_refill(slots);
     }
 
@@ -798,6 +881,70 @@ where
                 panic_text(&panic)
             );
         }
+    }
+}
+
+impl<M> Shared<M>
+where
+    M: ManageConnection,
+{
+    /// Tells the log at `warn` that connection `id` failed its `what` (a validation, a reset)
+    /// with `cause` and is closed, unless the [`Limiter`] holds the line back.
+    pub(crate) fn log_failure_closing(&self, id: u64, what: &str, cause: &Cause) {
+        let Some(held_back) = self.failed_checks.lock().admit(Instant::now()) else {
+            return;
+        };
+        let more = match held_back {
+            0 => String::new(),
+            n => format!(
+                " ({n} more such line{} held back in the last {})",
+                if n == 1 { " was" } else { "s were" },
+                Human(LIMITER_WINDOW)
+            ),
+        };
+        log_shielded!(
+            log::Level::Warn,
+            "pool {:?}: connection {id} failed its {what} and is closed: {}{more}",
+            self.config.name,
+            Chain(cause)
+        );
+    }
+}
+
+/// A window of [`Limiter`]s.
+pub(crate) const LIMITER_WINDOW: Duration = Duration::from_secs(60);
+
+/// How many lines a [`Limiter`] lets through per window.
+const LIMITER_BURST: u32 = 5;
+
+/// Keeps a kind of log line from flooding the log: at most [`LIMITER_BURST`] lines per
+/// [`LIMITER_WINDOW`], so that a database restart (every idle connection failing its
+/// validation at once) is shown, but a database that accepts connections and fails every
+/// validation (a proxy whose server is down) is not a line per attempt. What it held back is
+/// counted in the next line.
+#[derive(Default)]
+pub(crate) struct Limiter {
+    window_start: Option<Instant>,
+    in_window: u32,
+    held_back: u64,
+}
+
+impl Limiter {
+    /// Whether a line may be logged at `now`: `Some(lines held back since the last one)`.
+    pub(crate) fn admit(&mut self, now: Instant) -> Option<u64> {
+        let new_window = self
+            .window_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= LIMITER_WINDOW);
+        if new_window {
+            self.window_start = Some(now);
+            self.in_window = 0;
+        }
+        if self.in_window >= LIMITER_BURST {
+            self.held_back += 1;
+            return None;
+        }
+        self.in_window += 1;
+        Some(std::mem::take(&mut self.held_back))
     }
 }
 
@@ -880,5 +1027,25 @@ pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
         s
     } else {
         "a non-string payload"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limiter_lets_a_burst_through_each_minute_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let mut limiter = Limiter::default();
+        for _ in 0..LIMITER_BURST {
+            assert_eq!(limiter.admit(t0), Some(0));
+        }
+        for second in 1..60 {
+            assert_eq!(limiter.admit(t0 + Duration::from_secs(second)), None);
+        }
+        // A new window: the first line says how many were held back.
+        assert_eq!(limiter.admit(t0 + LIMITER_WINDOW), Some(59));
+        assert_eq!(limiter.admit(t0 + LIMITER_WINDOW), Some(0));
     }
 }

@@ -8,7 +8,20 @@
 //!    that has not picked it up yet), being validated by the reaper (counted in `validating`),
 //!    or checked out (owned by a `PooledConnection`). `open` counts all four; `opening` and
 //!    `closing` count connections on their way in and out.
-//! 2. `open + opening + closing <= max_size`.
+//! 2. The pool never holds more places than `max_size` allows, and a smaller `max_size` (set at
+//!    run time) is reached as connections come back:
+//!    - a. `open + opening + closing <= ceiling`, where `ceiling` is `max_size`, or, after
+//!      `max_size` was lowered below the places then held, that number of places, which only
+//!      goes down as places free until it meets `max_size` again (`ceiling == max(max_size,
+//!      open + opening + closing)` at all times): so the places held never grow while they
+//!      exceed `max_size`; no connect starts unless `open + opening + closing < max_size`.
+//!    - b. Connections beyond `max_size` are never idle: `open + opening > max_size` implies
+//!      `idle.is_empty()`. Lowering `max_size` retires idle connections (least recently used
+//!      first) until this holds, and any connection that comes back (checked in, validated by
+//!      keepalive, just opened) while `open + opening > max_size` counting itself is retired
+//!      ([`Retire::Shrunk`]) instead of kept. Once every connection that was out has come back,
+//!      `open <= max_size`.
+//!    - c. `min_idle <= max_size` (the setters reject anything else, as `build` does).
 //! 3. No connection is idle while a thread waits: a connection that comes back or is opened goes
 //!    to the longest-waiting thread first, so `!idle.is_empty()` implies `waiters.is_empty()`.
 //! 4. A waiting thread's ticket is in `waiters` until it is handed a connection (then it is in
@@ -70,6 +83,22 @@ pub(crate) enum Retire {
     IdleTimeout,
     Evicted,
     Shutdown,
+    /// `max_size` was lowered below the connections open.
+    Shrunk,
+}
+
+impl std::fmt::Display for Retire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Retire::Broken => "broken",
+            Retire::Invalid => "failed validation",
+            Retire::MaxLifetime => "max_lifetime reached",
+            Retire::IdleTimeout => "idle_timeout reached",
+            Retire::Evicted => "evicted",
+            Retire::Shutdown => "pool closed",
+            Retire::Shrunk => "max_size lowered",
+        })
+    }
 }
 
 /// A thread waiting in line for a connection.
@@ -92,6 +121,7 @@ struct Counters {
     closed_idle_timeout: u64,
     closed_evicted: u64,
     closed_shutdown: u64,
+    closed_shrunk: u64,
     detached: u64,
 }
 
@@ -136,7 +166,12 @@ pub(crate) struct Slots<C, H> {
     /// A check-in lowered `next_reap`: the reaper must be woken to replan.
     nudge: bool,
     max_size: u32,
+    /// How many idle connections the pool keeps ready: `min_idle_setting`, or `max_size`.
     min_idle: u32,
+    /// `min_idle` as the user set it (`None`: follow `max_size`).
+    min_idle_setting: Option<u32>,
+    /// The most places (`open + opening + closing`) the pool may hold (invariant 2a).
+    ceiling: u32,
     idle_timeout: Option<Duration>,
     /// Idle connections the reaper took out to validate.
     validating: u32,
@@ -163,7 +198,8 @@ pub(crate) struct Slots<C, H> {
 #[derive(Clone, Copy)]
 pub(crate) struct Limits {
     pub(crate) max_size: u32,
-    pub(crate) min_idle: u32,
+    /// As the user set it: `None` follows `max_size`.
+    pub(crate) min_idle: Option<u32>,
     /// What the reaper watches idle connections for, besides their lifetime.
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) connection_timeout: Duration,
@@ -188,7 +224,9 @@ impl<C, H> Slots<C, H> {
             next_reap: Stamp::NEVER,
             nudge: false,
             max_size,
-            min_idle,
+            min_idle: min_idle.unwrap_or(max_size),
+            min_idle_setting: min_idle,
+            ceiling: max_size,
             idle_timeout,
             validating: 0,
             waiters: VecDeque::new(),
@@ -379,13 +417,28 @@ impl<C, H> Slots<C, H> {
     fn check(&self) {
         #[cfg(debug_assertions)]
         {
+            let places = self.open + self.opening + self.closing;
             assert!(
-                self.open + self.opening + self.closing <= self.max_size,
-                "open {} + opening {} + closing {} > max_size {}",
+                places <= self.ceiling && self.ceiling == self.max_size.max(places),
+                "open {} + opening {} + closing {}: ceiling {}, max_size {}",
                 self.open,
                 self.opening,
                 self.closing,
+                self.ceiling,
                 self.max_size
+            );
+            assert!(
+                self.open + self.opening <= self.max_size || self.idle.is_empty(),
+                "{} idle connections beyond max_size {} (open {}, opening {})",
+                self.idle.len(),
+                self.max_size,
+                self.open,
+                self.opening
+            );
+            assert!(self.min_idle <= self.max_size);
+            assert_eq!(
+                self.min_idle,
+                self.min_idle_setting.unwrap_or(self.max_size)
             );
             assert!(self.opening <= MAX_OPENING);
             assert!(
@@ -436,16 +489,100 @@ impl<C, H> Slots<C, H> {
         std::mem::take(&mut self.nudge)
     }
 
-    /// The pool's own reason to close a connection that comes back: the pool closed, or the
-    /// connection belongs to an evicted generation.
+    /// The pool's own reason to close a connection that comes back (counted in `open`): the
+    /// pool closed, the connection belongs to an evicted generation, or the pool holds more
+    /// connections than a lowered `max_size` allows (invariant 2b).
     fn pool_verdict(&self, conn: &Conn<C, H>) -> Option<Retire> {
         if self.closed {
             Some(Retire::Shutdown)
         } else if conn.generation != self.generation {
             Some(Retire::Evicted)
+        } else if self.open + self.opening > self.max_size {
+            Some(Retire::Shrunk)
         } else {
             None
         }
+    }
+
+    /// Places held: connections open, being opened and being closed.
+    fn places(&self) -> u32 {
+        self.open + self.opening + self.closing
+    }
+
+    /// A place freed: the ceiling comes down with the places held, to `max_size` at the least
+    /// (invariant 2a).
+    fn place_freed(&mut self) {
+        self.ceiling = self.ceiling.min(self.places()).max(self.max_size);
+    }
+
+    /// Sets `max_size` at run time. Growing makes room at once (the caller wakes the opener,
+    /// whose connections go to the waiting threads in order). Shrinking retires idle
+    /// connections, least recently used first, until the connections open and being opened
+    /// fit, and returns them for the caller to close after unlocking; the others are retired as
+    /// they come back (invariant 2b).
+    ///
+    /// Rejected, naming the setting, when zero or below a `min_idle` set explicitly.
+    pub(crate) fn set_max_size(&mut self, max_size: u32) -> Result<Vec<Box<Conn<C, H>>>, Error> {
+        if max_size == 0 {
+            return Err(Error::config("max_size", "must be at least 1, got 0"));
+        }
+        if let Some(min_idle) = self.min_idle_setting.filter(|m| *m > max_size) {
+            return Err(Error::config(
+                "max_size",
+                format!(
+                    "must not be below min_idle ({min_idle}), got {max_size}: lower min_idle first"
+                ),
+            ));
+        }
+        self.max_size = max_size;
+        self.min_idle = self.min_idle_setting.unwrap_or(max_size);
+        self.ceiling = max_size.max(self.places());
+        let mut out = Vec::new();
+        while self.open + self.opening > max_size && !self.idle.is_empty() {
+            // The bottom of the stack is the least recently used.
+            out.push(self.idle.remove(0));
+            self.retire(Retire::Shrunk);
+        }
+        self.check();
+        Ok(out)
+    }
+
+    /// Sets `min_idle` at run time (`None`: follow `max_size`). Raising it asks for connections
+    /// (the caller wakes the opener); lowering it closes nothing now: the idle connections
+    /// beyond it become subject to `idle_timeout`.
+    ///
+    /// Rejected, naming the setting, when above `max_size`.
+    pub(crate) fn set_min_idle(&mut self, min_idle: Option<u32>) -> Result<(), Error> {
+        if let Some(min_idle) = min_idle.filter(|m| *m > self.max_size) {
+            return Err(Error::config(
+                "min_idle",
+                format!(
+                    "must not exceed max_size ({}), got {min_idle}",
+                    self.max_size
+                ),
+            ));
+        }
+        self.min_idle_setting = min_idle;
+        self.min_idle = min_idle.unwrap_or(self.max_size);
+        self.check();
+        Ok(())
+    }
+
+    /// `max_size` and `min_idle` as set (the latter `None` when it follows `max_size`).
+    pub(crate) fn sizes(&self) -> (u32, Option<u32>) {
+        (self.max_size, self.min_idle_setting)
+    }
+
+    /// Whether every connection is gone: none open (checked out, idle, handed over, being
+    /// validated), being opened or being closed. For `close_within`, once the pool is closed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.places() == 0
+    }
+
+    /// Connections still checked out (or being validated by keepalive), and places held by
+    /// connections being opened or closed, for `close_within`'s answer.
+    pub(crate) fn outstanding(&self) -> (u32, u32) {
+        (self.open, self.opening + self.closing)
     }
 
     /// Counts a connection that leaves `open` to be closed for `reason`.
@@ -460,12 +597,14 @@ impl<C, H> Slots<C, H> {
             Retire::IdleTimeout => c.closed_idle_timeout += 1,
             Retire::Evicted => c.closed_evicted += 1,
             Retire::Shutdown => c.closed_shutdown += 1,
+            Retire::Shrunk => c.closed_shrunk += 1,
         }
     }
 
     /// A retired connection has finished closing: its place is free.
     pub(crate) fn closed_one(&mut self) {
         self.closing -= 1;
+        self.place_freed();
         self.check();
     }
 
@@ -473,6 +612,7 @@ impl<C, H> Slots<C, H> {
     pub(crate) fn detach(&mut self) {
         self.open -= 1;
         self.counters.detached += 1;
+        self.place_freed();
         self.check();
     }
 
@@ -483,6 +623,7 @@ impl<C, H> Slots<C, H> {
 
     /// The pool's thread starts opening a connection; returns the generation it will belong to.
     pub(crate) fn begin_open(&mut self) -> u64 {
+        debug_assert!(self.places() < self.max_size, "a connect beyond max_size");
         self.opening += 1;
         self.check();
         self.generation
@@ -519,6 +660,7 @@ impl<C, H> Slots<C, H> {
     /// no connection can come back, the waiting threads are woken to fail.
     pub(crate) fn open_failed(&mut self, cause: Arc<Cause>, permanent: bool) {
         self.opening -= 1;
+        self.place_freed();
         self.counters.connect_failures += 1;
         self.permanent = permanent;
         let now = Instant::now();
@@ -783,6 +925,7 @@ impl<C, H> Slots<C, H> {
             closed_idle_timeout: c.closed_idle_timeout,
             closed_evicted: c.closed_evicted,
             closed_shutdown: c.closed_shutdown,
+            closed_shrunk: c.closed_shrunk,
             detached: c.detached,
             // Kept by the leak detector, outside the lock.
             leaks_detected: 0,
@@ -816,7 +959,7 @@ mod tests {
     fn limits(max_size: u32, min_idle: u32) -> Limits {
         Limits {
             max_size,
-            min_idle,
+            min_idle: Some(min_idle),
             idle_timeout: None,
             connection_timeout: Duration::from_secs(30),
         }
@@ -975,6 +1118,39 @@ mod tests {
         let ids: Vec<_> = out.iter().map(|(c, _)| c.id).collect();
         assert_eq!(ids, vec![0, 1]);
         assert_eq!(s.state().idle_connections, 1);
+    }
+
+    #[test]
+    fn shrinking_retires_idle_connections_now_and_the_rest_as_they_arrive() {
+        let mut s = Slots::new(Limits {
+            min_idle: None,
+            ..limits(4, 0)
+        });
+        for id in 1..=3 {
+            open_one(&mut s, id);
+        }
+        let out = s.take_idle().unwrap();
+        let generation = s.begin_open();
+        // Open 3 (one out) and one on its way: the idle ones go, least recently used first.
+        let shrunk: Vec<u64> = s.set_max_size(1).unwrap().iter().map(|c| c.id).collect();
+        assert_eq!(shrunk, vec![1, 2]);
+        assert_eq!((s.ceiling, s.min_idle), (4, 1), "min_idle follows max_size");
+        assert!(!s.wants_connection());
+        s.closed_one();
+        assert_eq!(s.ceiling, 3, "the ceiling comes down as places free");
+        s.closed_one();
+        // The connection being opened arrives beyond the size: it is retired.
+        let (arrived, why) = s.opened(conn(4, generation)).unwrap();
+        assert_eq!((arrived.id, why), (4, Retire::Shrunk));
+        s.closed_one();
+        // The one that was out fits, and stays.
+        assert!(s.check_in(out, None, t(1)).is_none());
+        let m = s.metrics();
+        assert_eq!((m.connections, m.idle, m.closed_shrunk), (1, 1, 3));
+        assert_eq!(s.ceiling, 1);
+        // Growing makes room at once.
+        assert!(s.set_max_size(3).unwrap().is_empty());
+        assert!(s.wants_connection());
     }
 
     #[test]

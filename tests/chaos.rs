@@ -2,13 +2,16 @@
 //! (within the deadline it was given, as a driver with a deadline does), panic, return an
 //! error whose `Display` or `source()` panics, report its connection broken, fail `recycle`,
 //! or panic when the connection is dropped; with a customizer, an event handler, an error
-//! handler and a logger that panic now and then; a thread racing `evict_all`; every background
+//! handler and a logger that panic now and then; a thread racing `evict_all` and resizing the
+//! pool (`set_max_size` between 1 and 4, `set_min_idle` with it); every background
 //! path busy (short lifetimes, idle timeout, keepalive, leak detection, a 20 ms reaper); and, at
 //! the end, `close()` while the workers are still running.
 //!
 //! Checked throughout, by a watcher thread sampling every millisecond and by every worker:
-//! 1. at most `max_size` connections: the pool's `connections + opening + closing`, and the
-//!    connections that exist on the database's side (created, not yet dropped, not detached);
+//! 1. at most `max_size` connections (4, the most the resizer sets; the pool's own state
+//!    checks the lowered sizes, after every change): the pool's `connections + opening +
+//!    closing`, and the connections that exist on the database's side (created, not yet
+//!    dropped, not detached);
 //! 2. no connection is handed to two threads at once (each carries an `in_use` flag the
 //!    workers set on check-out and clear before giving it back; no pool callback ever sees it
 //!    set);
@@ -235,6 +238,7 @@ counters! {
         marked_broken,
         detached,
         evictions,
+        resizes,
         stopped_on_closed,
         /// `get_timeout` calls that returned more than 10 ms past their deadline.
         overran_10ms,
@@ -946,7 +950,7 @@ fn total_time() -> Duration {
 
 /// What must hold in every snapshot (the pool takes it under its lock).
 fn snapshot_problem(m: &Metrics) -> Option<String> {
-    if m.max_size != MAX_SIZE || m.connections + m.opening + m.closing > m.max_size {
+    if m.max_size > MAX_SIZE || m.connections + m.opening + m.closing > MAX_SIZE {
         Some(format!(
             "more than max_size connections open, opening and closing: {m:?}"
         ))
@@ -1216,15 +1220,32 @@ fn watch(ctx: &Ctx, stop: &Receiver<()>) -> Watched {
     }
 }
 
-/// Empties the pool now and then until `stop`, racing everything else (the close included).
+/// Empties the pool now and then, and resizes it more often, until `stop`, racing everything
+/// else (the close included).
 fn evict(ctx: &Ctx, mut rng: Rng, stop: &Receiver<()>) {
     loop {
-        match stop.recv_timeout(rng.between(ms(300), ms(2000))) {
+        match stop.recv_timeout(rng.between(ms(50), ms(500))) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
         }
-        ctx.pool.evict_all();
-        bump(&ctx.work.evictions);
+        if rng.below(4) == 0 {
+            ctx.pool.evict_all();
+            bump(&ctx.work.evictions);
+            continue;
+        }
+        // min_idle may not exceed max_size at any moment: lowered first, raised after.
+        let size = 1 + rng.below(u64::from(MAX_SIZE)) as u32;
+        let resized = ctx
+            .pool
+            .set_min_idle(Some(0))
+            .and_then(|()| ctx.pool.set_max_size(size))
+            .and_then(|()| ctx.pool.set_min_idle(Some(MIN_IDLE.min(size))));
+        match resized {
+            Ok(()) => bump(&ctx.work.resizes),
+            Err(err) => ctx
+                .db
+                .violation(format!("a valid resize to {size} failed: {err}")),
+        }
     }
 }
 
@@ -1522,6 +1543,8 @@ fn the_pool_keeps_its_invariants_under_chaos() {
         ("lifetimes run out", m.closed_max_lifetime),
         ("idle timeouts", m.closed_idle_timeout),
         ("evictions", m.closed_evicted),
+        ("resizes", read(&w.resizes)),
+        ("connections closed by a shrink", m.closed_shrunk),
         ("detaches", m.detached),
         ("leaks reported", m.leaks_detected),
         ("panics in drop", read(&p.drop)),
@@ -1579,7 +1602,7 @@ fn the_pool_keeps_its_invariants_under_chaos() {
     println!("chaos: workers: {}", format_counts(&w.list()));
     println!(
         "chaos: pool: created {}, connect failures {}, closed: broken {}, invalid {}, \
-         lifetime {}, idle {}, evicted {}, shutdown {}; detached {}, leaks {}",
+         lifetime {}, idle {}, evicted {}, shrunk {}, shutdown {}; detached {}, leaks {}",
         m.created,
         m.connect_failures,
         m.closed_broken,
@@ -1587,6 +1610,7 @@ fn the_pool_keeps_its_invariants_under_chaos() {
         m.closed_max_lifetime,
         m.closed_idle_timeout,
         m.closed_evicted,
+        m.closed_shrunk,
         m.closed_shutdown,
         m.detached,
         m.leaks_detected

@@ -410,3 +410,56 @@ fn rejected_waiter_keeps_its_place() {
 fn a_waiter_whose_connection_fails_validation_is_served_before_those_behind_it() {
     explore(rejected_waiter_keeps_its_place);
 }
+
+/// (e) Three connections; two threads check out and in (timed waits, one of them marking its
+/// connection broken once) while a third lowers `max_size` to 1 and raises it to 2, and the
+/// opener opens when the pool wants. The pool's state checks, after every change, that the
+/// places held never grow while they exceed the size and that no connection beyond it is idle;
+/// at the end nothing is lost and the pool is within its final size.
+fn resize_races_check_outs() {
+    let (pool, opener, world) = model_pool(Pool::builder().max_size(3));
+    let mut threads: Vec<_> = [false, true]
+        .into_iter()
+        .map(|breaks| {
+            let pool = pool.clone();
+            let world = world.clone();
+            thread::spawn(move || {
+                for round in 0..2 {
+                    let Ok(mut conn) = pool.get_timeout(TIMED) else {
+                        continue;
+                    };
+                    hold(&world, &conn);
+                    if breaks && round == 0 {
+                        PooledConnection::mark_broken(&mut conn);
+                    }
+                }
+            })
+        })
+        .collect();
+    let resizer = pool.clone();
+    threads.push(thread::spawn(move || {
+        resizer.set_max_size(1).unwrap();
+        thread::yield_now();
+        resizer.set_max_size(2).unwrap();
+    }));
+    threads.push(thread::spawn(move || {
+        for _ in 0..3 {
+            opener.open();
+            thread::yield_now();
+        }
+    }));
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_settled(&pool, &world);
+    let m = pool.metrics();
+    assert_eq!(m.max_size, 2);
+    assert!(m.connections <= 2, "{m:?}");
+    // Three at first, two at most now: the shrink (or the broken one) closed at least one.
+    assert!(m.closed_shrunk + m.closed_broken >= 1, "{m:?}");
+}
+
+#[test]
+fn resizing_racing_check_outs_keeps_the_pool_within_its_size() {
+    explore(resize_races_check_outs);
+}
