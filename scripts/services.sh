@@ -324,7 +324,11 @@ mariadb_service() {
 # its certificate only at start, so the first run restarts it once.
 MY_TLS_DIR=/etc/mysql/sluicegate-tls
 mariadb_tls() {
-    if [[ "$(my_sql 'SELECT @@have_ssl')" == YES ]]; then
+    # On, and with our certificate (a server set up by an earlier version of this script may
+    # use one from another directory, which the tests do not trust).
+    if [[ "$(my_sql 'SELECT @@have_ssl')" == YES &&
+        "$(my_sql 'SELECT @@ssl_cert')" == "$MY_TLS_DIR/cert.pem" ]] &&
+        as_root test -s "$MY_TLS_DIR/ca.pem"; then
         return 0
     fi
     if [[ -n "${MY_TLS_TRIED:-}" ]]; then
@@ -357,6 +361,8 @@ mariadb_tls() {
         as_root tee "$MY_TLS_DIR/tls.cnf" >/dev/null
     local include="!include $MY_TLS_DIR/tls.cnf"
     if ! as_root grep -qxF "$include" /etc/mysql/my.cnf; then
+        # The include of the project's earlier name goes: one certificate, ours.
+        as_root sed -i '\|^!include /etc/mysql/sluice-tls/tls.cnf$|d' /etc/mysql/my.cnf
         printf '\n%s\n' "$include" | as_root tee -a /etc/mysql/my.cnf >/dev/null
     fi
     mariadb_stop
