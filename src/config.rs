@@ -545,6 +545,50 @@ where
         self
     }
 
+    /// Accepted for compatibility with r2d2's `Builder::thread_pool` (feature `r2d2`), and not
+    /// used: the pool is unchanged.
+    ///
+    /// r2d2 runs its connects and its reaper as jobs on a shared `ScheduledThreadPool`, and
+    /// lets pools share one. sluicegate gives each pool two threads of its own instead: the
+    /// opener, which opens connections one at a time with back-off, and the reaper, which
+    /// closes expired connections at their deadlines, reports leaks and publishes metrics. A
+    /// connect that hangs therefore delays no other pool, and a pool's timing never waits for
+    /// another pool's jobs. The threads sleep when there is nothing to do, so there is nothing
+    /// to save by sharing them. Code written for r2d2 that sets a thread pool compiles
+    /// unchanged; the thread pool you pass is dropped here (its threads end when its last
+    /// handle is dropped, as with r2d2).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use scheduled_thread_pool::ScheduledThreadPool;
+    /// # struct Manager;
+    /// # impl sluicegate::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    ///
+    /// let threads = Arc::new(ScheduledThreadPool::new(2));
+    /// let pool = sluicegate::Pool::builder()
+    ///     .thread_pool(threads)
+    ///     .max_size(2)
+    ///     .build(Manager)?;
+    /// assert_eq!(pool.state().connections, 2);
+    /// # Ok::<(), sluicegate::Error>(())
+    /// ```
+    #[cfg(feature = "r2d2")]
+    pub fn thread_pool(
+        self,
+        thread_pool: Arc<scheduled_thread_pool::ScheduledThreadPool>,
+    ) -> Builder<M> {
+        drop(thread_pool);
+        self
+    }
+
     /// Builds the pool and waits until its first `min_idle` connections (`max_size` when
     /// `min_idle` is `None`) are open.
     ///

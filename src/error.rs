@@ -17,6 +17,9 @@ use std::time::Duration;
 /// how long the caller waited, how many connections were in use, idle, being opened and waited
 /// for, and what to do about it.
 ///
+/// `Debug` (what `fn main() -> Result<(), Box<dyn std::error::Error>>` prints on failure, and
+/// `unwrap`) prints the same text; `{:#?}` prints it as `Error { kind: Timeout, message: ".." }`.
+///
 /// # Examples
 ///
 /// ```
@@ -257,9 +260,27 @@ impl Error {
     }
 }
 
+// By hand: this is what `fn main() -> Result<(), Box<dyn Error>>` prints when it fails, and what
+// `unwrap` and `expect` print, so it says what `Display` says (the database's error and the
+// pool's numbers, in words) instead of dumping the internal structs. `{:#?}` adds which kind of
+// error it is, for code that logs errors with `{:#?}`.
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
+        if f.alternate() {
+            let kind = match &*self.0 {
+                Kind::Timeout(_) => "Timeout",
+                Kind::Closed { .. } => "Closed",
+                Kind::Config { .. } => "Config",
+                Kind::Spawn { .. } => "Spawn",
+                Kind::Permanent(_) => "Permanent",
+            };
+            f.debug_struct("Error")
+                .field("kind", &format_args!("{kind}"))
+                .field("message", &self.to_string())
+                .finish()
+        } else {
+            fmt::Display::fmt(&self.0, f)
+        }
     }
 }
 
@@ -333,8 +354,11 @@ impl Cause {
     /// `source()` that panics leaves a note in the text instead: this runs where a panic
     /// would leave the pool's counts unbalanced.
     pub(crate) fn capture(error: &(dyn StdError + 'static)) -> Cause {
-        let message = catch_unwind(AssertUnwindSafe(|| error.to_string()))
+        let mut message = catch_unwind(AssertUnwindSafe(|| error.to_string()))
             .unwrap_or_else(|_| "<the error's Display panicked>".to_owned());
+        // libpq's messages (diesel's PostgreSQL errors) end with a newline, which would split
+        // the pool's own sentence that follows the cause.
+        message.truncate(message.trim_end().len());
         let source = match catch_unwind(AssertUnwindSafe(|| error.source())) {
             Ok(source) => source.map(|s| Box::new(Cause::capture(s))),
             Err(_) => Some(Box::new(Cause::message("<the error's source() panicked>"))),
@@ -449,6 +473,19 @@ mod tests {
         assert_eq!(Human(Duration::from_millis(850)).to_string(), "850ms");
         assert_eq!(Human(Duration::from_millis(1204)).to_string(), "1.204s");
         assert_eq!(Human(Duration::from_secs(30)).to_string(), "30s");
+    }
+
+    #[test]
+    fn debug_says_what_display_says() {
+        let err = Error::config("max_size", "must be at least 1, got 0");
+        assert_eq!(format!("{err:?}"), err.to_string());
+        assert_eq!(
+            format!("{err:#?}"),
+            "Error {\n    kind: Config,\n    message: \"invalid pool setting `max_size`: must be \
+             at least 1, got 0\",\n}"
+        );
+        let closed = Error::closed(&Arc::from("orders"));
+        assert!(format!("{closed:?}").starts_with("pool \"orders\" is closed"));
     }
 
     #[test]

@@ -432,7 +432,36 @@
 //!
 //! # Moving from r2d2
 //!
-//! Change `r2d2::` to `sluicegate::`. What differs:
+//! Change `r2d2::` to `sluicegate::`: `Pool`, `Builder`, `PooledConnection`, `ManageConnection`,
+//! `CustomizeConnection`, `HandleError`, `HandleEvent` and the events keep their names and
+//! signatures. With the feature `r2d2`:
+//!
+//! - **A manager from an r2d2 adapter crate** (r2d2_postgres, r2d2_sqlite, r2d2_mysql, ...)
+//!   goes into `sluicegate::r2d2::R2d2Manager`: `Pool::builder().build(R2d2Manager::new(manager))`, and
+//!   `Pool<R2d2Manager<PostgresConnectionManager<NoTls>>>` where r2d2 code names the type. Or
+//!   use sluicegate's own driver for that database (features `postgres`, `mysql`, `sqlite`:
+//!   the same names as the adapter crates), which also bounds connects and validations and
+//!   notices dead sessions without a round trip.
+//! - **`Builder::thread_pool`** is accepted and not used (each pool has threads of its own:
+//!   see `Builder::thread_pool`).
+//! - **A customizer you wrote** implements sluicegate's `CustomizeConnection` (the same path
+//!   change); one from another crate, or boxed as `Box<dyn r2d2::CustomizeConnection<..>>`,
+//!   goes through `sluicegate::r2d2::R2d2Customizer`. r2d2's `NopConnectionCustomizer` and diesel's
+//!   `TestCustomizer` need nothing.
+//! - **A wrong password fails at once.** r2d2 retries it until `connection_timeout`;
+//!   `R2d2Manager` asks `sluicegate::r2d2::refuses_login`, which knows the errors of diesel's,
+//!   `postgres`'s and `mysql`'s managers when sluicegate's feature of that name is on, and
+//!   `R2d2Manager::permanent_if` sets a rule of your own.
+//!
+//! **diesel** (feature `diesel`): use `sluicegate::diesel` where the code says `diesel::r2d2`
+//! (`ConnectionManager`, `Pool`, `PooledConnection`, `PoolError`, `TestCustomizer`). Pooled
+//! connections take diesel queries as `&mut conn`, and `conn.transaction(..)` and
+//! `conn.begin_test_transaction()` work on them, as with r2d2. See the `sluicegate::diesel` module (it
+//! is documented with the feature on) for the diesel versions it takes.
+//!
+//! `Error`'s `Debug`, which `fn main() -> Result<(), Box<dyn Error>>` prints, is its message.
+//!
+//! What behaves differently:
 //!
 //! - A returning thread cannot take its connection back ahead of a waiting one (r2d2 lets it
 //!   barge), so waits under load stay close to their mean.
@@ -440,7 +469,7 @@
 //!   `validation_skip_window` (r2d2 validates every check-out, a round trip each time).
 //! - Connections are opened by the pool's own thread, one at a time, when callers outnumber the
 //!   connections being opened or `min_idle` asks; failures are retried with capped exponential
-//!   back-off. `Builder::thread_pool` does not exist.
+//!   back-off.
 //! - Every timed-out caller gets the last database error (r2d2 gives some `Error(None)`).
 //! - A manager can call a connect error permanent
 //!   ([`ManageConnection::is_permanent`], a method with a default body, so r2d2 managers
@@ -486,6 +515,9 @@ macro_rules! log_shielded {
 
 mod clock;
 mod config;
+#[cfg(feature = "diesel")]
+#[path = "drivers/diesel.rs"]
+pub mod diesel;
 mod error;
 pub mod event;
 mod extensions;

@@ -169,12 +169,18 @@ impl crate::ManageConnection for MysqlConnectionManager {
     }
 
     fn is_permanent(&self, error: &Error) -> bool {
-        matches!(error, Error::MySqlError(e) if PERMANENT_CODES.contains(&e.code))
+        refuses_login(error)
     }
 
     fn recycle(&self, conn: &mut Conn) -> Result<(), Error> {
         if self.recycle { conn.reset() } else { Ok(()) }
     }
+}
+
+/// Whether the server refused the login for a reason waiting will not fix (also what
+/// `R2d2Manager` asks of r2d2_mysql's errors).
+pub(crate) fn refuses_login(error: &Error) -> bool {
+    matches!(error, Error::MySqlError(e) if PERMANENT_CODES.contains(&e.code))
 }
 
 impl MysqlConnectionManager {

@@ -622,7 +622,7 @@ where
 
 /// Whether the server (or a proxy in front of it) refused the login for a reason waiting will
 /// not fix: a wrong password, an unknown role or database.
-fn refuses_login(error: &::postgres::Error) -> bool {
+pub(crate) fn refuses_login(error: &::postgres::Error) -> bool {
     let Some(db) = error.as_db_error() else {
         return false;
     };

@@ -2,10 +2,30 @@
 //! [`r2d2::ManageConnection`] — r2d2_postgres's, r2d2_sqlite's, diesel's `ConnectionManager` —
 //! so that it can be pooled by sluicegate unchanged.
 //!
-//! The wrapper only forwards: `connect`, `is_valid` and `has_broken` are the inner manager's,
-//! and so are the connection and error types.
+//! The wrapper forwards `connect`, `is_valid` and `has_broken` to the inner manager, and the
+//! connection and error types are the inner manager's. What r2d2 has no word for, sluicegate
+//! adds:
+//!
+//! - **Permanent errors.** r2d2 retries a wrong password until `connection_timeout` runs out.
+//!   sluicegate fails `build` and check-outs at once when a connect error will not heal (see
+//!   [`ManageConnection::is_permanent`](crate::ManageConnection::is_permanent)). An r2d2 manager
+//!   cannot say which errors those are, so [`R2d2Manager`] asks [`refuses_login`] by default,
+//!   which knows the errors of the drivers compiled into sluicegate: diesel's (feature
+//!   `diesel`: r2d2 adapters of every diesel backend), the `postgres` crate's (feature
+//!   `postgres`: r2d2_postgres) and the `mysql` crate's (feature `mysql`: r2d2_mysql, when it
+//!   uses the same `mysql` release). [`R2d2Manager::permanent_if`] sets your own rule.
+//! - **r2d2 customizers.** A customizer you wrote for r2d2 becomes sluicegate's by the same
+//!   change of path as the rest (`impl sluicegate::CustomizeConnection<..>`: the same
+//!   methods). One from another crate, or a `Box<dyn r2d2::CustomizeConnection<..>>`, goes
+//!   through [`R2d2Customizer`]. diesel's `TestCustomizer` (feature `diesel`) and r2d2's
+//!   `NopConnectionCustomizer` are sluicegate customizers as they are:
+//!   `Builder::connection_customizer(Box::new(TestCustomizer))` compiles unchanged.
+//! - **`Builder::thread_pool`** is accepted, and not used: see
+//!   [`Builder::thread_pool`](crate::Builder::thread_pool).
 
+use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 
 /// Any r2d2 manager, as a sluicegate manager.
 ///
@@ -29,9 +49,17 @@ use std::fmt;
 /// *pool.get()? += 1;
 /// # Ok::<(), sluicegate::Error>(())
 /// ```
-pub struct R2d2Manager<M> {
+pub struct R2d2Manager<M>
+where
+    M: ::r2d2::ManageConnection,
+{
     inner: M,
+    /// Which connect errors are permanent; `None` asks [`refuses_login`].
+    permanent: Option<Arc<Classifier<M::Error>>>,
 }
+
+/// A user's rule for permanent errors.
+type Classifier<E> = dyn Fn(&E) -> bool + Send + Sync;
 
 impl<M> R2d2Manager<M>
 where
@@ -53,7 +81,61 @@ where
     /// let manager = sluicegate::r2d2::R2d2Manager::new(Counter);
     /// ```
     pub fn new(manager: M) -> R2d2Manager<M> {
-        R2d2Manager { inner: manager }
+        R2d2Manager {
+            inner: manager,
+            permanent: None,
+        }
+    }
+
+    /// Tells the pool which connect errors will not go away by waiting (a wrong password, an
+    /// unknown database): `is_permanent(&error)` returns `true` for those. While the last
+    /// connect failed with one and no connection could come back, `build` and check-outs fail
+    /// at once ([`Error::is_permanent`](crate::Error::is_permanent)) instead of waiting out
+    /// `connection_timeout`; the pool keeps retrying in the background, so it recovers once the
+    /// settings or the server are fixed.
+    ///
+    /// It replaces the default, [`refuses_login`], which knows the errors of the drivers
+    /// compiled into sluicegate; call it from your rule to keep them. Errors that can heal
+    /// (connection refused, too many connections, the server starting up) must give `false`.
+    /// A rule that panics counts as `false`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io;
+    /// use std::time::{Duration, Instant};
+    ///
+    /// // An r2d2 manager whose server refuses the login.
+    /// struct Refused;
+    ///
+    /// impl r2d2::ManageConnection for Refused {
+    ///     type Connection = ();
+    ///     type Error = io::Error;
+    ///     fn connect(&self) -> Result<(), io::Error> {
+    ///         Err(io::Error::new(io::ErrorKind::PermissionDenied, "authentication failed"))
+    ///     }
+    ///     fn is_valid(&self, _: &mut ()) -> Result<(), io::Error> { Ok(()) }
+    ///     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// }
+    ///
+    /// let manager = sluicegate::r2d2::R2d2Manager::new(Refused).permanent_if(|err: &io::Error| {
+    ///     err.kind() == io::ErrorKind::PermissionDenied || sluicegate::r2d2::refuses_login(err)
+    /// });
+    /// let started = Instant::now();
+    /// let err = sluicegate::Pool::builder()
+    ///     .connection_timeout(Duration::from_secs(30))
+    ///     .error_handler(Box::new(sluicegate::NopErrorHandler))
+    ///     .build(manager)
+    ///     .unwrap_err();
+    /// assert!(err.is_permanent());
+    /// assert!(started.elapsed() < Duration::from_secs(10));
+    /// ```
+    pub fn permanent_if<F>(mut self, is_permanent: F) -> R2d2Manager<M>
+    where
+        F: Fn(&M::Error) -> bool + Send + Sync + 'static,
+    {
+        self.permanent = Some(Arc::new(is_permanent));
+        self
     }
 
     /// The wrapped manager.
@@ -126,14 +208,181 @@ where
     fn has_broken(&self, conn: &mut M::Connection) -> bool {
         self.inner.has_broken(conn)
     }
+
+    fn is_permanent(&self, error: &M::Error) -> bool {
+        match &self.permanent {
+            Some(is_permanent) => is_permanent(error),
+            None => refuses_login(error),
+        }
+    }
 }
 
 // By hand, and without the inner manager's own `Debug`: adapter crates' managers print their
 // connection settings, which can hold a password.
-impl<M> fmt::Debug for R2d2Manager<M> {
+impl<M> fmt::Debug for R2d2Manager<M>
+where
+    M: ::r2d2::ManageConnection,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("R2d2Manager")
             .field("manager", &std::any::type_name::<M>())
+            .field(
+                "permanent_if",
+                &if self.permanent.is_some() {
+                    "custom"
+                } else {
+                    "refuses_login"
+                },
+            )
             .finish()
+    }
+}
+
+/// Whether `error`, or an error in its `source()` chain, is a driver's report that the server
+/// refused the login for a reason waiting will not fix: a wrong password, an unknown user or
+/// database. It is what [`R2d2Manager`] calls a permanent error unless told otherwise
+/// ([`R2d2Manager::permanent_if`]).
+///
+/// It recognizes the errors of the drivers compiled into sluicegate, and says `false` of any
+/// other:
+///
+/// - feature `diesel`: `diesel::r2d2::Error` and `diesel::ConnectionError` (the managers of
+///   `diesel::r2d2`, whichever backend): an invalid database URL, and a login refused with
+///   PostgreSQL's or MySQL's words for it (diesel reports both as text only).
+/// - feature `postgres`: `postgres::Error` (r2d2_postgres's), by SQLSTATE: `28P01` (wrong
+///   password), `28000` (unknown role, or no `pg_hba.conf` entry), `3D000` (unknown database),
+///   and PgBouncer's refusals.
+/// - feature `mysql`: `mysql::Error` (r2d2_mysql's, when it uses the same `mysql` release as
+///   sluicegate), by the server's error code: access denied, unknown database.
+///
+/// # Examples
+///
+/// ```
+/// // An error of a driver sluicegate does not know.
+/// let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+/// assert!(!sluicegate::r2d2::refuses_login(&refused));
+/// ```
+#[must_use]
+pub fn refuses_login(error: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if known_refusal(error) {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
+/// One error of the chain, without its sources.
+#[allow(unused_variables)] // with no driver feature, nothing is known
+fn known_refusal(error: &(dyn StdError + 'static)) -> bool {
+    #[cfg(feature = "diesel")]
+    if let Some(error) = error.downcast_ref::<::diesel::r2d2::Error>() {
+        return crate::diesel::refuses_login(error);
+    }
+    #[cfg(feature = "diesel")]
+    if let Some(error) = error.downcast_ref::<::diesel::ConnectionError>() {
+        return crate::diesel::connection_refused_for_good(error);
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(error) = error.downcast_ref::<::postgres::Error>() {
+        return crate::postgres::refuses_login(error);
+    }
+    #[cfg(feature = "mysql")]
+    if let Some(error) = error.downcast_ref::<::mysql::Error>() {
+        return crate::mysql::refuses_login(error);
+    }
+    false
+}
+
+// r2d2's customizers are sluicegate's through `R2d2Customizer`, and two known ones directly,
+// rather than through a blanket `impl<T: r2d2::CustomizeConnection<C, E>> CustomizeConnection<C,
+// E> for T`: such an impl conflicts (E0119) with every impl of sluicegate's trait that is generic
+// over the connection or error type, sluicegate's own `NopConnectionCustomizer` and any such
+// impl in users' code (a crate downstream could implement r2d2's trait for those types), so
+// turning this feature on somewhere in a build would break code elsewhere in it.
+
+/// r2d2's customizer that does nothing is sluicegate's too.
+impl<C, E> crate::CustomizeConnection<C, E> for ::r2d2::NopConnectionCustomizer {}
+
+/// An r2d2 customizer as a sluicegate one: `Box::new(R2d2Customizer::new(customizer))` where
+/// `customizer` is a `Box<dyn r2d2::CustomizeConnection<C, E>>` or a box of any type that
+/// implements r2d2's [`CustomizeConnection`](::r2d2::CustomizeConnection).
+///
+/// Customizers you write yourself need no wrapper: implement sluicegate's
+/// [`CustomizeConnection`](crate::CustomizeConnection) instead of r2d2's (the same methods,
+/// only the path changes). This is for customizers from other crates, and for ones already
+/// boxed as r2d2 trait objects. diesel's `TestCustomizer` and r2d2's `NopConnectionCustomizer`
+/// are sluicegate customizers already.
+///
+/// # Examples
+///
+/// ```
+/// use sluicegate::r2d2::{R2d2Customizer, R2d2Manager};
+/// # struct Counter;
+/// # impl r2d2::ManageConnection for Counter {
+/// #     type Connection = u32;
+/// #     type Error = std::io::Error;
+/// #     fn connect(&self) -> Result<u32, std::io::Error> { Ok(0) }
+/// #     fn is_valid(&self, _: &mut u32) -> Result<(), std::io::Error> { Ok(()) }
+/// #     fn has_broken(&self, _: &mut u32) -> bool { false }
+/// # }
+///
+/// // A customizer from a crate written for r2d2.
+/// #[derive(Debug)]
+/// struct StartAt(u32);
+///
+/// impl r2d2::CustomizeConnection<u32, std::io::Error> for StartAt {
+///     fn on_acquire(&self, conn: &mut u32) -> Result<(), std::io::Error> {
+///         *conn = self.0;
+///         Ok(())
+///     }
+/// }
+///
+/// // Chosen at run time, as r2d2 code may do.
+/// let customizer: Box<dyn r2d2::CustomizeConnection<u32, std::io::Error>> = Box::new(StartAt(7));
+/// let pool = sluicegate::Pool::builder()
+///     .max_size(1)
+///     .connection_customizer(Box::new(R2d2Customizer::new(customizer)))
+///     .build(R2d2Manager::new(Counter))?;
+/// assert_eq!(*pool.get()?, 7);
+/// # Ok::<(), sluicegate::Error>(())
+/// ```
+pub struct R2d2Customizer<T: ?Sized> {
+    inner: Box<T>,
+}
+
+impl<T: ?Sized> R2d2Customizer<T> {
+    /// Wraps `customizer`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let customizer: Box<dyn r2d2::CustomizeConnection<(), std::io::Error>> =
+    ///     Box::new(r2d2::NopConnectionCustomizer);
+    /// let _ = sluicegate::r2d2::R2d2Customizer::new(customizer);
+    /// ```
+    pub fn new(customizer: Box<T>) -> R2d2Customizer<T> {
+        R2d2Customizer { inner: customizer }
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for R2d2Customizer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("R2d2Customizer").field(&self.inner).finish()
+    }
+}
+
+impl<T, C, E> crate::CustomizeConnection<C, E> for R2d2Customizer<T>
+where
+    T: ?Sized + ::r2d2::CustomizeConnection<C, E>,
+{
+    fn on_acquire(&self, conn: &mut C) -> Result<(), E> {
+        self.inner.on_acquire(conn)
+    }
+
+    fn on_release(&self, conn: C) {
+        self.inner.on_release(conn);
     }
 }
