@@ -36,6 +36,73 @@
 //! # Ok::<(), sluicegate::Error>(())
 //! ```
 //!
+//! # Moving from r2d2
+//!
+//! Change `r2d2::` to `sluicegate::`: `Pool`, `Builder`, `PooledConnection`, `ManageConnection`,
+//! `CustomizeConnection`, `HandleError`, `HandleEvent` and the events keep their names and
+//! signatures. With the feature `r2d2`:
+//!
+//! - **A manager from an r2d2 adapter crate** (r2d2_postgres, r2d2_sqlite, r2d2_mysql, ...)
+//!   goes into `sluicegate::r2d2::R2d2Manager`: `Pool::builder().build(R2d2Manager::new(manager))`, and
+//!   `Pool<R2d2Manager<PostgresConnectionManager<NoTls>>>` where r2d2 code names the type. Or
+//!   use sluicegate's own driver for that database (features `postgres`, `mysql`, `sqlite`:
+//!   the same names as the adapter crates), which also bounds connects and validations and
+//!   notices dead sessions without a round trip.
+//! - **`Builder::thread_pool`** is accepted and not used (each pool has threads of its own:
+//!   see `Builder::thread_pool`).
+//! - **A customizer you wrote** implements sluicegate's `CustomizeConnection` (the same path
+//!   change); one from another crate, or boxed as `Box<dyn r2d2::CustomizeConnection<..>>`,
+//!   goes through `sluicegate::r2d2::R2d2Customizer`. r2d2's `NopConnectionCustomizer` and diesel's
+//!   `TestCustomizer` need nothing.
+//! - **A wrong password fails at once.** r2d2 retries it until `connection_timeout`;
+//!   `R2d2Manager` asks `sluicegate::r2d2::refuses_login`, which knows the errors of diesel's,
+//!   `postgres`'s and `mysql`'s managers when sluicegate's feature of that name is on, and
+//!   `R2d2Manager::permanent_if` sets a rule of your own.
+//!
+//! **diesel** (feature `diesel`): use `sluicegate::diesel` where the code says `diesel::r2d2`
+//! (`ConnectionManager`, `Pool`, `PooledConnection`, `PoolError`, `TestCustomizer`). Pooled
+//! connections take diesel queries as `&mut conn`, and `conn.transaction(..)` and
+//! `conn.begin_test_transaction()` work on them, as with r2d2. See the `sluicegate::diesel` module (it
+//! is documented with the feature on) for the diesel versions it takes.
+//!
+//! `Error`'s `Debug`, which `fn main() -> Result<(), Box<dyn Error>>` prints, is its message.
+//!
+//! What behaves differently:
+//!
+//! - A returning thread cannot take its connection back ahead of a waiting one (r2d2 lets it
+//!   barge), so waits under load stay close to their mean.
+//! - Connections are validated on check-out only when they have been idle for
+//!   `validation_skip_window` (r2d2 validates every check-out, a round trip each time).
+//! - Connections are opened by the pool's own thread, one at a time, when callers outnumber the
+//!   connections being opened or `min_idle` asks; failures are retried with capped exponential
+//!   back-off.
+//! - Every timed-out caller gets the last database error (r2d2 gives some `Error(None)`).
+//! - A manager can call a connect error permanent
+//!   ([`ManageConnection::is_permanent`], a method with a default body, so r2d2 managers
+//!   compile unchanged): a wrong password then fails `build` and check-outs at once
+//!   ([`Error::is_permanent`]) instead of after the whole `connection_timeout`.
+//! - Every check-out is bounded by its timeout, validation included, and a manager can bound
+//!   its connects and validations ([`ManageConnection::connect_within`],
+//!   [`ManageConnection::is_valid_within`], methods with default bodies).
+//! - A panic in `connect`, in a customizer or in a handler costs one attempt, not a pool slot;
+//!   a connection dropped during a panic is closed, not reused; `max_lifetime` is also checked
+//!   when connections are checked out and come back; dropping the last `Pool` handle stops the
+//!   pool's thread and closes its idle connections.
+//! - `idle_timeout` never takes the pool below `min_idle` (r2d2 closes idle connections and then
+//!   opens new ones to meet `min_idle`); with the default `min_idle` it closes nothing.
+//! - Connections being closed count toward `max_size` until they are gone.
+//! - `max_lifetime` is shortened by a random 0–2.5% per connection, and idle connections close
+//!   at their deadline rather than at the next sweep.
+//! - The pool has two threads instead of r2d2's shared thread pool: an opener and a reaper.
+//! - Leak detection, keepalive and metrics are new; nothing changes unless you turn them on.
+//! - [`LoggingErrorHandler`], the default, logs each error at `debug` (r2d2's at `error`): the
+//!   pool logs outages and failed validations itself, naming itself, without a line per
+//!   attempt. Your own handler still receives every error.
+//! - The size can change at run time ([`Pool::set_max_size`], [`Pool::set_min_idle`]), and
+//!   [`Pool::close_within`] drains the pool before a shutdown.
+//! - Invalid settings make `build` return an error naming the setting instead of panicking in
+//!   the setter.
+//!
 //! # How a check-out works
 //!
 //! 1. An idle connection is taken at once: the one the calling thread returned last if it is
@@ -430,72 +497,6 @@
 //! (`set_buckets_for_metric(Matcher::Prefix("sluicegate_".into()), ..)`) so that they render as
 //! Prometheus histograms, which add up across instances; `examples/http_server.rs` does.
 //!
-//! # Moving from r2d2
-//!
-//! Change `r2d2::` to `sluicegate::`: `Pool`, `Builder`, `PooledConnection`, `ManageConnection`,
-//! `CustomizeConnection`, `HandleError`, `HandleEvent` and the events keep their names and
-//! signatures. With the feature `r2d2`:
-//!
-//! - **A manager from an r2d2 adapter crate** (r2d2_postgres, r2d2_sqlite, r2d2_mysql, ...)
-//!   goes into `sluicegate::r2d2::R2d2Manager`: `Pool::builder().build(R2d2Manager::new(manager))`, and
-//!   `Pool<R2d2Manager<PostgresConnectionManager<NoTls>>>` where r2d2 code names the type. Or
-//!   use sluicegate's own driver for that database (features `postgres`, `mysql`, `sqlite`:
-//!   the same names as the adapter crates), which also bounds connects and validations and
-//!   notices dead sessions without a round trip.
-//! - **`Builder::thread_pool`** is accepted and not used (each pool has threads of its own:
-//!   see `Builder::thread_pool`).
-//! - **A customizer you wrote** implements sluicegate's `CustomizeConnection` (the same path
-//!   change); one from another crate, or boxed as `Box<dyn r2d2::CustomizeConnection<..>>`,
-//!   goes through `sluicegate::r2d2::R2d2Customizer`. r2d2's `NopConnectionCustomizer` and diesel's
-//!   `TestCustomizer` need nothing.
-//! - **A wrong password fails at once.** r2d2 retries it until `connection_timeout`;
-//!   `R2d2Manager` asks `sluicegate::r2d2::refuses_login`, which knows the errors of diesel's,
-//!   `postgres`'s and `mysql`'s managers when sluicegate's feature of that name is on, and
-//!   `R2d2Manager::permanent_if` sets a rule of your own.
-//!
-//! **diesel** (feature `diesel`): use `sluicegate::diesel` where the code says `diesel::r2d2`
-//! (`ConnectionManager`, `Pool`, `PooledConnection`, `PoolError`, `TestCustomizer`). Pooled
-//! connections take diesel queries as `&mut conn`, and `conn.transaction(..)` and
-//! `conn.begin_test_transaction()` work on them, as with r2d2. See the `sluicegate::diesel` module (it
-//! is documented with the feature on) for the diesel versions it takes.
-//!
-//! `Error`'s `Debug`, which `fn main() -> Result<(), Box<dyn Error>>` prints, is its message.
-//!
-//! What behaves differently:
-//!
-//! - A returning thread cannot take its connection back ahead of a waiting one (r2d2 lets it
-//!   barge), so waits under load stay close to their mean.
-//! - Connections are validated on check-out only when they have been idle for
-//!   `validation_skip_window` (r2d2 validates every check-out, a round trip each time).
-//! - Connections are opened by the pool's own thread, one at a time, when callers outnumber the
-//!   connections being opened or `min_idle` asks; failures are retried with capped exponential
-//!   back-off.
-//! - Every timed-out caller gets the last database error (r2d2 gives some `Error(None)`).
-//! - A manager can call a connect error permanent
-//!   ([`ManageConnection::is_permanent`], a method with a default body, so r2d2 managers
-//!   compile unchanged): a wrong password then fails `build` and check-outs at once
-//!   ([`Error::is_permanent`]) instead of after the whole `connection_timeout`.
-//! - Every check-out is bounded by its timeout, validation included, and a manager can bound
-//!   its connects and validations ([`ManageConnection::connect_within`],
-//!   [`ManageConnection::is_valid_within`], methods with default bodies).
-//! - A panic in `connect`, in a customizer or in a handler costs one attempt, not a pool slot;
-//!   a connection dropped during a panic is closed, not reused; `max_lifetime` is also checked
-//!   when connections are checked out and come back; dropping the last `Pool` handle stops the
-//!   pool's thread and closes its idle connections.
-//! - `idle_timeout` never takes the pool below `min_idle` (r2d2 closes idle connections and then
-//!   opens new ones to meet `min_idle`); with the default `min_idle` it closes nothing.
-//! - Connections being closed count toward `max_size` until they are gone.
-//! - `max_lifetime` is shortened by a random 0–2.5% per connection, and idle connections close
-//!   at their deadline rather than at the next sweep.
-//! - The pool has two threads instead of r2d2's shared thread pool: an opener and a reaper.
-//! - Leak detection, keepalive and metrics are new; nothing changes unless you turn them on.
-//! - [`LoggingErrorHandler`], the default, logs each error at `debug` (r2d2's at `error`): the
-//!   pool logs outages and failed validations itself, naming itself, without a line per
-//!   attempt. Your own handler still receives every error.
-//! - The size can change at run time ([`Pool::set_max_size`], [`Pool::set_min_idle`]), and
-//!   [`Pool::close_within`] drains the pool before a shutdown.
-//! - Invalid settings make `build` return an error naming the setting instead of panicking in
-//!   the setter.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 // On docs.rs (every feature on), each driver is marked with the feature it needs.
@@ -512,6 +513,11 @@ macro_rules! log_shielded {
         }
     };
 }
+
+/// The README's Rust examples, compiled and run as doc tests so that they cannot go stale.
+#[cfg(all(doctest, feature = "sqlite"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
 
 mod clock;
 mod config;
