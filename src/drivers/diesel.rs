@@ -85,7 +85,7 @@ use crate::r2d2::R2d2Manager;
 
 /// Opens diesel connections of type `C` (`PgConnection`, `MysqlConnection`,
 /// `SqliteConnection`, or any [`R2D2Connection`]) for a sluicegate pool: diesel's own
-/// [`diesel::r2d2::ConnectionManager`](::diesel::r2d2::ConnectionManager) in an
+/// [`diesel::r2d2::ConnectionManager`] in an
 /// [`R2d2Manager`], under the name and with the constructor of diesel's, so that porting is a
 /// change of path.
 ///
