@@ -218,7 +218,7 @@
 //! - `max_size`: the most connections the database will see from this pool. Size it to the
 //!   work, not the thread count: threads beyond `max_size` wait in line, fairly.
 //! - `min_idle`: `None` (the default) keeps the pool full; a smaller value lets a quiet service
-//!   hold fewer connections, opened again on demand by the pool's thread.
+//!   hold fewer connections, opened again on demand by the pool's opener thread.
 //! - `test_on_check_out` and `validation_skip_window`: a connection that came back moments ago
 //!   is handed out unchecked; one that sat idle longer is checked with a round trip first.
 //!   Behind a proxy that may drop connections at any time, set the window to `Duration::ZERO`.

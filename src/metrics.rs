@@ -1,9 +1,11 @@
 //! Snapshots of a pool: [`State`] (r2d2's two gauges) and [`Metrics`] (every gauge and
 //! counter).
 //!
-//! Both are taken under the pool's lock in one go, so their numbers agree with each other:
-//! `connections == idle + in_use`, `connections + opening + closing <= max_size`, and
-//! `created == connections + closed() + detached`.
+//! Every figure but `leaks_detected` is taken under the pool's lock in one go, so those agree
+//! with each other: `connections == idle + in_use`, `connections + opening + closing <=
+//! max_size` (once connections out beyond a lowered `max_size` have come back), and
+//! `created == connections + closed() + detached`. `leaks_detected` comes from the leak
+//! detector's own counter, read just after.
 
 use std::time::Duration;
 
@@ -73,7 +75,7 @@ pub struct Metrics {
     pub in_use: u32,
     /// Gauge: threads waiting for a connection.
     pub waiting: u32,
-    /// Gauge: connections being opened by the pool's thread.
+    /// Gauge: connections being opened by the pool's opener thread.
     pub opening: u32,
     /// Gauge: connections the pool has decided to close that are still closing. They count
     /// toward `max_size` until they are gone, so the database never sees more than `max_size`.

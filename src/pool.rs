@@ -132,8 +132,8 @@ where
     /// # Errors
     ///
     /// As [`Builder::build`]: the connections did not open within the default 30 s
-    /// `connection_timeout` (the error carries the database's), or the pool's thread could not
-    /// start.
+    /// `connection_timeout` (the error carries the database's), or one of the pool's threads
+    /// could not start.
     ///
     /// # Examples
     ///
@@ -509,7 +509,7 @@ where
     /// Closes the pool. Idempotent.
     ///
     /// Waiting check-outs fail at once, later ones fail too, idle connections close now (on
-    /// this thread), checked-out ones when they come back, and the pool's thread exits.
+    /// this thread), checked-out ones when they come back, and the pool's threads exit.
     ///
     /// # Examples
     ///

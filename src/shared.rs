@@ -469,7 +469,7 @@ where
             if let Some(cause) = &rejected.cause {
                 self.log_failure_closing(rejected.conn.id, "check-out validation", cause);
             }
-            // Closing frees a place, so the pool's thread opens a replacement if one is wanted.
+            // Closing frees a place, so the opener thread opens a replacement if one is wanted.
             self.close_conn(rejected.conn, rejected.reason);
             if let Some(error) = rejected.error {
                 self.shielded("the error handler", || {
@@ -562,7 +562,7 @@ where
         Err(slots)
     }
 
-    /// Releases the lock, and wakes the pool's thread if the pool now wants a connection: after
+    /// Releases the lock, and wakes the opener thread if the pool now wants a connection: after
     /// an idle connection was taken (`min_idle`), or a place was freed (waiters, `min_idle`).
     #[inline]
     fn unlock_and_refill(&self, slots: MutexGuard<'_, PoolSlots<M>>) {
@@ -870,7 +870,7 @@ where
     }
 
     /// Runs user code (a handler, a customizer, a driver's drop) where a panic must not escape:
-    /// on the pool's thread, or before the pool has finished its own bookkeeping. The panic is
+    /// on one of the pool's threads, or before the pool has finished its own bookkeeping. The panic is
     /// logged with what was being done.
     pub(crate) fn shielded(&self, doing: &str, f: impl FnOnce()) {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {

@@ -52,7 +52,7 @@ use crate::sync::Condvar;
 /// the idle stack, a waiter and a guard copies one pointer.
 pub(crate) struct Conn<C, H> {
     pub(crate) raw: C,
-    /// The connection's own reference to its pool (see `pool::Home`); opaque here.
+    /// The connection's own reference to its pool (`shared::Home`); opaque here.
     pub(crate) home: H,
     pub(crate) id: u64,
     pub(crate) born: Stamp,
@@ -275,7 +275,7 @@ impl<C, H> Slots<C, H> {
         Some(conn)
     }
 
-    /// Whether the pool's thread should open a connection now (back-off aside): some thread
+    /// Whether the opener thread should open a connection now (back-off aside): some thread
     /// waits that no connection being opened will serve, or there are fewer idle connections
     /// than `min_idle`, and there is room.
     #[inline]
@@ -287,7 +287,7 @@ impl<C, H> Slots<C, H> {
                 || self.idle.len() as u32 + self.opening < self.min_idle)
     }
 
-    /// When the pool's thread may try to connect again after failures (`None`: now).
+    /// When the opener thread may try to connect again after failures (`None`: now).
     pub(crate) fn retry_at(&self) -> Option<Instant> {
         self.retry_at
     }
@@ -865,7 +865,8 @@ impl<C, H> Slots<C, H> {
         next
     }
 
-    /// Whether `build` has its connections: `target` open, or the pool closed.
+    /// Whether `build` has its connections: at least `target` open. (`build` checks whether the
+    /// pool closed meanwhile on its own, before asking.)
     pub(crate) fn has_open(&self, target: u32) -> bool {
         self.open >= target
     }
