@@ -211,6 +211,8 @@ where
             Ok(raw)
         }));
         let took = started.elapsed();
+        // When the attempt ended: what the outage's lines measure from.
+        let ended = started + took;
         self.overran
             .check(&self.config.name, ManagerCall::Connect, budget, took);
         let raw = match outcome {
@@ -220,7 +222,7 @@ where
                     .unwrap_or(false);
                 let cause = Arc::new(Cause::capture(&err));
                 attempt.failed(cause.clone(), permanent);
-                self.log_failure(outage, &cause);
+                self.log_failure(outage, &cause, ended);
                 // r2d2's semantics: the handler hears of every error (the default one logs
                 // it at `debug` only, as the line above tells the outage).
                 self.shielded("the error handler", || {
@@ -234,11 +236,11 @@ where
                     panic_text(&panic)
                 )));
                 attempt.failed(cause.clone(), false);
-                self.log_failure(outage, &cause);
+                self.log_failure(outage, &cause, ended);
                 return;
             }
         };
-        if let Some(line) = outage.connected(&self.config.name, Instant::now()) {
+        if let Some(line) = outage.connected(&self.config.name, ended) {
             log_shielded!(log::Level::Info, "{line}");
         }
         #[cfg(feature = "metrics")]
@@ -293,9 +295,10 @@ where
         }
     }
 
-    /// Tells the log about a failed connect, as `outage` decides (off the pool's lock).
-    fn log_failure(&self, outage: &mut Outage, cause: &Arc<Cause>) {
-        if let Some(line) = outage.failed(&self.config.name, cause, Instant::now()) {
+    /// Tells the log about a connect that failed at `now`, as `outage` decides (off the
+    /// pool's lock).
+    fn log_failure(&self, outage: &mut Outage, cause: &Arc<Cause>, now: Instant) {
+        if let Some(line) = outage.failed(&self.config.name, cause, now) {
             log_shielded!(log::Level::Error, "{line}");
         }
     }

@@ -10,11 +10,10 @@
 //!    `closing` count connections on their way in and out.
 //! 2. The pool never holds more places than `max_size` allows, and a smaller `max_size` (set at
 //!    run time) is reached as connections come back:
-//!    - a. `open + opening + closing <= ceiling`, where `ceiling` is `max_size`, or, after
-//!      `max_size` was lowered below the places then held, that number of places, which only
-//!      goes down as places free until it meets `max_size` again (`ceiling == max(max_size,
-//!      open + opening + closing)` at all times): so the places held never grow while they
-//!      exceed `max_size`; no connect starts unless `open + opening + closing < max_size`.
+//!    - a. The places held, `open + opening + closing`, grow only when a connect starts, and
+//!      no connect starts unless they are below `max_size` (asserted in `begin_open`): so they
+//!      never exceed `max_size` but after it was lowered, and then only come down, to
+//!      `max_size` at the least, as places free.
 //!    - b. Connections beyond `max_size` are never idle: `open + opening > max_size` implies
 //!      `idle.is_empty()`. Lowering `max_size` retires idle connections (least recently used
 //!      first) until this holds, and any connection that comes back (checked in, validated by
@@ -166,12 +165,8 @@ pub(crate) struct Slots<C, H> {
     /// A check-in lowered `next_reap`: the reaper must be woken to replan.
     nudge: bool,
     max_size: u32,
-    /// How many idle connections the pool keeps ready: `min_idle_setting`, or `max_size`.
-    min_idle: u32,
-    /// `min_idle` as the user set it (`None`: follow `max_size`).
-    min_idle_setting: Option<u32>,
-    /// The most places (`open + opening + closing`) the pool may hold (invariant 2a).
-    ceiling: u32,
+    /// `min_idle` as the user set it (`None`: follow `max_size`); see [`Slots::min_idle`].
+    min_idle: Option<u32>,
     idle_timeout: Option<Duration>,
     /// Idle connections the reaper took out to validate.
     validating: u32,
@@ -224,9 +219,7 @@ impl<C, H> Slots<C, H> {
             next_reap: Stamp::NEVER,
             nudge: false,
             max_size,
-            min_idle: min_idle.unwrap_or(max_size),
-            min_idle_setting: min_idle,
-            ceiling: max_size,
+            min_idle,
             idle_timeout,
             validating: 0,
             waiters: VecDeque::new(),
@@ -284,7 +277,7 @@ impl<C, H> Slots<C, H> {
             && self.opening < MAX_OPENING
             && !self.closed
             && (self.waiters.len() as u32 > self.opening
-                || self.idle.len() as u32 + self.opening < self.min_idle)
+                || self.idle.len() as u32 + self.opening < self.min_idle())
     }
 
     /// When the opener thread may try to connect again after failures (`None`: now).
@@ -417,16 +410,6 @@ impl<C, H> Slots<C, H> {
     fn check(&self) {
         #[cfg(debug_assertions)]
         {
-            let places = self.open + self.opening + self.closing;
-            assert!(
-                places <= self.ceiling && self.ceiling == self.max_size.max(places),
-                "open {} + opening {} + closing {}: ceiling {}, max_size {}",
-                self.open,
-                self.opening,
-                self.closing,
-                self.ceiling,
-                self.max_size
-            );
             assert!(
                 self.open + self.opening <= self.max_size || self.idle.is_empty(),
                 "{} idle connections beyond max_size {} (open {}, opening {})",
@@ -435,11 +418,7 @@ impl<C, H> Slots<C, H> {
                 self.open,
                 self.opening
             );
-            assert!(self.min_idle <= self.max_size);
-            assert_eq!(
-                self.min_idle,
-                self.min_idle_setting.unwrap_or(self.max_size)
-            );
+            assert!(self.min_idle() <= self.max_size);
             assert!(self.opening <= MAX_OPENING);
             assert!(
                 self.idle.is_empty() || self.waiters.is_empty(),
@@ -509,10 +488,17 @@ impl<C, H> Slots<C, H> {
         self.open + self.opening + self.closing
     }
 
-    /// A place freed: the ceiling comes down with the places held, to `max_size` at the least
-    /// (invariant 2a).
-    fn place_freed(&mut self) {
-        self.ceiling = self.ceiling.min(self.places()).max(self.max_size);
+    /// The most places the pool may hold now (invariant 2a): `max_size`, or more while
+    /// connections beyond a lowered `max_size` are still out.
+    #[cfg(test)]
+    fn ceiling(&self) -> u32 {
+        self.max_size.max(self.places())
+    }
+
+    /// How many idle connections the pool keeps ready: `min_idle` as set, or `max_size`.
+    #[inline]
+    fn min_idle(&self) -> u32 {
+        self.min_idle.unwrap_or(self.max_size)
     }
 
     /// Sets `max_size` at run time. Growing makes room at once (the caller wakes the opener,
@@ -526,7 +512,7 @@ impl<C, H> Slots<C, H> {
         if max_size == 0 {
             return Err(Error::config("max_size", "must be at least 1, got 0"));
         }
-        if let Some(min_idle) = self.min_idle_setting.filter(|m| *m > max_size) {
+        if let Some(min_idle) = self.min_idle.filter(|m| *m > max_size) {
             return Err(Error::config(
                 "max_size",
                 format!(
@@ -535,8 +521,6 @@ impl<C, H> Slots<C, H> {
             ));
         }
         self.max_size = max_size;
-        self.min_idle = self.min_idle_setting.unwrap_or(max_size);
-        self.ceiling = max_size.max(self.places());
         let mut out = Vec::new();
         while self.open + self.opening > max_size && !self.idle.is_empty() {
             // The bottom of the stack is the least recently used.
@@ -562,15 +546,14 @@ impl<C, H> Slots<C, H> {
                 ),
             ));
         }
-        self.min_idle_setting = min_idle;
-        self.min_idle = min_idle.unwrap_or(self.max_size);
+        self.min_idle = min_idle;
         self.check();
         Ok(())
     }
 
     /// `max_size` and `min_idle` as set (the latter `None` when it follows `max_size`).
     pub(crate) fn sizes(&self) -> (u32, Option<u32>) {
-        (self.max_size, self.min_idle_setting)
+        (self.max_size, self.min_idle)
     }
 
     /// Whether every connection is gone: none open (checked out, idle, handed over, being
@@ -604,7 +587,6 @@ impl<C, H> Slots<C, H> {
     /// A retired connection has finished closing: its place is free.
     pub(crate) fn closed_one(&mut self) {
         self.closing -= 1;
-        self.place_freed();
         self.check();
     }
 
@@ -612,7 +594,6 @@ impl<C, H> Slots<C, H> {
     pub(crate) fn detach(&mut self) {
         self.open -= 1;
         self.counters.detached += 1;
-        self.place_freed();
         self.check();
     }
 
@@ -660,7 +641,6 @@ impl<C, H> Slots<C, H> {
     /// no connection can come back, the waiting threads are woken to fail.
     pub(crate) fn open_failed(&mut self, cause: Arc<Cause>, permanent: bool) {
         self.opening -= 1;
-        self.place_freed();
         self.counters.connect_failures += 1;
         self.permanent = permanent;
         let now = Instant::now();
@@ -749,7 +729,7 @@ impl<C, H> Slots<C, H> {
                 at += 1;
             }
         }
-        let excess = (self.idle.len() as u32).saturating_sub(self.min_idle) as usize;
+        let excess = (self.idle.len() as u32).saturating_sub(self.min_idle()) as usize;
         if let Some(cutoff) = idle_since.filter(|_| excess > 0) {
             // Oldest first, never below min_idle. The idle stack is nearly in check-in order,
             // but not exactly (a connection back from keepalive, clocks read before locking).
@@ -853,7 +833,7 @@ impl<C, H> Slots<C, H> {
             next = next.min(conn.expires);
         }
         if let Some(timeout) = self.idle_timeout {
-            if self.idle.len() as u32 > self.min_idle {
+            if self.idle.len() as u32 > self.min_idle() {
                 if let Some(oldest) = self.idle.iter().map(|c| c.checked_in).min() {
                     next = next.min(oldest.after(timeout));
                 }
@@ -1135,10 +1115,14 @@ mod tests {
         // Open 3 (one out) and one on its way: the idle ones go, least recently used first.
         let shrunk: Vec<u64> = s.set_max_size(1).unwrap().iter().map(|c| c.id).collect();
         assert_eq!(shrunk, vec![1, 2]);
-        assert_eq!((s.ceiling, s.min_idle), (4, 1), "min_idle follows max_size");
+        assert_eq!(
+            (s.ceiling(), s.min_idle()),
+            (4, 1),
+            "min_idle follows max_size"
+        );
         assert!(!s.wants_connection());
         s.closed_one();
-        assert_eq!(s.ceiling, 3, "the ceiling comes down as places free");
+        assert_eq!(s.ceiling(), 3, "the ceiling comes down as places free");
         s.closed_one();
         // The connection being opened arrives beyond the size: it is retired.
         let (arrived, why) = s.opened(conn(4, generation)).unwrap();
@@ -1148,7 +1132,7 @@ mod tests {
         assert!(s.check_in(out, None, t(1)).is_none());
         let m = s.metrics();
         assert_eq!((m.connections, m.idle, m.closed_shrunk), (1, 1, 3));
-        assert_eq!(s.ceiling, 1);
+        assert_eq!(s.ceiling(), 1);
         // Growing makes room at once.
         assert!(s.set_max_size(3).unwrap().is_empty());
         assert!(s.wants_connection());
