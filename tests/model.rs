@@ -118,6 +118,15 @@ fn hold(world: &World, conn: &PooledConnection<Fake>) {
     world.held.lock().unwrap().remove(&serial);
 }
 
+/// The opener's part in a model: three rounds of opening whatever the pool wants, with the
+/// other threads free to run between them.
+fn open_a_few(opener: &Opener<Fake>) {
+    for _ in 0..3 {
+        opener.open();
+        thread::yield_now();
+    }
+}
+
 /// Once every thread has finished and every guard is dropped: nothing is lost, waiting or
 /// half-done, the counts add up, and the pool's connections are exactly the live ones.
 fn assert_settled(pool: &Pool<Fake>, world: &World) {
@@ -330,12 +339,7 @@ fn check_in_races_evict_all() {
         evictor.evict_all();
         fresh_from.store(made_before + 1, Ordering::Relaxed);
     }));
-    threads.push(thread::spawn(move || {
-        for _ in 0..3 {
-            opener.open();
-            thread::yield_now();
-        }
-    }));
+    threads.push(thread::spawn(move || open_a_few(&opener)));
     for t in threads {
         t.join().unwrap();
     }
@@ -442,12 +446,7 @@ fn resize_races_check_outs() {
         thread::yield_now();
         resizer.set_max_size(2).unwrap();
     }));
-    threads.push(thread::spawn(move || {
-        for _ in 0..3 {
-            opener.open();
-            thread::yield_now();
-        }
-    }));
+    threads.push(thread::spawn(move || open_a_few(&opener)));
     for t in threads {
         t.join().unwrap();
     }

@@ -43,8 +43,11 @@ static PGBOUNCER: RwLock<()> = RwLock::new(());
 static ONE_SERVER: Mutex<()> = Mutex::new(());
 static TWO_SERVERS: Mutex<()> = Mutex::new(());
 
-fn shared() -> RwLockReadGuard<'static, ()> {
-    PGBOUNCER.read().unwrap_or_else(PoisonError::into_inner)
+/// A test that leaves PgBouncer as it found it: it runs beside the others like it, and only
+/// where PgBouncer answers (otherwise it says so, and under CI=true fails).
+fn sharing(test: &str) -> Option<RwLockReadGuard<'static, ()>> {
+    let guard = PGBOUNCER.read().unwrap_or_else(PoisonError::into_inner);
+    reachable(test).then_some(guard)
 }
 
 fn exclusive(lock: &'static Mutex<()>) -> MutexGuard<'static, ()> {
@@ -211,10 +214,10 @@ fn request(conn: &mut Client, i: i32) -> Result<(), String> {
 
 #[test]
 fn transaction_mode_serves_simple_typed_and_transactional_queries_from_several_instances() {
-    let _shared = shared();
-    if !reachable("transaction_mode_serves_simple_typed_and_transactional_queries") {
+    let Some(_shared) = sharing("transaction_mode_serves_simple_typed_and_transactional_queries")
+    else {
         return;
-    }
+    };
     // Four application instances of four connections each (16 clients on PgBouncer's 4
     // server connections), each used by four threads.
     const INSTANCES: usize = 4;
@@ -248,10 +251,9 @@ fn transaction_mode_serves_simple_typed_and_transactional_queries_from_several_i
 
 #[test]
 fn a_statement_prepared_before_is_missing_on_the_next_server_connection() {
-    let _shared = shared();
-    if !reachable("a_statement_prepared_before_is_missing") {
+    let Some(_shared) = sharing("a_statement_prepared_before_is_missing") else {
         return;
-    }
+    };
     let _two = exclusive(&TWO_SERVERS);
     fresh_servers("two_servers");
     let pool = pool(TRANSACTION, "two_servers", 1);
@@ -316,10 +318,9 @@ fn statement_left_behind(rows_outlive: bool) -> bool {
 
 #[test]
 fn rows_that_outlive_their_transaction_leave_its_statement_on_the_server() {
-    let _shared = shared();
-    if !reachable("rows_that_outlive_their_transaction") {
+    let Some(_shared) = sharing("rows_that_outlive_their_transaction") else {
         return;
-    }
+    };
     let _two = exclusive(&TWO_SERVERS);
     assert!(
         !statement_left_behind(false),
@@ -333,10 +334,9 @@ fn rows_that_outlive_their_transaction_leave_its_statement_on_the_server() {
 
 #[test]
 fn a_session_set_does_not_stick_and_reaches_other_clients() {
-    let _shared = shared();
-    if !reachable("a_session_set_does_not_stick") {
+    let Some(_shared) = sharing("a_session_set_does_not_stick") else {
         return;
-    }
+    };
     let _two = exclusive(&TWO_SERVERS);
     fresh_servers("two_servers");
     let pool = pool(TRANSACTION, "two_servers", 1);
@@ -412,10 +412,9 @@ fn run_instance(role: &str) -> String {
 
 #[test]
 fn another_instance_meets_the_statements_left_behind() {
-    let _shared = shared();
-    if !reachable("another_instance_meets_the_statements_left_behind") {
+    let Some(_shared) = sharing("another_instance_meets_the_statements_left_behind") else {
         return;
-    }
+    };
     let _one = exclusive(&ONE_SERVER);
     fresh_servers("one_server");
     assert_eq!(run_instance("keep"), "PREPARED");
@@ -432,10 +431,9 @@ fn another_instance_meets_the_statements_left_behind() {
 
 #[test]
 fn a_login_pgbouncer_refuses_fails_at_once_with_its_reason() {
-    let _shared = shared();
-    if !reachable("a_login_pgbouncer_refuses_fails_at_once") {
+    let Some(_shared) = sharing("a_login_pgbouncer_refuses_fails_at_once") else {
         return;
-    }
+    };
     capture_logs();
     let secret = "not-the-password-Zq8";
     let mut wrong = config(TRANSACTION, "test");
@@ -474,10 +472,9 @@ fn a_login_pgbouncer_refuses_fails_at_once_with_its_reason() {
 
 #[test]
 fn a_login_pgbouncer_holds_ends_at_the_pools_timeout_or_at_query_wait_timeout() {
-    let _shared = shared();
-    if !reachable("a_login_pgbouncer_holds") {
+    let Some(_shared) = sharing("a_login_pgbouncer_holds") else {
         return;
-    }
+    };
     // PgBouncer cannot reach the server behind `unreachable`: it holds the login. (No
     // connect_timeout of the driver's own: it would cap the manager's budget.)
     let mut unreachable = pg_local(TRANSACTION);
@@ -517,10 +514,9 @@ fn a_login_pgbouncer_holds_ends_at_the_pools_timeout_or_at_query_wait_timeout() 
 
 #[test]
 fn session_mode_keeps_a_session_within_a_pooled_connection() {
-    let _shared = shared();
-    if !reachable("session_mode_keeps_a_session") {
+    let Some(_shared) = sharing("session_mode_keeps_a_session") else {
         return;
-    }
+    };
     let pool = pool(SESSION, "test", 1);
     let marker = format!("session-{}", std::process::id());
     let stmt = {
@@ -539,10 +535,9 @@ fn session_mode_keeps_a_session_within_a_pooled_connection() {
 
 #[test]
 fn session_mode_serves_no_more_pooled_connections_than_pgbouncers_pool() {
-    let _shared = shared();
-    if !reachable("session_mode_serves_no_more_pooled_connections") {
+    let Some(_shared) = sharing("session_mode_serves_no_more_pooled_connections") else {
         return;
-    }
+    };
     // Two instances of 3 connections, as user `root` (PgBouncer's pools are per database and
     // user: this test has root's to itself), against PgBouncer's pool of 4: 6 clients, of
     // which 2 get no server connection until another client leaves.
