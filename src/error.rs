@@ -10,6 +10,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::human::Human;
+
 /// The error type of a pool.
 ///
 /// A timeout's `Display` starts with `timed out waiting for connection`, then, when one is known,
@@ -408,24 +410,6 @@ impl fmt::Display for Chain<'_> {
     }
 }
 
-/// A duration as a person reads it: `850ms`, `1.204s`, `30s`.
-pub(crate) struct Human(pub(crate) Duration);
-
-impl fmt::Display for Human {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let d = self.0;
-        if d < Duration::from_millis(1) {
-            write!(f, "{}µs", d.as_micros())
-        } else if d < Duration::from_secs(1) {
-            write!(f, "{}ms", d.as_millis())
-        } else if d.subsec_millis() == 0 {
-            write!(f, "{}s", d.as_secs())
-        } else {
-            write!(f, "{}.{:03}s", d.as_secs(), d.subsec_millis())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,14 +449,6 @@ mod tests {
             "FATAL: password authentication failed"
         );
         assert_eq!(Chain(&cause).to_string(), Chain(&err).to_string());
-    }
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(Human(Duration::from_micros(5)).to_string(), "5µs");
-        assert_eq!(Human(Duration::from_millis(850)).to_string(), "850ms");
-        assert_eq!(Human(Duration::from_millis(1204)).to_string(), "1.204s");
-        assert_eq!(Human(Duration::from_secs(30)).to_string(), "30s");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::error::Human;
+use crate::human::Human;
 
 /// How many return addresses a check-out records: the pool's own frames (a few) and the
 /// caller's nearest ones. Each costs about 0.15 µs to record.

@@ -519,49 +519,43 @@ macro_rules! log_shielded {
 #[doc = include_str!("../README.md")]
 struct ReadmeExamples;
 
+// The floors, lowest first; a module imports only from floors below its own.
+// 1. Leaves: time, text, errors, the traits a driver implements, the figures a pool reports.
 mod clock;
-mod config;
-#[cfg(feature = "diesel")]
-#[path = "drivers/diesel.rs"]
-pub mod diesel;
 mod error;
 pub mod event;
 mod extensions;
-mod keepalive;
+mod human;
 pub mod leak;
 mod manager;
 mod metrics;
+pub mod sizing;
+mod sync;
+// 2. Settings and the builder.
+mod config;
+// 3. The state behind the lock, and the engine over it.
+mod core;
+mod state;
+// 4. The pool's threads.
+mod worker;
+// 5. The public face.
+mod pool;
+// 6. Drivers, and the model checker's entry points.
+mod drivers;
 #[cfg(sluicegate_model)]
 #[doc(hidden)]
 pub mod model;
+
+#[cfg(feature = "diesel")]
+pub use crate::drivers::diesel;
 #[cfg(feature = "mysql")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
-#[path = "drivers/mysql.rs"]
-pub mod mysql;
-mod opener;
-mod pool;
+pub use crate::drivers::mysql;
 #[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-#[path = "drivers/postgres.rs"]
-pub mod postgres;
-#[cfg(feature = "metrics")]
-mod publish;
+pub use crate::drivers::postgres;
 #[cfg(feature = "r2d2")]
-#[cfg_attr(docsrs, doc(cfg(feature = "r2d2")))]
-#[path = "drivers/r2d2.rs"]
-pub mod r2d2;
-mod reaper;
-mod shared;
-pub mod sizing;
-mod slots;
-#[cfg(all(any(feature = "postgres", feature = "mysql"), target_os = "linux"))]
-#[path = "drivers/socket.rs"]
-mod socket;
+pub use crate::drivers::r2d2;
 #[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-#[path = "drivers/sqlite.rs"]
-pub mod sqlite;
-mod sync;
+pub use crate::drivers::sqlite;
 
 pub use crate::config::Builder;
 pub use crate::error::Error;

@@ -9,6 +9,9 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "metrics")]
+pub(crate) mod publish;
+
 /// The pool's size at one moment, as r2d2 reports it.
 ///
 /// # Examples

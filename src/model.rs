@@ -4,7 +4,7 @@
 //! are OS threads the model checker (shuttle) neither sees nor schedules. A model pool has
 //! none: it is built like `Pool::unusable` (the wake-up channels' receivers are dropped, so
 //! wake-ups go nowhere), and its connections are opened synchronously, by the test, through
-//! the opener's own bookkeeping (`Slots::begin_open`, then `Slots::opened`). Check-out,
+//! the opener's own bookkeeping (`PoolState::begin_open`, then `PoolState::opened`). Check-out,
 //! check-in, `close`, `evict_all` and `detach` then run the real code, on threads shuttle
 //! schedules.
 
@@ -13,12 +13,12 @@ use std::sync::{Arc, Weak};
 
 use crate::clock::{Clock, Stamp};
 use crate::config::Builder;
+use crate::core::{Core, Owner};
 use crate::error::{Cause, Error};
 use crate::extensions::Extensions;
 use crate::manager::ManageConnection;
 use crate::pool::Pool;
-use crate::shared::{Home, Shared};
-use crate::slots::Conn;
+use crate::state::Conn;
 
 /// Connection ids of model pools (far above the opener's, which count from 1).
 static NEXT_ID: AtomicU64 = AtomicU64::new(1 << 48);
@@ -42,7 +42,7 @@ where
     let (wake, _) = crossbeam_channel::bounded(1);
     let (reap, _) = crossbeam_channel::bounded(1);
     let (keep, _) = crossbeam_channel::bounded(1);
-    let shared = Arc::new(Shared::new(config, manager, wake, reap, keep));
+    let shared = Arc::new(Core::new(config, manager, wake, reap, keep));
     let opener = Opener(Arc::downgrade(&shared));
     for _ in 0..target {
         assert!(
@@ -54,7 +54,7 @@ where
 }
 
 /// Stands in for the pool's opener thread: like it, it holds the pool weakly.
-pub struct Opener<M>(Weak<Shared<M>>)
+pub struct Opener<M>(Weak<Core<M>>)
 where
     M: ManageConnection;
 
@@ -72,17 +72,17 @@ where
             return false;
         };
         let generation = {
-            let mut slots = shared.slots.lock();
-            if slots.is_closed() || !slots.wants_connection() {
+            let mut state = shared.state.lock();
+            if state.is_closed() || !state.wants_connection() {
                 return false;
             }
-            slots.begin_open()
+            state.begin_open()
         };
         let raw = match shared.manager.connect() {
             Ok(raw) => raw,
             Err(err) => {
-                let mut slots = shared.slots.lock();
-                slots.open_failed(Arc::new(Cause::capture(&err)), false);
+                let mut state = shared.state.lock();
+                state.open_failed(Arc::new(Cause::capture(&err)), false);
                 shared.progress.notify_all();
                 return false;
             }
@@ -91,7 +91,7 @@ where
         let now = shared.clock.now();
         let conn = Box::new(Conn {
             raw,
-            home: Arc::new(Home(shared.clone())),
+            home: Arc::new(Owner(shared.clone())),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             born,
             expires: shared
@@ -105,8 +105,8 @@ where
             extensions: Extensions::new(),
         });
         let retired = {
-            let mut slots = shared.slots.lock();
-            let retired = slots.opened(conn);
+            let mut state = shared.state.lock();
+            let retired = state.opened(conn);
             shared.progress.notify_all();
             retired
         };

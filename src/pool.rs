@@ -12,15 +12,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::{Builder, Config};
+use crate::core::{Core, Owner, Pooled, wait_until};
 use crate::error::{Error, Kind, Phase};
 use crate::event::CheckoutEvent;
 use crate::extensions::Extensions;
 use crate::leak::Leak;
 use crate::manager::ManageConnection;
 use crate::metrics::{Metrics, State};
-use crate::shared::{Home, Pooled, Shared, wait_until};
-use crate::slots::Conn;
-use crate::{keepalive, opener, reaper};
+use crate::state::Conn;
+use crate::worker::{keepalive, opener, reaper};
 
 /// A pool of connections, shared by cloning.
 ///
@@ -84,7 +84,7 @@ struct Handle<M>
 where
     M: ManageConnection,
 {
-    shared: Arc<Shared<M>>,
+    shared: Arc<Core<M>>,
 }
 
 impl<M> Drop for Handle<M>
@@ -111,7 +111,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The sizes as they are now (they change at run time); the rest as built.
-        let (max_size, min_idle) = self.shared().slots.lock().sizes();
+        let (max_size, min_idle) = self.shared().state.lock().sizes();
         f.debug_struct("Pool")
             .field("name", &self.name())
             .field("state", &self.state())
@@ -184,7 +184,7 @@ where
         let reaper_name = format!("sluice-reap-{}", config.name);
         let keeper_name = format!("sluice-keep-{}", config.name);
         let keeps_alive = config.keepalive.is_some();
-        let shared = Arc::new(Shared::new(config, manager, wake, reap, keep));
+        let shared = Arc::new(Core::new(config, manager, wake, reap, keep));
         let weak = Arc::downgrade(&shared);
         let spawned = thread::Builder::new()
             .name(opener_name)
@@ -211,7 +211,7 @@ where
                 pool,
                 reason: err.to_string(),
             }));
-            shared.wake_worker();
+            shared.wake_opener();
         }
         Pool(Arc::new(Handle { shared }))
     }
@@ -225,14 +225,14 @@ where
         let (wake, _) = crossbeam_channel::bounded(1);
         let (reap, _) = crossbeam_channel::bounded(1);
         let (keep, _) = crossbeam_channel::bounded(1);
-        let shared = Arc::new(Shared::new(config, manager, wake, reap, keep));
+        let shared = Arc::new(Core::new(config, manager, wake, reap, keep));
         shared.refuse(error);
         Pool(Arc::new(Handle { shared }))
     }
 
     /// A pool around `shared`, with no threads: for `crate::model` only.
     #[cfg(sluicegate_model)]
-    pub(crate) fn from_shared(shared: Arc<Shared<M>>) -> Pool<M> {
+    pub(crate) fn from_shared(shared: Arc<Core<M>>) -> Pool<M> {
         Pool(Arc::new(Handle { shared }))
     }
 
@@ -242,26 +242,26 @@ where
         let target = shared.config.min_idle_target();
         let start = Instant::now();
         let deadline = start.checked_add(shared.config.connection_timeout);
-        let mut slots = shared.slots.lock();
+        let mut state = shared.state.lock();
         loop {
-            if slots.is_closed() {
-                return Err(slots.refusal(&shared.config.name));
+            if state.is_closed() {
+                return Err(state.refusal(&shared.config.name));
             }
-            if slots.has_open(target) {
+            if state.has_open(target) {
                 return Ok(());
             }
-            if let Some(err) = shared.permanent(&slots, start) {
+            if let Some(err) = shared.permanent(&state, start) {
                 return Err(err);
             }
-            let waited = wait_until(&shared.progress, &mut slots, deadline);
-            if waited.timed_out() && !slots.has_open(target) {
-                return Err(shared.timed_out(&slots, start, Phase::Build { target }));
+            let waited = wait_until(&shared.progress, &mut state, deadline);
+            if waited.timed_out() && !state.has_open(target) {
+                return Err(shared.timed_out(&state, start, Phase::Build { target }));
             }
         }
     }
 
     #[inline]
-    fn shared(&self) -> &Arc<Shared<M>> {
+    fn shared(&self) -> &Arc<Core<M>> {
         &self.0.shared
     }
 
@@ -373,7 +373,7 @@ where
     /// ```
     #[must_use]
     pub fn state(&self) -> State {
-        self.shared().slots.lock().state()
+        self.shared().state.lock().state()
     }
 
     /// Every gauge and counter of the pool, taken at one moment.
@@ -491,7 +491,7 @@ where
         tracker.report(&leaks);
         let threshold = match tracker.threshold() {
             zero if zero.is_zero() => String::new(),
-            threshold => format!(" for longer than {}", crate::error::Human(threshold)),
+            threshold => format!(" for longer than {}", crate::human::Human(threshold)),
         };
         let mut message = format!(
             "pool {:?}: {} connection{} leaked (still checked out{threshold}):",
@@ -605,7 +605,7 @@ where
     /// ```
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        self.shared().slots.lock().is_closed()
+        self.shared().state.lock().is_closed()
     }
 
     /// Retires every current connection and refills the pool with new ones: idle connections
@@ -675,7 +675,7 @@ where
     /// ```
     #[must_use]
     pub fn max_size(&self) -> u32 {
-        self.shared().slots.lock().sizes().0
+        self.shared().state.lock().sizes().0
     }
 
     /// Changes [`max_size`](Builder::max_size) while the pool runs.
@@ -771,7 +771,7 @@ where
     /// ```
     #[must_use]
     pub fn min_idle(&self) -> Option<u32> {
-        self.shared().slots.lock().sizes().1
+        self.shared().state.lock().sizes().1
     }
 
     /// The configured [`test_on_check_out`](Builder::test_on_check_out).
@@ -1079,7 +1079,7 @@ where
     M: ManageConnection,
 {
     /// The connection's home (a clone of `conn.home`): the way back to the pool.
-    home: Arc<Home<M>>,
+    home: Arc<Owner<M>>,
     /// `None` only after `detach`.
     conn: Option<Pooled<M>>,
     /// When it was checked out, if an event handler or the published histograms want to know.
@@ -1133,7 +1133,7 @@ where
     }
 
     #[inline]
-    fn inner(&self) -> &Conn<M::Connection, Arc<Home<M>>> {
+    fn inner(&self) -> &Conn<M::Connection, Arc<Owner<M>>> {
         match &self.conn {
             Some(conn) => conn,
             None => unreachable!("a PooledConnection holds its connection until it is dropped"),
@@ -1141,7 +1141,7 @@ where
     }
 
     #[inline]
-    fn inner_mut(&mut self) -> &mut Conn<M::Connection, Arc<Home<M>>> {
+    fn inner_mut(&mut self) -> &mut Conn<M::Connection, Arc<Owner<M>>> {
         match &mut self.conn {
             Some(conn) => conn,
             None => unreachable!("a PooledConnection holds its connection until it is dropped"),

@@ -198,7 +198,7 @@ impl MysqlConnectionManager {
         };
         let (description, kind) = match (&err, io_cause(&err)) {
             (Error::DriverError(DriverError::ConnectTimeout), _) => (
-                format!("no answer within {}", crate::error::Human(timeout)),
+                format!("no answer within {}", crate::human::Human(timeout)),
                 std::io::ErrorKind::TimedOut,
             ),
             // A read or write that ran into the socket timeouts, bare or inside the driver's
@@ -212,7 +212,7 @@ impl MysqlConnectionManager {
                 (
                     format!(
                         "no answer to the login within {}",
-                        crate::error::Human(timeout)
+                        crate::human::Human(timeout)
                     ),
                     std::io::ErrorKind::TimedOut,
                 )
@@ -249,7 +249,7 @@ mod socket {
 
     use rustix::net::sockopt::{Timeout, set_socket_timeout};
 
-    use crate::socket::{Look, look};
+    use crate::drivers::socket::{Look, look};
 
     /// Whether read and write timeouts can be put on a connection's socket.
     pub(super) const CAN_SET_TIMEOUTS: bool = true;

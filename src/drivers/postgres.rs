@@ -120,7 +120,7 @@ use ::postgres::{Client, Config, Socket};
 use parking_lot::Mutex;
 
 use crate::Extensions;
-use crate::error::Human;
+use crate::human::Human;
 
 /// How many connect attempts that got no answer may still be waiting (each on a thread of its
 /// own) before the manager stops starting new ones: a bound on threads, whatever the server
@@ -434,7 +434,7 @@ impl SessionSocket {
     /// alert. Notifications, notices and parameter changes leave it open.
     #[cfg(target_os = "linux")]
     fn ended(&self) -> bool {
-        use crate::socket::{Look, look};
+        use crate::drivers::socket::{Look, look};
         use std::os::fd::AsFd;
         /// A TLS record carrying an alert, as TLS 1.2 shows it (a close, or a fatal error).
         const TLS_ALERT: u8 = 0x15;
@@ -465,7 +465,7 @@ mod sockets {
     use rustix::net::Shutdown;
 
     use super::{Peer, SessionSocket, Target};
-    use crate::socket::{self, Sockets};
+    use crate::drivers::socket::{self, Sockets};
 
     pub(super) type Before = Sockets;
 

@@ -23,12 +23,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::clock::{Clock, Stamp};
-use crate::error::{Cause, Chain, Human};
+use crate::core::{Core, ManagerCall, Owner, panic_text};
+use crate::error::{Cause, Chain};
 use crate::event::AcquireEvent;
 use crate::extensions::Extensions;
+use crate::human::Human;
 use crate::manager::ManageConnection;
-use crate::shared::{Home, ManagerCall, Shared, panic_text};
-use crate::slots::Conn;
+use crate::state::Conn;
 
 /// Connection ids, unique within the process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -146,7 +147,7 @@ impl Outage {
 }
 
 /// The thread's body.
-pub(crate) fn run<M>(pool: Weak<Shared<M>>, woken: Receiver<()>)
+pub(crate) fn run<M>(pool: Weak<Core<M>>, woken: Receiver<()>)
 where
     M: ManageConnection,
 {
@@ -176,19 +177,19 @@ where
     }
 }
 
-impl<M> Shared<M>
+impl<M> Core<M>
 where
     M: ManageConnection,
 {
     fn next_job(&self) -> Job {
-        let mut slots = self.slots.lock();
-        if slots.is_closed() {
+        let mut state = self.state.lock();
+        if state.is_closed() {
             return Job::Exit;
         }
-        if slots.wants_connection() {
-            match slots.retry_at() {
+        if state.wants_connection() {
+            match state.retry_at() {
                 Some(retry) if retry > Instant::now() => return Job::Sleep(Some(retry)),
-                _ => return Job::Open(slots.begin_open()),
+                _ => return Job::Open(state.begin_open()),
             }
         }
         Job::Sleep(None)
@@ -255,7 +256,7 @@ where
         let now = self.clock.now();
         let conn = Box::new(Conn {
             raw,
-            home: Arc::new(Home(self.clone())),
+            home: Arc::new(Owner(self.clone())),
             id,
             born,
             expires,
@@ -282,10 +283,10 @@ where
             Human(took)
         );
         let (retired, nudge) = {
-            let mut slots = self.slots.lock();
-            let retired = slots.opened(conn);
+            let mut state = self.state.lock();
+            let retired = state.opened(conn);
             self.progress.notify_all();
-            (retired, slots.take_nudge())
+            (retired, state.take_nudge())
         };
         if nudge {
             self.wake_reaper();
@@ -311,7 +312,7 @@ struct Attempt<'a, M>
 where
     M: ManageConnection,
 {
-    shared: &'a Shared<M>,
+    shared: &'a Core<M>,
     settled: bool,
 }
 
@@ -321,8 +322,8 @@ where
 {
     fn failed(&mut self, cause: Arc<Cause>, permanent: bool) {
         self.settled = true;
-        let mut slots = self.shared.slots.lock();
-        slots.open_failed(cause, permanent);
+        let mut state = self.shared.state.lock();
+        state.open_failed(cause, permanent);
         self.shared.progress.notify_all();
     }
 }

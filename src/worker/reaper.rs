@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::clock::{Clock, Stamp};
-use crate::error::Human;
+use crate::core::Core;
+use crate::human::Human;
 use crate::manager::ManageConnection;
-use crate::shared::Shared;
 
 /// Background rounds (the reaper's, and keepalive passes) never start closer together than
 /// this, whatever `reaper_rate`, `keepalive` or a stream of wake-ups ask for: a pool must
@@ -54,13 +54,13 @@ pub(crate) fn rest(woken: &Receiver<()>, not_before: Instant, until: Option<Inst
 /// metrics.
 fn period(reaper_rate: Duration) -> Duration {
     #[cfg(feature = "metrics")]
-    return reaper_rate.min(crate::publish::INTERVAL);
+    return reaper_rate.min(crate::metrics::publish::INTERVAL);
     #[cfg(not(feature = "metrics"))]
     reaper_rate
 }
 
 /// The thread's body.
-pub(crate) fn run<M>(pool: Weak<Shared<M>>, woken: Receiver<()>)
+pub(crate) fn run<M>(pool: Weak<Core<M>>, woken: Receiver<()>)
 where
     M: ManageConnection,
 {
@@ -101,7 +101,7 @@ where
     }
 }
 
-impl<M> Shared<M>
+impl<M> Core<M>
 where
     M: ManageConnection,
 {
@@ -130,18 +130,18 @@ where
         }
         #[cfg(feature = "metrics")]
         self.shielded("publishing metrics", || {
-            crate::publish::publish(&self.config.name, &self.metrics());
+            crate::metrics::publish::publish(&self.config.name, &self.metrics());
         });
         let (now, now_stamp) = (Instant::now(), Clock::Precise.now());
         let latest = latest.map_or(Stamp::NEVER, |at| {
             now_stamp.after(at.saturating_duration_since(now))
         });
         let next = {
-            let mut slots = self.slots.lock();
-            if slots.is_closed() {
+            let mut state = self.state.lock();
+            if state.is_closed() {
                 return None;
             }
-            slots.plan_reap(latest)
+            state.plan_reap(latest)
         };
         Some(now.checked_add(next.since(now_stamp)))
     }
@@ -152,11 +152,11 @@ where
         let now = Clock::Precise.now();
         let idle_since = self.config.idle_timeout.map(|timeout| now.before(timeout));
         let retired = {
-            let mut slots = self.slots.lock();
-            if slots.is_closed() {
+            let mut state = self.state.lock();
+            if state.is_closed() {
                 return None;
             }
-            slots.sweep(now, idle_since)
+            state.sweep(now, idle_since)
         };
         for (conn, reason) in retired {
             self.close_conn(conn, reason);

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use crate::clock::{Clock, Stamp};
+use crate::core::Core;
 use crate::manager::ManageConnection;
-use crate::reaper::{MIN_ROUND_GAP, rest};
-use crate::shared::Shared;
-use crate::slots::Retire;
+use crate::state::Retire;
+use crate::worker::reaper::{MIN_ROUND_GAP, rest};
 
 /// The shortest interval keepalive validates a connection at, whatever `keepalive` says.
 pub(crate) const KEEPALIVE_FLOOR: Duration = Duration::from_millis(100);
@@ -33,7 +33,7 @@ pub(crate) fn keepalive_due(keepalive: Duration) -> Duration {
 }
 
 /// The thread's body.
-pub(crate) fn run<M>(pool: Weak<Shared<M>>, woken: Receiver<()>)
+pub(crate) fn run<M>(pool: Weak<Core<M>>, woken: Receiver<()>)
 where
     M: ManageConnection,
 {
@@ -65,7 +65,7 @@ where
     }
 }
 
-impl<M> Shared<M>
+impl<M> Core<M>
 where
     M: ManageConnection,
 {
@@ -76,11 +76,11 @@ where
         let due = Clock::Precise.now().before(after);
         loop {
             let taken = {
-                let mut slots = self.slots.lock();
-                if slots.is_closed() {
+                let mut state = self.state.lock();
+                if state.is_closed() {
                     return None;
                 }
-                slots.take_for_keepalive(due)
+                state.take_for_keepalive(due)
             };
             let Some(mut conn) = taken else {
                 break;
@@ -88,14 +88,14 @@ where
             let proven = conn.proven;
             match self.validate(&mut conn, self.config.connection_timeout) {
                 Ok(()) => {
-                    let retired = self.slots.lock().kept_alive(conn, Clock::Precise.now());
+                    let retired = self.state.lock().kept_alive(conn, Clock::Precise.now());
                     if let Some((conn, reason)) = retired {
                         self.close_conn(conn, reason);
                     }
                 }
                 Err((cause, error)) => {
                     self.log_failure_closing(conn.id, "keepalive validation", &cause);
-                    self.slots.lock().keepalive_failed(Arc::new(cause), proven);
+                    self.state.lock().keepalive_failed(Arc::new(cause), proven);
                     self.close_conn(conn, Retire::Invalid);
                     if let Some(err) = error {
                         self.shielded("the error handler", || {
@@ -107,7 +107,7 @@ where
         }
         let (now, now_stamp) = (Instant::now(), Clock::Precise.now());
         let next: Stamp = self
-            .slots
+            .state
             .lock()
             .plan_keepalive(after, now_stamp.after(after));
         Some(now.checked_add(next.since(now_stamp)))

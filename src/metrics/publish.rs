@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use metrics::{Histogram, counter, gauge, histogram};
 
-use crate::metrics::Metrics;
+use super::Metrics;
 
 /// How often, at most, the reaper lets the published gauges and counters go stale.
 pub(crate) const INTERVAL: Duration = Duration::from_secs(1);

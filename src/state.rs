@@ -35,7 +35,7 @@
 //!    the next one waits out a back-off that grows with each failure in a row and never
 //!    shrinks below [`FIRST_BACKOFF`], so a failing database is never hammered.
 //!
-//! Debug builds check these after every change (`Slots::check`).
+//! Debug builds check these after every change (`PoolState::check`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -51,7 +51,7 @@ use crate::sync::Condvar;
 /// the idle stack, a waiter and a guard copies one pointer.
 pub(crate) struct Conn<C, H> {
     pub(crate) raw: C,
-    /// The connection's own reference to its pool (`shared::Home`); opaque here.
+    /// The connection's own reference to its pool (`shared::Owner`); opaque here.
     pub(crate) home: H,
     pub(crate) id: u64,
     pub(crate) born: Stamp,
@@ -151,7 +151,7 @@ pub(crate) fn backoff(failures: u32, connection_timeout: Duration) -> Duration {
 /// line: a check-out or check-in that finds no one waiting touches only that line (and reads
 /// the rarely written ones below).
 #[repr(C)]
-pub(crate) struct Slots<C, H> {
+pub(crate) struct PoolState<C, H> {
     /// Most recently used last.
     idle: Vec<Box<Conn<C, H>>>,
     open: u32,
@@ -165,7 +165,7 @@ pub(crate) struct Slots<C, H> {
     /// A check-in lowered `next_reap`: the reaper must be woken to replan.
     nudge: bool,
     max_size: u32,
-    /// `min_idle` as the user set it (`None`: follow `max_size`); see [`Slots::min_idle`].
+    /// `min_idle` as the user set it (`None`: follow `max_size`); see [`PoolState::min_idle`].
     min_idle: Option<u32>,
     idle_timeout: Option<Duration>,
     /// Idle connections the reaper took out to validate.
@@ -200,15 +200,15 @@ pub(crate) struct Limits {
     pub(crate) connection_timeout: Duration,
 }
 
-impl<C, H> Slots<C, H> {
-    pub(crate) fn new(limits: Limits) -> Slots<C, H> {
+impl<C, H> PoolState<C, H> {
+    pub(crate) fn new(limits: Limits) -> PoolState<C, H> {
         let Limits {
             max_size,
             min_idle,
             idle_timeout,
             connection_timeout,
         } = limits;
-        Slots {
+        PoolState {
             idle: Vec::with_capacity(max_size.min(1024) as usize),
             open: 0,
             opening: 0,
@@ -248,7 +248,7 @@ impl<C, H> Slots<C, H> {
         self.take_idle_preferring(u64::MAX)
     }
 
-    /// Like [`take_idle`](Slots::take_idle), but takes connection `preferred` (the one the
+    /// Like [`take_idle`](PoolState::take_idle), but takes connection `preferred` (the one the
     /// calling thread used last) if it is among the most recently returned: a thread that keeps
     /// its connection keeps its server session's caches and the scheduler's pairing of the
     /// thread with the server process, as a dedicated connection would.
@@ -358,7 +358,7 @@ impl<C, H> Slots<C, H> {
 
     /// Takes back a checked-out connection, or says why it must close instead: `verdict` is
     /// the returning thread's own finding (broken, expired), and the pool adds its own (closed,
-    /// evicted). A retired connection counts as closing until [`Slots::closed_one`].
+    /// evicted). A retired connection counts as closing until [`PoolState::closed_one`].
     pub(crate) fn check_in(
         &mut self,
         mut conn: Box<Conn<C, H>>,
@@ -660,7 +660,7 @@ impl<C, H> Slots<C, H> {
         self.permanent && self.open == 0
     }
 
-    /// The permanent error behind [`Slots::refuses_now`].
+    /// The permanent error behind [`PoolState::refuses_now`].
     pub(crate) fn permanent_error(&self) -> Option<Arc<Cause>> {
         match &self.last_error {
             Some((cause, Failed::Connect, _)) if self.refuses_now() => Some(cause.clone()),
@@ -946,9 +946,9 @@ mod tests {
         }
     }
 
-    fn open_one(slots: &mut Slots<u64, ()>, id: u64) {
-        let generation = slots.begin_open();
-        assert!(slots.opened(conn(id, generation)).is_none());
+    fn open_one(state: &mut PoolState<u64, ()>, id: u64) {
+        let generation = state.begin_open();
+        assert!(state.opened(conn(id, generation)).is_none());
     }
 
     #[test]
@@ -970,7 +970,7 @@ mod tests {
 
     #[test]
     fn a_new_connection_failing_its_first_validation_counts_toward_the_back_off() {
-        let mut s = Slots::new(limits(1, 0));
+        let mut s = PoolState::new(limits(1, 0));
         s.enqueue(Arc::new(Condvar::new()), false);
         for failures in 1..=3 {
             assert!(s.wants_connection());
@@ -1003,7 +1003,7 @@ mod tests {
 
     #[test]
     fn a_thread_gets_back_the_connection_it_used_last_if_it_is_near_the_top() {
-        let mut s = Slots::new(limits(12, 12));
+        let mut s = PoolState::new(limits(12, 12));
         for id in 1..=12 {
             open_one(&mut s, id);
         }
@@ -1027,7 +1027,7 @@ mod tests {
 
     #[test]
     fn idle_is_most_recently_used_first() {
-        let mut s = Slots::new(limits(3, 3));
+        let mut s = PoolState::new(limits(3, 3));
         for id in 0..3 {
             open_one(&mut s, id);
         }
@@ -1041,7 +1041,7 @@ mod tests {
 
     #[test]
     fn returned_connection_goes_to_the_longest_waiter() {
-        let mut s = Slots::new(limits(1, 1));
+        let mut s = PoolState::new(limits(1, 1));
         open_one(&mut s, 7);
         let held = s.take_idle().unwrap();
         let first = s.enqueue(Arc::new(Condvar::new()), false);
@@ -1056,7 +1056,7 @@ mod tests {
 
     #[test]
     fn demand_counts_connections_being_opened() {
-        let mut s: Slots<u64, ()> = Slots::new(limits(10, 0));
+        let mut s: PoolState<u64, ()> = PoolState::new(limits(10, 0));
         assert!(!s.wants_connection());
         s.enqueue(Arc::new(Condvar::new()), false);
         assert!(s.wants_connection());
@@ -1067,7 +1067,7 @@ mod tests {
 
     #[test]
     fn eviction_retires_idle_now_and_checked_out_on_return() {
-        let mut s = Slots::new(limits(2, 0));
+        let mut s = PoolState::new(limits(2, 0));
         open_one(&mut s, 1);
         open_one(&mut s, 2);
         let out = s.take_idle().unwrap();
@@ -1083,7 +1083,7 @@ mod tests {
 
     #[test]
     fn sweep_keeps_min_idle_and_closes_oldest_first() {
-        let mut s = Slots::new(limits(4, 1));
+        let mut s = PoolState::new(limits(4, 1));
         for id in 0..3 {
             open_one(&mut s, id);
         }
@@ -1103,7 +1103,7 @@ mod tests {
 
     #[test]
     fn shrinking_retires_idle_connections_now_and_the_rest_as_they_arrive() {
-        let mut s = Slots::new(Limits {
+        let mut s = PoolState::new(Limits {
             min_idle: None,
             ..limits(4, 0)
         });
@@ -1140,7 +1140,7 @@ mod tests {
 
     #[test]
     fn shut_down_wakes_waiters_and_drains_everything_idle_or_handed() {
-        let mut s = Slots::new(limits(2, 0));
+        let mut s = PoolState::new(limits(2, 0));
         open_one(&mut s, 1);
         open_one(&mut s, 2);
         let held = s.take_idle().unwrap();

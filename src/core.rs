@@ -1,7 +1,7 @@
 //! The pool behind the handles, and the three paths a connection takes through it: check-out
-//! ([`Shared::checkout`]), check-in ([`Shared::check_in`]) and closing ([`Shared::close_conn`]).
+//! ([`Core::checkout`]), check-in ([`Core::check_in`]) and closing ([`Core::close_conn`]).
 //!
-//! The lock (`Shared::slots`) is only ever held to move a connection or change a count: every
+//! The lock (`Core::state`) is only ever held to move a connection or change a count: every
 //! driver call, handler call, log line and connection drop happens after it is released. A
 //! thread that joined the queue keeps its place until it leaves with a connection that passed
 //! its checks: if the connection it was handed fails them, it rejoins at the head of the queue
@@ -18,13 +18,14 @@ use crossbeam_channel::Sender;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::error::{Cause, Chain, Error, Human, Permanent, Phase, TimedOut};
+use crate::error::{Cause, Chain, Error, Permanent, Phase, TimedOut};
 use crate::event::{CheckinEvent, ReleaseEvent, TimeoutEvent};
+use crate::human::Human;
 use crate::leak::Tracker;
 use crate::manager::ManageConnection;
 use crate::metrics::Metrics;
 use crate::pool::PooledConnection;
-use crate::slots::{Conn, Limits, Retire, Slots};
+use crate::state::{Conn, Limits, PoolState, Retire};
 use crate::sync::{Condvar, Mutex, MutexGuard, thread};
 
 /// A connection's way back to its pool: a strong reference to the pool, one per connection,
@@ -34,15 +35,15 @@ use crate::sync::{Condvar, Mutex, MutexGuard, thread};
 /// check-out and check-in on every core would fight over that one reference count (it halves
 /// throughput on two cores). A connection's home is only touched by whoever holds the
 /// connection, so its count travels with the connection instead.
-pub(crate) struct Home<M>(pub(crate) Arc<Shared<M>>)
+pub(crate) struct Owner<M>(pub(crate) Arc<Core<M>>)
 where
     M: ManageConnection;
 
 /// A connection as the pool stores it.
-pub(crate) type Pooled<M> = Box<Conn<<M as ManageConnection>::Connection, Arc<Home<M>>>>;
+pub(crate) type Pooled<M> = Box<Conn<<M as ManageConnection>::Connection, Arc<Owner<M>>>>;
 
 /// The pool's lock-protected state, for this manager.
-pub(crate) type PoolSlots<M> = Slots<<M as ManageConnection>::Connection, Arc<Home<M>>>;
+pub(crate) type LockedState<M> = PoolState<<M as ManageConnection>::Connection, Arc<Owner<M>>>;
 
 /// The pool itself, shared by the user's handles and every connection's home (which keep it
 /// alive) and, weakly, by the pool's two threads (the opener and the reaper).
@@ -50,11 +51,11 @@ pub(crate) type PoolSlots<M> = Slots<<M as ManageConnection>::Connection, Arc<Ho
 /// Idle connections hold their pool through their home, a cycle that closing the pool breaks:
 /// it drains every idle connection, and every connection that comes back to a closed pool is
 /// closed.
-pub(crate) struct Shared<M>
+pub(crate) struct Core<M>
 where
     M: ManageConnection,
 {
-    pub(crate) slots: CacheLine<Mutex<PoolSlots<M>>>,
+    pub(crate) state: CacheLine<Mutex<LockedState<M>>>,
     /// `build` waits here for its connections.
     pub(crate) progress: Condvar,
     pub(crate) config: Config<M::Connection, M::Error>,
@@ -65,7 +66,7 @@ where
     pub(crate) leaks: Option<Tracker>,
     /// The histograms the pool records into, as things happen.
     #[cfg(feature = "metrics")]
-    pub(crate) histograms: crate::publish::Histograms,
+    pub(crate) histograms: crate::metrics::publish::Histograms,
     /// Wakes the opener thread; its closing (when this is dropped) tells the thread to exit.
     wake: Sender<()>,
     /// Wakes the reaper thread, likewise.
@@ -203,7 +204,7 @@ impl Place {
     }
 }
 
-impl<M> Shared<M>
+impl<M> Core<M>
 where
     M: ManageConnection,
 {
@@ -214,7 +215,7 @@ where
         wake: Sender<()>,
         reap: Sender<()>,
         keep: Sender<()>,
-    ) -> Shared<M> {
+    ) -> Core<M> {
         // Connections are stamped for the skip window, the lifetime, keepalive and idle time.
         let window = (config.test_on_check_out && !config.validation_skip_window.is_zero())
             .then_some(config.validation_skip_window);
@@ -233,15 +234,15 @@ where
             idle_timeout: config.idle_timeout,
             connection_timeout: config.connection_timeout,
         };
-        Shared {
-            slots: CacheLine(Mutex::new(Slots::new(limits))),
+        Core {
+            state: CacheLine(Mutex::new(PoolState::new(limits))),
             progress: Condvar::new(),
             clock: Clock::for_finest(finest),
             leaks: config
                 .leak_detection_threshold
                 .map(|threshold| Tracker::new(config.name.clone(), threshold)),
             #[cfg(feature = "metrics")]
-            histograms: crate::publish::Histograms::new(&config.name),
+            histograms: crate::metrics::publish::Histograms::new(&config.name),
             config,
             manager,
             overran: Overran::default(),
@@ -253,7 +254,7 @@ where
     }
 
     /// Wakes the opener thread to look at the pool again.
-    pub(crate) fn wake_worker(&self) {
+    pub(crate) fn wake_opener(&self) {
         // A full channel already holds a wake-up the thread has not seen.
         let _ = self.wake.try_send(());
     }
@@ -265,25 +266,25 @@ where
 
     /// Every gauge and counter, the leak detector's included.
     pub(crate) fn metrics(&self) -> Metrics {
-        let mut metrics = self.slots.lock().metrics();
+        let mut metrics = self.state.lock().metrics();
         metrics.leaks_detected = self.leaks.as_ref().map_or(0, Tracker::detected);
         metrics
     }
 
     /// Closes the pool for good, failing every check-out with `error`.
     pub(crate) fn refuse(&self, error: Error) {
-        let drained = self.slots.lock().refuse(error);
+        let drained = self.state.lock().refuse(error);
         debug_assert!(drained.is_empty());
     }
 
     pub(crate) fn close(&self) {
         let drained = {
-            let mut slots = self.slots.lock();
-            let drained = slots.shut_down();
+            let mut state = self.state.lock();
+            let drained = state.shut_down();
             self.progress.notify_all();
             drained
         };
-        self.wake_worker();
+        self.wake_opener();
         self.wake_reaper();
         let _ = self.keep.try_send(());
         for conn in drained {
@@ -292,7 +293,7 @@ where
         // The reaper stops with the pool: the last word on the recorder is this one.
         #[cfg(feature = "metrics")]
         self.shielded("publishing metrics", || {
-            crate::publish::publish(&self.config.name, &self.metrics());
+            crate::metrics::publish::publish(&self.config.name, &self.metrics());
         });
     }
 
@@ -302,25 +303,25 @@ where
     /// (checked out, or being validated), and connections being opened or closed.
     pub(crate) fn close_within(&self, deadline: Option<Instant>) -> (u32, u32) {
         self.close();
-        let mut slots = self.slots.lock();
+        let mut state = self.state.lock();
         // `close_conn`, `detach` and the opener notify `progress` whenever a place frees.
-        while !slots.is_empty() {
-            if wait_until(&self.progress, &mut slots, deadline).timed_out() {
+        while !state.is_empty() {
+            if wait_until(&self.progress, &mut state, deadline).timed_out() {
                 break;
             }
         }
-        slots.outstanding()
+        state.outstanding()
     }
 
-    /// Sets `max_size`: see [`Slots::set_max_size`]. The idle connections it retires are
+    /// Sets `max_size`: see [`PoolState::set_max_size`]. The idle connections it retires are
     /// closed here, after unlocking.
     pub(crate) fn set_max_size(&self, max_size: u32) -> Result<(), Error> {
         let (was, shrunk) = {
-            let mut slots = self.slots.lock();
-            let was = slots.sizes().0;
-            let shrunk = slots.set_max_size(max_size)?;
+            let mut state = self.state.lock();
+            let was = state.sizes().0;
+            let shrunk = state.set_max_size(max_size)?;
             // Growing may let the opener serve waiting threads.
-            self.unlock_and_refill(slots);
+            self.unlock_and_refill(state);
             (was, shrunk)
         };
         if was != max_size {
@@ -343,22 +344,22 @@ where
         Ok(())
     }
 
-    /// Sets `min_idle`: see [`Slots::set_min_idle`].
+    /// Sets `min_idle`: see [`PoolState::set_min_idle`].
     pub(crate) fn set_min_idle(&self, min_idle: Option<u32>) -> Result<(), Error> {
-        let mut slots = self.slots.lock();
-        slots.set_min_idle(min_idle)?;
-        self.unlock_and_refill(slots);
+        let mut state = self.state.lock();
+        state.set_min_idle(min_idle)?;
+        self.unlock_and_refill(state);
         self.wake_reaper();
         Ok(())
     }
 
     /// Retires every current connection: idle ones now, the others when they come back.
     pub(crate) fn evict_all(&self) {
-        let evicted = self.slots.lock().evict_all();
+        let evicted = self.state.lock().evict_all();
         for conn in evicted {
             self.close_conn(conn, Retire::Evicted);
         }
-        self.wake_worker();
+        self.wake_opener();
     }
 
     /// Checks a connection out: an idle one at once, or one handed over after waiting in line
@@ -376,9 +377,9 @@ where
     ) -> Result<PooledConnection<M>, Option<Error>> {
         // The common case, kept small enough to inline: an idle connection that needs no check.
         if !self.config.events {
-            let mut slots = self.slots.lock();
-            if let Some(mut conn) = slots.take_idle_preferring(last_used()) {
-                self.unlock_and_refill(slots);
+            let mut state = self.state.lock();
+            if let Some(mut conn) = state.take_idle_preferring(last_used()) {
+                self.unlock_and_refill(state);
                 let verdict = self.verdict(&mut conn);
                 if let Verdict::Ready = verdict {
                     return Ok(PooledConnection::new(conn, None, caller));
@@ -438,32 +439,32 @@ where
             let rejected = match self.check(conn, verdict, deadline) {
                 Ok(conn) => {
                     if place.waited {
-                        self.slots.lock().record_wait(deadline.start.elapsed());
+                        self.state.lock().record_wait(deadline.start.elapsed());
                     }
                     return Ok(PooledConnection::new(conn, Some(deadline.start), caller));
                 }
                 Err(rejected) => rejected,
             };
             let next = {
-                let mut slots = self.slots.lock();
-                slots.reject(
+                let mut state = self.state.lock();
+                state.reject(
                     rejected.reason,
                     rejected.cause.clone(),
                     rejected.conn.proven,
                 );
-                if slots.is_closed() {
-                    AfterReject::Fail(Some(slots.refusal(&self.config.name)))
+                if state.is_closed() {
+                    AfterReject::Fail(Some(state.refusal(&self.config.name)))
                 } else if deadline.passed(Instant::now()) {
                     // Checked before every retry: a database that keeps failing validation
                     // must not hold a caller past its deadline.
-                    AfterReject::Fail(waits.then(|| self.give_up(&mut slots, deadline)))
-                } else if let Some(conn) = slots.take_idle_preferring(last_used()) {
+                    AfterReject::Fail(waits.then(|| self.give_up(&mut state, deadline)))
+                } else if let Some(conn) = state.take_idle_preferring(last_used()) {
                     AfterReject::Check(conn)
                 } else if !waits {
                     AfterReject::Fail(None)
                 } else {
                     place.waited = true;
-                    AfterReject::Wait(slots.enqueue(place.wake(), true))
+                    AfterReject::Wait(state.enqueue(place.wake(), true))
                 }
             };
             if let Some(cause) = &rejected.cause {
@@ -485,8 +486,8 @@ where
                     return Err(err);
                 }
                 AfterReject::Wait(ticket) => {
-                    let slots = self.slots.lock();
-                    self.await_handoff(slots, &mut place, ticket, deadline)?
+                    let state = self.state.lock();
+                    self.await_handoff(state, &mut place, ticket, deadline)?
                 }
             };
             verdict = self.verdict(&mut conn);
@@ -500,33 +501,33 @@ where
         deadline: Deadline,
         place: &mut Place,
     ) -> Result<Pooled<M>, Option<Error>> {
-        let mut slots = self.slots.lock();
-        if let Some(conn) = slots.take_idle_preferring(last_used()) {
-            self.unlock_and_refill(slots);
+        let mut state = self.state.lock();
+        if let Some(conn) = state.take_idle_preferring(last_used()) {
+            self.unlock_and_refill(state);
             return Ok(conn);
         }
-        if slots.is_closed() {
-            return Err(Some(slots.refusal(&self.config.name)));
+        if state.is_closed() {
+            return Err(Some(state.refusal(&self.config.name)));
         }
         if !waits {
             return Err(None);
         }
-        if let Some(err) = self.permanent(&slots, deadline.start) {
+        if let Some(err) = self.permanent(&state, deadline.start) {
             return Err(Some(err));
         }
-        let mut slots = match self.yield_for_idle(slots, deadline) {
+        let mut state = match self.yield_for_idle(state, deadline) {
             Ok(conn) => return Ok(conn),
-            Err(slots) => slots,
+            Err(state) => state,
         };
-        if slots.is_closed() {
-            return Err(Some(slots.refusal(&self.config.name)));
+        if state.is_closed() {
+            return Err(Some(state.refusal(&self.config.name)));
         }
         place.waited = true;
-        let ticket = slots.enqueue(place.wake(), false);
-        if slots.wants_connection() {
-            self.wake_worker();
+        let ticket = state.enqueue(place.wake(), false);
+        if state.wants_connection() {
+            self.wake_opener();
         }
-        Ok(self.await_handoff(slots, place, ticket, deadline)?)
+        Ok(self.await_handoff(state, place, ticket, deadline)?)
     }
 
     /// Before joining the queue, gives the CPU away a few times and looks again.
@@ -541,35 +542,35 @@ where
     /// machine one yield can give away a whole time slice.
     fn yield_for_idle<'a>(
         &'a self,
-        mut slots: MutexGuard<'a, PoolSlots<M>>,
+        mut state: MutexGuard<'a, LockedState<M>>,
         deadline: Deadline,
-    ) -> Result<Pooled<M>, MutexGuard<'a, PoolSlots<M>>> {
+    ) -> Result<Pooled<M>, MutexGuard<'a, LockedState<M>>> {
         for _ in 0..YIELDS_BEFORE_QUEUEING {
             if deadline.remaining(Instant::now()) <= YIELD_MARGIN {
                 break;
             }
-            drop(slots);
+            drop(state);
             thread::yield_now();
-            slots = self.slots.lock();
-            if slots.is_closed() {
+            state = self.state.lock();
+            if state.is_closed() {
                 break;
             }
-            if let Some(conn) = slots.take_idle_preferring(last_used()) {
-                self.unlock_and_refill(slots);
+            if let Some(conn) = state.take_idle_preferring(last_used()) {
+                self.unlock_and_refill(state);
                 return Ok(conn);
             }
         }
-        Err(slots)
+        Err(state)
     }
 
     /// Releases the lock, and wakes the opener thread if the pool now wants a connection: after
     /// an idle connection was taken (`min_idle`), or a place was freed (waiters, `min_idle`).
     #[inline]
-    fn unlock_and_refill(&self, slots: MutexGuard<'_, PoolSlots<M>>) {
-        let wanted = slots.wants_connection();
-        drop(slots);
+    fn unlock_and_refill(&self, state: MutexGuard<'_, LockedState<M>>) {
+        let wanted = state.wants_connection();
+        drop(state);
         if wanted {
-            self.wake_worker();
+            self.wake_opener();
         }
     }
 
@@ -577,32 +578,32 @@ where
     /// deadline passes.
     fn await_handoff(
         &self,
-        mut slots: MutexGuard<'_, PoolSlots<M>>,
+        mut state: MutexGuard<'_, LockedState<M>>,
         place: &mut Place,
         ticket: u64,
         deadline: Deadline,
     ) -> Result<Pooled<M>, Error> {
         let wake = place.wake();
         loop {
-            if let Some(conn) = slots.take_handed(ticket) {
+            if let Some(conn) = state.take_handed(ticket) {
                 return Ok(conn);
             }
-            if slots.is_closed() {
-                slots.leave(ticket);
-                return Err(slots.refusal(&self.config.name));
+            if state.is_closed() {
+                state.leave(ticket);
+                return Err(state.refusal(&self.config.name));
             }
-            if let Some(err) = self.permanent(&slots, deadline.start) {
-                slots.leave(ticket);
+            if let Some(err) = self.permanent(&state, deadline.start) {
+                state.leave(ticket);
                 return Err(err);
             }
-            if wait_until(&wake, &mut slots, deadline.at).timed_out() {
+            if wait_until(&wake, &mut state, deadline.at).timed_out() {
                 // A connection handed over as the timer fired is taken, not lost.
-                if let Some(conn) = slots.take_handed(ticket) {
+                if let Some(conn) = state.take_handed(ticket) {
                     return Ok(conn);
                 }
-                slots.leave(ticket);
-                let err = self.give_up(&mut slots, deadline);
-                drop(slots);
+                state.leave(ticket);
+                let err = self.give_up(&mut state, deadline);
+                drop(state);
                 self.timeout_event(deadline);
                 return Err(err);
             }
@@ -610,9 +611,9 @@ where
     }
 
     /// Counts a check-out that ran out of time and says why, with the pool as it is now.
-    fn give_up(&self, slots: &mut PoolSlots<M>, deadline: Deadline) -> Error {
-        slots.record_timeout();
-        self.timed_out(slots, deadline.start, Phase::Checkout)
+    fn give_up(&self, state: &mut LockedState<M>, deadline: Deadline) -> Error {
+        state.record_timeout();
+        self.timed_out(state, deadline.start, Phase::Checkout)
     }
 
     /// Tells the event handler that a check-out timed out (off-lock).
@@ -631,8 +632,8 @@ where
 
     /// The error for a wait that cannot end well: the last connect failed with a permanent
     /// error and no connection can come back.
-    pub(crate) fn permanent(&self, slots: &PoolSlots<M>, start: Instant) -> Option<Error> {
-        let cause = slots.permanent_error()?;
+    pub(crate) fn permanent(&self, state: &LockedState<M>, start: Instant) -> Option<Error> {
+        let cause = state.permanent_error()?;
         Some(Error::new(crate::error::Kind::Permanent(Permanent {
             pool: self.config.name.clone(),
             waited: start.elapsed(),
@@ -641,13 +642,13 @@ where
     }
 
     /// The error for a wait that ran out, with the pool as it is now.
-    pub(crate) fn timed_out(&self, slots: &PoolSlots<M>, start: Instant, phase: Phase) -> Error {
+    pub(crate) fn timed_out(&self, state: &LockedState<M>, start: Instant, phase: Phase) -> Error {
         Error::new(crate::error::Kind::Timeout(TimedOut {
             pool: self.config.name.clone(),
             waited: start.elapsed(),
             phase,
-            counts: slots.counts(),
-            last_error: slots.last_error(),
+            counts: state.counts(),
+            last_error: state.last_error(),
         }))
     }
 
@@ -766,9 +767,9 @@ where
             None
         };
         let (retired, nudge) = {
-            let mut slots = self.slots.lock();
-            let retired = slots.check_in(conn, verdict, now);
-            (retired, slots.take_nudge())
+            let mut state = self.state.lock();
+            let retired = state.check_in(conn, verdict, now);
+            (retired, state.take_nudge())
         };
         if nudge {
             self.wake_reaper();
@@ -818,10 +819,10 @@ where
     /// Checked-out connection `id` leaves the pool for good; its place frees at once.
     pub(crate) fn detach(&self, id: u64) {
         self.forget_borrow(id);
-        let mut slots = self.slots.lock();
-        slots.detach();
+        let mut state = self.state.lock();
+        state.detach();
         self.progress.notify_all();
-        self.unlock_and_refill(slots);
+        self.unlock_and_refill(state);
         log_shielded!(
             log::Level::Debug,
             "pool {:?}: connection {id} detached: it leaves the pool",
@@ -862,11 +863,11 @@ where
             config.customizer.on_release(raw);
             drop(extensions);
         });
-        let mut slots = self.slots.lock();
-        slots.closed_one();
+        let mut state = self.state.lock();
+        state.closed_one();
         // `close_within` waits for the last connection to be gone.
         self.progress.notify_all();
-        self.unlock_and_refill(slots);
+        self.unlock_and_refill(state);
     }
 
     /// Runs user code (a handler, a customizer, a driver's drop) where a panic must not escape:
@@ -884,7 +885,7 @@ where
     }
 }
 
-impl<M> Shared<M>
+impl<M> Core<M>
 where
     M: ManageConnection,
 {
