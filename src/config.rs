@@ -16,7 +16,6 @@ use crate::manager::{
     CustomizeConnection, HandleError, LoggingErrorHandler, ManageConnection,
     NopConnectionCustomizer,
 };
-use crate::pool::Pool;
 
 /// Names pools that were not given one: `pool-1`, `pool-2`, …
 static POOL_NUMBER: AtomicU64 = AtomicU64::new(1);
@@ -67,16 +66,7 @@ pub struct Builder<M>
 where
     M: ManageConnection,
 {
-    max_size: u32,
-    min_idle: Option<u32>,
-    test_on_check_out: bool,
-    validation_skip_window: Duration,
-    max_lifetime: Option<Duration>,
-    idle_timeout: Option<Duration>,
-    connection_timeout: Duration,
-    keepalive: Option<Duration>,
-    leak_detection_threshold: Option<Duration>,
-    reaper_rate: Duration,
+    settings: Settings,
     pool_name: Option<String>,
     error_handler: Box<dyn HandleError<M::Error>>,
     event_handler: Option<Box<dyn HandleEvent>>,
@@ -90,16 +80,7 @@ where
 {
     fn default() -> Builder<M> {
         Builder {
-            max_size: 10,
-            min_idle: None,
-            test_on_check_out: true,
-            validation_skip_window: Duration::from_millis(500),
-            max_lifetime: Some(Duration::from_secs(30 * 60)),
-            idle_timeout: Some(Duration::from_secs(10 * 60)),
-            connection_timeout: Duration::from_secs(30),
-            keepalive: None,
-            leak_detection_threshold: None,
-            reaper_rate: Duration::from_secs(30),
+            settings: Settings::default(),
             pool_name: None,
             error_handler: Box::new(LoggingErrorHandler),
             event_handler: None,
@@ -152,7 +133,7 @@ where
     /// assert!(err.to_string().contains("max_size"));
     /// ```
     pub fn max_size(mut self, max_size: u32) -> Builder<M> {
-        self.max_size = max_size;
+        self.settings.max_size = max_size;
         self
     }
 
@@ -175,7 +156,7 @@ where
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn min_idle(mut self, min_idle: Option<u32>) -> Builder<M> {
-        self.min_idle = min_idle;
+        self.settings.min_idle = min_idle;
         self
     }
 
@@ -199,7 +180,7 @@ where
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn test_on_check_out(mut self, test_on_check_out: bool) -> Builder<M> {
-        self.test_on_check_out = test_on_check_out;
+        self.settings.test_on_check_out = test_on_check_out;
         self
     }
 
@@ -230,7 +211,7 @@ where
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn validation_skip_window(mut self, window: Duration) -> Builder<M> {
-        self.validation_skip_window = window;
+        self.settings.validation_skip_window = window;
         self
     }
 
@@ -263,7 +244,7 @@ where
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn max_lifetime(mut self, max_lifetime: Option<Duration>) -> Builder<M> {
-        self.max_lifetime = max_lifetime;
+        self.settings.max_lifetime = max_lifetime;
         self
     }
 
@@ -292,7 +273,7 @@ where
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn idle_timeout(mut self, idle_timeout: Option<Duration>) -> Builder<M> {
-        self.idle_timeout = idle_timeout;
+        self.settings.idle_timeout = idle_timeout;
         self
     }
 
@@ -330,7 +311,7 @@ where
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn connection_timeout(mut self, connection_timeout: Duration) -> Builder<M> {
-        self.connection_timeout = connection_timeout;
+        self.settings.connection_timeout = connection_timeout;
         self
     }
 
@@ -369,7 +350,7 @@ where
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn keepalive(mut self, keepalive: Option<Duration>) -> Builder<M> {
-        self.keepalive = keepalive;
+        self.settings.keepalive = keepalive;
         self
     }
 
@@ -412,7 +393,7 @@ where
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn leak_detection_threshold(mut self, threshold: Option<Duration>) -> Builder<M> {
-        self.leak_detection_threshold = threshold;
+        self.settings.leak_detection_threshold = threshold;
         self
     }
 
@@ -441,7 +422,7 @@ where
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn reaper_rate(mut self, reaper_rate: Duration) -> Builder<M> {
-        self.reaper_rate = reaper_rate;
+        self.settings.reaper_rate = reaper_rate;
         self
     }
 
@@ -589,110 +570,8 @@ where
         self
     }
 
-    /// Builds the pool and waits until its first `min_idle` connections (`max_size` when
-    /// `min_idle` is `None`) are open.
-    ///
-    /// # Errors
-    ///
-    /// - A setting is invalid: the error names it.
-    /// - The connections did not open within `connection_timeout`: a timeout error carrying the
-    ///   database's last error.
-    /// - The pool's thread could not be started.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
-    /// let pool = sluicegate::Pool::builder().max_size(4).build(Manager)?;
-    /// assert_eq!(pool.state().idle_connections, 4);
-    /// # Ok::<(), sluicegate::Error>(())
-    /// ```
-    pub fn build(self, manager: M) -> Result<Pool<M>, Error> {
-        let config = self.into_config()?;
-        let pool = Pool::start(config, manager);
-        pool.wait_until_ready()?;
-        Ok(pool)
-    }
-
-    /// Builds the pool without waiting for any connection to open.
-    ///
-    /// Invalid settings do not panic: the pool comes back closed, and every check-out returns
-    /// the error that names the setting (it is also logged).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
-    /// let pool = sluicegate::Pool::builder().min_idle(Some(0)).build_unchecked(Manager);
-    /// assert_eq!(pool.state().connections, 0);
-    /// let conn = pool.get()?; // opened on demand
-    /// # Ok::<(), sluicegate::Error>(())
-    /// ```
-    pub fn build_unchecked(self, manager: M) -> Pool<M> {
-        let problem = self.validate().err();
-        let config = self.config_unvalidated();
-        match problem {
-            None => Pool::start(config, manager),
-            Some(err) => {
-                log_shielded!(
-                    log::Level::Error,
-                    "pool {:?} not started: {err}",
-                    config.name
-                );
-                Pool::unusable(config, manager, err)
-            }
-        }
-    }
-
     fn validate(&self) -> Result<(), Error> {
-        if self.max_size == 0 {
-            return Err(Error::config("max_size", "must be at least 1, got 0"));
-        }
-        if let Some(min_idle) = self.min_idle {
-            if min_idle > self.max_size {
-                return Err(Error::config(
-                    "min_idle",
-                    format!(
-                        "must not exceed max_size ({}), got {min_idle}",
-                        self.max_size
-                    ),
-                ));
-            }
-        }
-        let positive = [
-            ("connection_timeout", Some(self.connection_timeout)),
-            ("reaper_rate", Some(self.reaper_rate)),
-            ("max_lifetime", self.max_lifetime),
-            ("idle_timeout", self.idle_timeout),
-            ("keepalive", self.keepalive),
-        ];
-        for (setting, value) in positive {
-            if value == Some(Duration::ZERO) {
-                let none = if setting.ends_with("_rate") || setting == "connection_timeout" {
-                    ""
-                } else {
-                    "; use None for no limit"
-                };
-                return Err(Error::config(
-                    setting,
-                    format!("must be longer than zero{none}"),
-                ));
-            }
-        }
+        self.settings.validate()?;
         if let Some(name) = &self.pool_name {
             if name.is_empty() {
                 return Err(Error::config("pool_name", "must not be empty"));
@@ -707,35 +586,30 @@ where
         Ok(())
     }
 
+    /// The pool's configuration, if the settings are valid.
     pub(crate) fn into_config(self) -> Result<Config<M::Connection, M::Error>, Error> {
         self.validate()?;
-        Ok(self.config_unvalidated())
+        Ok(self.into_parts().0)
     }
 
-    fn config_unvalidated(self) -> Config<M::Connection, M::Error> {
+    /// The pool's configuration, and what is wrong with the settings, if anything.
+    pub(crate) fn into_parts(self) -> (Config<M::Connection, M::Error>, Option<Error>) {
+        let problem = self.validate().err();
         let name = self
             .pool_name
             .unwrap_or_else(|| format!("pool-{}", POOL_NUMBER.fetch_add(1, Ordering::Relaxed)));
-        Config {
-            max_size: self.max_size,
-            min_idle: self.min_idle,
-            test_on_check_out: self.test_on_check_out,
-            validation_skip_window: self.validation_skip_window,
-            max_lifetime: self.max_lifetime,
-            idle_timeout: self.idle_timeout,
-            connection_timeout: self.connection_timeout,
-            keepalive: self.keepalive,
-            leak_detection_threshold: self.leak_detection_threshold,
-            reaper_rate: self.reaper_rate,
+        let config = Config {
+            settings: self.settings,
             name: name.into(),
             error_handler: self.error_handler,
             events: self.event_handler.is_some(),
-            timed: self.event_handler.is_some() || cfg!(feature = "metrics"),
+            times_loans: self.event_handler.is_some() || cfg!(feature = "metrics"),
             event_handler: self
                 .event_handler
                 .unwrap_or_else(|| Box::new(crate::event::NopEventHandler)),
             customizer: self.connection_customizer,
-        }
+        };
+        (config, problem)
     }
 }
 
@@ -747,16 +621,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("pool_name", &self.pool_name)
-            .field("max_size", &self.max_size)
-            .field("min_idle", &self.min_idle)
-            .field("test_on_check_out", &self.test_on_check_out)
-            .field("validation_skip_window", &self.validation_skip_window)
-            .field("max_lifetime", &self.max_lifetime)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("connection_timeout", &self.connection_timeout)
-            .field("keepalive", &self.keepalive)
-            .field("leak_detection_threshold", &self.leak_detection_threshold)
-            .field("reaper_rate", &self.reaper_rate)
+            .field("settings", &self.settings)
             .field("error_handler", &self.error_handler)
             .field("event_handler", &self.event_handler)
             .field("connection_customizer", &self.connection_customizer)
@@ -764,9 +629,13 @@ where
     }
 }
 
-/// A pool's settings after `build` checked them.
-pub(crate) struct Config<C, E> {
+/// Every setting of a pool but its name and handlers, as one value: the builder fills it in,
+/// the pool keeps it (and its getters read it). `max_size` and `min_idle` here are as built;
+/// the pool's state holds them as they are now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Settings {
     pub(crate) max_size: u32,
+    /// `None`: as many as `max_size`.
     pub(crate) min_idle: Option<u32>,
     pub(crate) test_on_check_out: bool,
     pub(crate) validation_skip_window: Duration,
@@ -776,37 +645,88 @@ pub(crate) struct Config<C, E> {
     pub(crate) keepalive: Option<Duration>,
     pub(crate) leak_detection_threshold: Option<Duration>,
     pub(crate) reaper_rate: Duration,
-    pub(crate) name: Arc<str>,
-    pub(crate) error_handler: Box<dyn HandleError<E>>,
-    /// Whether the user set an event handler: without one the pool skips timing its events.
-    pub(crate) events: bool,
-    /// Whether check-outs are timed with the precise clock: for events, or for the
-    /// histograms the `metrics` feature publishes.
-    pub(crate) timed: bool,
-    pub(crate) event_handler: Box<dyn HandleEvent>,
-    pub(crate) customizer: Box<dyn CustomizeConnection<C, E>>,
 }
 
-impl<C, E> Config<C, E> {
-    /// How many idle connections the pool keeps ready.
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            max_size: 10,
+            min_idle: None,
+            test_on_check_out: true,
+            validation_skip_window: Duration::from_millis(500),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+            idle_timeout: Some(Duration::from_secs(10 * 60)),
+            connection_timeout: Duration::from_secs(30),
+            keepalive: None,
+            leak_detection_threshold: None,
+            reaper_rate: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Settings {
+    /// How many connections `build` waits for.
     pub(crate) fn min_idle_target(&self) -> u32 {
         self.min_idle.unwrap_or(self.max_size)
     }
+
+    /// The first setting that is out of range, as an error naming it.
+    fn validate(&self) -> Result<(), Error> {
+        if self.max_size == 0 {
+            return Err(Error::config("max_size", "must be at least 1, got 0"));
+        }
+        if let Some(min_idle) = self.min_idle.filter(|&n| n > self.max_size) {
+            return Err(Error::config(
+                "min_idle",
+                format!(
+                    "must not exceed max_size ({}), got {min_idle}",
+                    self.max_size
+                ),
+            ));
+        }
+        let required = [
+            ("connection_timeout", self.connection_timeout),
+            ("reaper_rate", self.reaper_rate),
+        ];
+        if let Some((setting, _)) = required.iter().find(|(_, value)| value.is_zero()) {
+            return Err(Error::config(setting, "must be longer than zero"));
+        }
+        // These can be turned off: zero is a mistake for `None`.
+        let optional = [
+            ("max_lifetime", self.max_lifetime),
+            ("idle_timeout", self.idle_timeout),
+            ("keepalive", self.keepalive),
+        ];
+        if let Some((setting, _)) = optional.iter().find(|(_, v)| *v == Some(Duration::ZERO)) {
+            return Err(Error::config(
+                setting,
+                "must be longer than zero; use None for no limit",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A pool's settings after `build` checked them.
+pub(crate) struct Config<C, E> {
+    pub(crate) settings: Settings,
+    pub(crate) name: Arc<str>,
+    pub(crate) error_handler: Box<dyn HandleError<E>>,
+    /// Whether an event handler was set (events cost nothing without one).
+    pub(crate) events: bool,
+    /// Whether check-outs are timed: for the event handler, or the `metrics` feature.
+    pub(crate) times_loans: bool,
+    pub(crate) event_handler: Box<dyn HandleEvent>,
+    pub(crate) customizer: Box<dyn CustomizeConnection<C, E>>,
 }
 
 // By hand: a derive would require `C: Debug` and `E: Debug`.
 impl<C, E> fmt::Debug for Config<C, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // No sizes: they change at run time, and the pool's `Debug` shows them as they are.
+        // The settings as built: `max_size` and `min_idle` change at run time, and the pool's
+        // `Debug` shows them as they are.
         f.debug_struct("Config")
-            .field("test_on_check_out", &self.test_on_check_out)
-            .field("validation_skip_window", &self.validation_skip_window)
-            .field("max_lifetime", &self.max_lifetime)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("connection_timeout", &self.connection_timeout)
-            .field("keepalive", &self.keepalive)
-            .field("leak_detection_threshold", &self.leak_detection_threshold)
-            .field("reaper_rate", &self.reaper_rate)
+            .field("settings", &self.settings)
             .field("error_handler", &self.error_handler)
             .field("event_handler", &self.event_handler)
             .field("connection_customizer", &self.customizer)

@@ -19,13 +19,12 @@ use crossbeam_channel::Sender;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Cause, Chain, Error, Permanent, Phase, TimedOut};
-use crate::event::{CheckinEvent, ReleaseEvent, TimeoutEvent};
+use crate::event::{CheckinEvent, CheckoutEvent, ReleaseEvent, TimeoutEvent};
 use crate::human::Human;
 use crate::leak::Tracker;
 use crate::manager::ManageConnection;
 use crate::metrics::Metrics;
-use crate::pool::PooledConnection;
-use crate::state::{Conn, Limits, PoolState, Retire};
+use crate::state::{Conn, PoolState, Rejoin, Retire};
 use crate::sync::{Condvar, Mutex, MutexGuard, thread};
 
 /// A connection's way back to its pool: a strong reference to the pool, one per connection,
@@ -148,7 +147,7 @@ enum Verdict {
 }
 
 /// Where a check-out goes after its connection was rejected.
-enum AfterReject<M>
+enum AfterReject<M, Miss>
 where
     M: ManageConnection,
 {
@@ -156,9 +155,91 @@ where
     Check(Pooled<M>),
     /// Back in line, at its head, with this ticket.
     Wait(u64),
-    /// Give up: the pool closed, the deadline passed, or nothing is idle for a `try_get`
-    /// (`None`).
-    Fail(Option<Error>),
+    /// Give up: the pool closed, or nothing is idle for a check-out that does not wait.
+    Fail(Miss),
+    /// Give up: the deadline passed.
+    TimedOut(Miss),
+}
+
+/// How a check-out waits when nothing is idle, and what it returns when it gets nothing.
+pub(crate) trait Wait: Copy {
+    /// What a check-out that gets no connection returns.
+    type Miss;
+    /// Whether it joins the queue (and so can time out waiting, with an event).
+    const QUEUES: bool;
+    /// How long its steps may take in all, given the pool's `connection_timeout`.
+    fn timeout(self, connection_timeout: Duration) -> Duration;
+    /// The miss for a failure; `error` is built only if the caller is to see it.
+    fn miss(error: impl FnOnce() -> Error) -> Self::Miss;
+    /// The miss for a check-out that finds nothing idle and would have to queue: `Ok` when
+    /// it queues.
+    fn nothing_idle() -> Result<(), Self::Miss>;
+}
+
+/// Waits in line for up to this long, and says why it failed (`get`, `get_timeout`).
+#[derive(Clone, Copy)]
+pub(crate) struct Queue(pub(crate) Duration);
+
+impl Wait for Queue {
+    type Miss = Error;
+    const QUEUES: bool = true;
+
+    #[inline]
+    fn timeout(self, _: Duration) -> Duration {
+        self.0
+    }
+
+    fn miss(error: impl FnOnce() -> Error) -> Error {
+        error()
+    }
+
+    fn nothing_idle() -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// Takes only an idle connection (`try_get`); the checks it runs on one are bounded by
+/// `connection_timeout`.
+#[derive(Clone, Copy)]
+pub(crate) struct NoWait;
+
+impl Wait for NoWait {
+    type Miss = ();
+    const QUEUES: bool = false;
+
+    #[inline]
+    fn timeout(self, connection_timeout: Duration) -> Duration {
+        connection_timeout
+    }
+
+    fn miss(_: impl FnOnce() -> Error) {}
+
+    fn nothing_idle() -> Result<(), ()> {
+        Err(())
+    }
+}
+
+/// A connection on loan to a caller, from its hand-out ([`Core::lend`]) to its check-in
+/// ([`Core::check_in`]): what a `PooledConnection` holds.
+pub(crate) struct Loan<M>
+where
+    M: ManageConnection,
+{
+    /// Keeps the pool alive while the connection is out (see [`Owner`]).
+    pub(crate) owner: Arc<Owner<M>>,
+    pub(crate) conn: Pooled<M>,
+    /// When it was handed out, if the pool times loans (an event handler, or the `metrics`
+    /// feature).
+    pub(crate) since: Option<Instant>,
+}
+
+/// Which span of a loan a figure measures.
+#[derive(Clone, Copy)]
+enum Span {
+    /// From asking for a connection to getting it.
+    Wait,
+    /// From getting it to giving it back.
+    Use,
 }
 
 /// When a check-out began, and when it must be over (`None`: a deadline too far to
@@ -188,15 +269,15 @@ impl Deadline {
     }
 }
 
-/// A check-out's place in the queue, kept across a rejected connection.
+/// A check-out's turn in the queue, kept across a rejected connection.
 #[derive(Default)]
-struct Place {
+struct Turn {
     wake: Option<Arc<Condvar>>,
     /// Whether it joined the queue, so the wait is counted once it ends with a connection.
     waited: bool,
 }
 
-impl Place {
+impl Turn {
     fn wake(&mut self) -> Arc<Condvar> {
         self.wake
             .get_or_insert_with(|| Arc::new(Condvar::new()))
@@ -217,28 +298,23 @@ where
         keep: Sender<()>,
     ) -> Core<M> {
         // Connections are stamped for the skip window, the lifetime, keepalive and idle time.
-        let window = (config.test_on_check_out && !config.validation_skip_window.is_zero())
-            .then_some(config.validation_skip_window);
+        let settings = config.settings;
+        let window = (settings.test_on_check_out && !settings.validation_skip_window.is_zero())
+            .then_some(settings.validation_skip_window);
         let finest = [
             window,
-            config.max_lifetime,
-            config.keepalive,
-            config.idle_timeout,
+            settings.max_lifetime,
+            settings.keepalive,
+            settings.idle_timeout,
         ]
         .into_iter()
         .flatten()
         .min();
-        let limits = Limits {
-            max_size: config.max_size,
-            min_idle: config.min_idle,
-            idle_timeout: config.idle_timeout,
-            connection_timeout: config.connection_timeout,
-        };
         Core {
-            state: CacheLine(Mutex::new(PoolState::new(limits))),
+            state: CacheLine(Mutex::new(PoolState::new(&settings))),
             progress: Condvar::new(),
             clock: Clock::for_finest(finest),
-            leaks: config
+            leaks: settings
                 .leak_detection_threshold
                 .map(|threshold| Tracker::new(config.name.clone(), threshold)),
             #[cfg(feature = "metrics")]
@@ -362,19 +438,17 @@ where
         self.wake_opener();
     }
 
-    /// Checks a connection out: an idle one at once, or one handed over after waiting in line
-    /// (`timeout: None` means do not wait). Every connection is then checked off-lock; one past
-    /// its lifetime or failing validation is closed and the check-out goes on with the next
-    /// idle connection or at the head of the queue, within its original deadline.
-    ///
-    /// `Err(None)` means "nothing idle" for a check-out that does not wait. `caller` is where
+    /// Checks a connection out: an idle one at once, or (with [`Queue`]) one handed over
+    /// after waiting in line. Every connection is then checked off-lock; one past its
+    /// lifetime or failing validation is closed and the check-out goes on with the next idle
+    /// connection or at the head of the queue, within its original deadline. `caller` is where
     /// the user asked for the connection, for leak reports.
     #[inline]
-    pub(crate) fn checkout(
+    pub(crate) fn check_out<W: Wait>(
         &self,
-        timeout: Option<Duration>,
+        wait: W,
         caller: &'static Location<'static>,
-    ) -> Result<PooledConnection<M>, Option<Error>> {
+    ) -> Result<Loan<M>, W::Miss> {
         // The common case, kept small enough to inline: an idle connection that needs no check.
         if !self.config.events {
             let mut state = self.state.lock();
@@ -382,12 +456,63 @@ where
                 self.unlock_and_refill(state);
                 let verdict = self.verdict(&mut conn);
                 if let Verdict::Ready = verdict {
-                    return Ok(PooledConnection::new(conn, None, caller));
+                    return Ok(self.lend(conn, None, caller));
                 }
-                return self.checkout_slow(Some((conn, verdict)), timeout, caller);
+                return self.check_out_slow(Some((conn, verdict)), wait, caller);
             }
         }
-        self.checkout_slow(None, timeout, caller)
+        self.check_out_slow(None, wait, caller)
+    }
+
+    /// Hands `conn` to the caller: the one place a check-out is recorded (the leak detector,
+    /// the wait histogram, the checkout event). `started`: when a check-out that waited or
+    /// checked began.
+    #[inline]
+    fn lend(
+        &self,
+        conn: Pooled<M>,
+        started: Option<Instant>,
+        caller: &'static Location<'static>,
+    ) -> Loan<M> {
+        if let Some(tracker) = &self.leaks {
+            if tracker.borrowed(conn.id, caller) {
+                self.wake_reaper();
+            }
+        }
+        let since = if self.config.times_loans {
+            let now = Instant::now();
+            let waited = started.map_or(Duration::ZERO, |s| now.duration_since(s));
+            self.record(Span::Wait, conn.id, waited);
+            Some(now)
+        } else {
+            None
+        };
+        Loan {
+            owner: conn.home.clone(),
+            conn,
+            since,
+        }
+    }
+
+    /// Records how long connection `id` was waited for or used: in the histograms (feature
+    /// `metrics`) and for the event handler.
+    fn record(&self, span: Span, id: u64, duration: Duration) {
+        #[cfg(feature = "metrics")]
+        self.shielded("recording a metric", || match span {
+            Span::Wait => self.histograms.waited(duration),
+            Span::Use => self.histograms.used(duration),
+        });
+        if self.config.events {
+            let handler = &self.config.event_handler;
+            match span {
+                Span::Wait => self.shielded("the checkout event handler", || {
+                    handler.handle_checkout(CheckoutEvent { id, duration });
+                }),
+                Span::Use => self.shielded("the checkin event handler", || {
+                    handler.handle_checkin(CheckinEvent { id, duration });
+                }),
+            }
+        }
     }
 
     /// What a connection just taken needs before it can be handed out, from what costs no
@@ -400,8 +525,8 @@ where
             Verdict::Reject(Retire::MaxLifetime)
         } else if self.server_closed(conn) {
             Verdict::Reject(Retire::Broken)
-        } else if self.config.test_on_check_out
-            && now.since(conn.verified) >= self.config.validation_skip_window
+        } else if self.config.settings.test_on_check_out
+            && now.since(conn.verified) >= self.config.settings.validation_skip_window
         {
             Verdict::Validate
         } else {
@@ -412,25 +537,24 @@ where
     /// Everything else about a check-out: waiting, checking, and going on after a rejected
     /// connection. `taken` is a connection the fast path already took.
     ///
-    /// Every step is bounded by the check-out's deadline: `timeout`, or for a `try_get` (which
-    /// waits in no line) `connection_timeout`, so that its checks are bounded too.
+    /// Every step is bounded by the check-out's deadline: the [`Wait`]'s timeout, or for one
+    /// that waits in no line `connection_timeout`, so that its checks are bounded too.
     #[inline(never)]
-    fn checkout_slow(
+    fn check_out_slow<W: Wait>(
         &self,
         taken: Option<(Pooled<M>, Verdict)>,
-        timeout: Option<Duration>,
+        wait: W,
         caller: &'static Location<'static>,
-    ) -> Result<PooledConnection<M>, Option<Error>> {
+    ) -> Result<Loan<M>, W::Miss> {
         let deadline = Deadline::new(
             Instant::now(),
-            timeout.unwrap_or(self.config.connection_timeout),
+            wait.timeout(self.config.settings.connection_timeout),
         );
-        let waits = timeout.is_some();
-        let mut place = Place::default();
+        let mut turn = Turn::default();
         let (mut conn, mut verdict) = match taken {
             Some(taken) => taken,
             None => {
-                let mut conn = self.first_take(waits, deadline, &mut place)?;
+                let mut conn = self.first_take::<W>(deadline, &mut turn)?;
                 let verdict = self.verdict(&mut conn);
                 (conn, verdict)
             }
@@ -438,10 +562,10 @@ where
         loop {
             let rejected = match self.check(conn, verdict, deadline) {
                 Ok(conn) => {
-                    if place.waited {
+                    if turn.waited {
                         self.state.lock().record_wait(deadline.start.elapsed());
                     }
-                    return Ok(PooledConnection::new(conn, Some(deadline.start), caller));
+                    return Ok(self.lend(conn, Some(deadline.start), caller));
                 }
                 Err(rejected) => rejected,
             };
@@ -452,19 +576,22 @@ where
                     rejected.cause.clone(),
                     rejected.conn.proven,
                 );
-                if state.is_closed() {
-                    AfterReject::Fail(Some(state.refusal(&self.config.name)))
+                if state.is_shut_down() {
+                    AfterReject::Fail(W::miss(|| state.refusal(&self.config.name)))
                 } else if deadline.passed(Instant::now()) {
                     // Checked before every retry: a database that keeps failing validation
                     // must not hold a caller past its deadline.
-                    AfterReject::Fail(waits.then(|| self.give_up(&mut state, deadline)))
+                    AfterReject::TimedOut(W::miss(|| self.give_up(&mut state, deadline)))
                 } else if let Some(conn) = state.take_idle_preferring(last_used()) {
                     AfterReject::Check(conn)
-                } else if !waits {
-                    AfterReject::Fail(None)
                 } else {
-                    place.waited = true;
-                    AfterReject::Wait(state.enqueue(place.wake(), true))
+                    match W::nothing_idle() {
+                        Err(miss) => AfterReject::Fail(miss),
+                        Ok(()) => {
+                            turn.waited = true;
+                            AfterReject::Wait(state.enqueue(turn.wake(), Rejoin::AtTheHead))
+                        }
+                    }
                 }
             };
             if let Some(cause) = &rejected.cause {
@@ -479,55 +606,55 @@ where
             }
             conn = match next {
                 AfterReject::Check(conn) => conn,
-                AfterReject::Fail(err) => {
-                    if err.as_ref().is_some_and(Error::is_timeout) {
+                AfterReject::Fail(miss) => return Err(miss),
+                AfterReject::TimedOut(miss) => {
+                    if W::QUEUES {
                         self.timeout_event(deadline);
                     }
-                    return Err(err);
+                    return Err(miss);
                 }
                 AfterReject::Wait(ticket) => {
                     let state = self.state.lock();
-                    self.await_handoff(state, &mut place, ticket, deadline)?
+                    self.await_handoff(state, &mut turn, ticket, deadline)
+                        .map_err(|err| W::miss(|| err))?
                 }
             };
             verdict = self.verdict(&mut conn);
         }
     }
 
-    /// The first attempt of a check-out: an idle connection, or a place in line.
-    fn first_take(
+    /// The first attempt of a check-out: an idle connection, or a turn in line.
+    fn first_take<W: Wait>(
         &self,
-        waits: bool,
         deadline: Deadline,
-        place: &mut Place,
-    ) -> Result<Pooled<M>, Option<Error>> {
+        turn: &mut Turn,
+    ) -> Result<Pooled<M>, W::Miss> {
         let mut state = self.state.lock();
         if let Some(conn) = state.take_idle_preferring(last_used()) {
             self.unlock_and_refill(state);
             return Ok(conn);
         }
-        if state.is_closed() {
-            return Err(Some(state.refusal(&self.config.name)));
+        if state.is_shut_down() {
+            return Err(W::miss(|| state.refusal(&self.config.name)));
         }
-        if !waits {
-            return Err(None);
-        }
+        W::nothing_idle()?;
         if let Some(err) = self.permanent(&state, deadline.start) {
-            return Err(Some(err));
+            return Err(W::miss(|| err));
         }
         let mut state = match self.yield_for_idle(state, deadline) {
             Ok(conn) => return Ok(conn),
             Err(state) => state,
         };
-        if state.is_closed() {
-            return Err(Some(state.refusal(&self.config.name)));
+        if state.is_shut_down() {
+            return Err(W::miss(|| state.refusal(&self.config.name)));
         }
-        place.waited = true;
-        let ticket = state.enqueue(place.wake(), false);
+        turn.waited = true;
+        let ticket = state.enqueue(turn.wake(), Rejoin::AtTheBack);
         if state.wants_connection() {
             self.wake_opener();
         }
-        Ok(self.await_handoff(state, place, ticket, deadline)?)
+        self.await_handoff(state, turn, ticket, deadline)
+            .map_err(|err| W::miss(|| err))
     }
 
     /// Before joining the queue, gives the CPU away a few times and looks again.
@@ -552,7 +679,7 @@ where
             drop(state);
             thread::yield_now();
             state = self.state.lock();
-            if state.is_closed() {
+            if state.is_shut_down() {
                 break;
             }
             if let Some(conn) = state.take_idle_preferring(last_used()) {
@@ -579,16 +706,16 @@ where
     fn await_handoff(
         &self,
         mut state: MutexGuard<'_, LockedState<M>>,
-        place: &mut Place,
+        turn: &mut Turn,
         ticket: u64,
         deadline: Deadline,
     ) -> Result<Pooled<M>, Error> {
-        let wake = place.wake();
+        let wake = turn.wake();
         loop {
             if let Some(conn) = state.take_handed(ticket) {
                 return Ok(conn);
             }
-            if state.is_closed() {
+            if state.is_shut_down() {
                 state.leave(ticket);
                 return Err(state.refusal(&self.config.name));
             }
@@ -733,24 +860,13 @@ where
     pub(crate) fn check_in(
         &self,
         mut conn: Pooled<M>,
+        since: Option<Instant>,
         marked_broken: bool,
-        checked_out: Option<Instant>,
     ) {
         self.forget_borrow(conn.id);
         LAST_USED.with(|last| last.set(conn.id));
-        if let Some(at) = checked_out {
-            let used = at.elapsed();
-            #[cfg(feature = "metrics")]
-            self.shielded("recording a metric", || self.histograms.used(used));
-            if self.config.events {
-                let event = CheckinEvent {
-                    id: conn.id,
-                    duration: used,
-                };
-                self.shielded("the checkin event handler", || {
-                    self.config.event_handler.handle_checkin(event);
-                });
-            }
+        if let Some(since) = since {
+            self.record(Span::Use, conn.id, since.elapsed());
         }
         // A connection dropped by a panicking thread may be mid-transaction or mid-protocol.
         let broken = marked_broken
@@ -766,12 +882,12 @@ where
         } else {
             None
         };
-        let (retired, nudge) = {
+        let (retired, replan) = {
             let mut state = self.state.lock();
             let retired = state.check_in(conn, verdict, now);
-            (retired, state.take_nudge())
+            (retired, state.take_replan())
         };
-        if nudge {
+        if replan {
             self.wake_reaper();
         }
         if let Some((conn, reason)) = retired {
@@ -831,7 +947,7 @@ where
     }
 
     /// Closes a connection already counted as closing for `reason` (off-lock), then frees its
-    /// place. Every connection the pool closes passes here, so this is where its `debug` line is.
+    /// turn. Every connection the pool closes passes here, so this is where its `debug` line is.
     #[allow(
         clippy::boxed_local,
         reason = "every caller holds the connection boxed; unboxing there would copy it"

@@ -38,19 +38,19 @@ where
     M: ManageConnection,
 {
     let config = builder.into_config()?;
-    let target = config.min_idle_target();
+    let target = config.settings.min_idle_target();
     let (wake, _) = crossbeam_channel::bounded(1);
     let (reap, _) = crossbeam_channel::bounded(1);
     let (keep, _) = crossbeam_channel::bounded(1);
-    let shared = Arc::new(Core::new(config, manager, wake, reap, keep));
-    let opener = Opener(Arc::downgrade(&shared));
+    let core = Arc::new(Core::new(config, manager, wake, reap, keep));
+    let opener = Opener(Arc::downgrade(&core));
     for _ in 0..target {
         assert!(
             opener.open(),
             "model::build: a first connection did not open"
         );
     }
-    Ok((Pool::from_shared(shared), opener))
+    Ok((Pool::from_shared(core), opener))
 }
 
 /// Stands in for the pool's opener thread: like it, it holds the pool weakly.
@@ -68,33 +68,33 @@ where
     /// whether a connection joined the pool. Unlike the thread it never waits out a back-off: the model has
     /// no time.
     pub fn open(&self) -> bool {
-        let Some(shared) = self.0.upgrade() else {
+        let Some(core) = self.0.upgrade() else {
             return false;
         };
         let generation = {
-            let mut state = shared.state.lock();
-            if state.is_closed() || !state.wants_connection() {
+            let mut state = core.state.lock();
+            if state.is_shut_down() || !state.wants_connection() {
                 return false;
             }
             state.begin_open()
         };
-        let raw = match shared.manager.connect() {
+        let raw = match core.manager.connect() {
             Ok(raw) => raw,
             Err(err) => {
-                let mut state = shared.state.lock();
+                let mut state = core.state.lock();
                 state.open_failed(Arc::new(Cause::capture(&err)), false);
-                shared.progress.notify_all();
+                core.progress.notify_all();
                 return false;
             }
         };
         let born = Clock::Precise.now();
-        let now = shared.clock.now();
+        let now = core.clock.now();
         let conn = Box::new(Conn {
             raw,
-            home: Arc::new(Owner(shared.clone())),
+            home: Arc::new(Owner(core.clone())),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             born,
-            expires: shared
+            expires: core
                 .config
                 .max_lifetime
                 .map_or(Stamp::NEVER, |lifetime| born.after(lifetime)),
@@ -105,14 +105,14 @@ where
             extensions: Extensions::new(),
         });
         let retired = {
-            let mut state = shared.state.lock();
+            let mut state = core.state.lock();
             let retired = state.opened(conn);
-            shared.progress.notify_all();
+            core.progress.notify_all();
             retired
         };
         match retired {
             Some((conn, reason)) => {
-                shared.close_conn(conn, reason);
+                core.close_conn(conn, reason);
                 false
             }
             None => true,

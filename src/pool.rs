@@ -1,4 +1,4 @@
-//! [`Pool`] and [`PooledConnection`]: the public face. The work happens in `shared`.
+//! [`Pool`] and [`PooledConnection`]: the public face. The work happens in [`crate::core`].
 //!
 //! A `Pool` is a handle to a `Handle`; when the last `Pool` goes, the pool closes, even if
 //! guards are still out: they reach the pool through their connection's home, not through a
@@ -12,9 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::{Builder, Config};
-use crate::core::{Core, Owner, Pooled, wait_until};
+use crate::core::{Core, Loan, NoWait, Owner, Queue, wait_until};
 use crate::error::{Error, Kind, Phase};
-use crate::event::CheckoutEvent;
 use crate::extensions::Extensions;
 use crate::leak::Leak;
 use crate::manager::ManageConnection;
@@ -84,7 +83,7 @@ struct Handle<M>
 where
     M: ManageConnection,
 {
-    shared: Arc<Core<M>>,
+    core: Arc<Core<M>>,
 }
 
 impl<M> Drop for Handle<M>
@@ -92,7 +91,7 @@ where
     M: ManageConnection,
 {
     fn drop(&mut self) {
-        self.shared.close();
+        self.core.close();
     }
 }
 
@@ -111,14 +110,14 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The sizes as they are now (they change at run time); the rest as built.
-        let (max_size, min_idle) = self.shared().state.lock().sizes();
+        let (max_size, min_idle) = self.core().state.lock().sizes();
         f.debug_struct("Pool")
             .field("name", &self.name())
             .field("state", &self.state())
             .field("max_size", &max_size)
             .field("min_idle", &min_idle)
-            .field("config", &self.shared().config)
-            .field("manager", &self.shared().manager)
+            .field("config", &self.core().config)
+            .field("manager", &self.core().manager)
             .finish()
     }
 }
@@ -183,14 +182,14 @@ where
         let opener_name = format!("sluice-{}", config.name);
         let reaper_name = format!("sluice-reap-{}", config.name);
         let keeper_name = format!("sluice-keep-{}", config.name);
-        let keeps_alive = config.keepalive.is_some();
-        let shared = Arc::new(Core::new(config, manager, wake, reap, keep));
-        let weak = Arc::downgrade(&shared);
+        let keeps_alive = config.settings.keepalive.is_some();
+        let core = Arc::new(Core::new(config, manager, wake, reap, keep));
+        let weak = Arc::downgrade(&core);
         let spawned = thread::Builder::new()
             .name(opener_name)
             .spawn(move || opener::run(weak, woken))
             .and_then(|_| {
-                let weak = Arc::downgrade(&shared);
+                let weak = Arc::downgrade(&core);
                 thread::Builder::new()
                     .name(reaper_name)
                     .spawn(move || reaper::run(weak, reap_woken))
@@ -199,21 +198,21 @@ where
                 if !keeps_alive {
                     return Ok(());
                 }
-                let weak = Arc::downgrade(&shared);
+                let weak = Arc::downgrade(&core);
                 thread::Builder::new()
                     .name(keeper_name)
                     .spawn(move || keepalive::run(weak, keep_woken))
                     .map(drop)
             });
         if let Err(err) = spawned {
-            let pool = shared.config.name.clone();
-            shared.refuse(Error::new(Kind::Spawn {
+            let pool = core.config.name.clone();
+            core.refuse(Error::new(Kind::Spawn {
                 pool,
                 reason: err.to_string(),
             }));
-            shared.wake_opener();
+            core.wake_opener();
         }
-        Pool(Arc::new(Handle { shared }))
+        Pool(Arc::new(Handle { core }))
     }
 
     /// A pool that never starts: closed, refusing every check-out with `error`.
@@ -225,44 +224,44 @@ where
         let (wake, _) = crossbeam_channel::bounded(1);
         let (reap, _) = crossbeam_channel::bounded(1);
         let (keep, _) = crossbeam_channel::bounded(1);
-        let shared = Arc::new(Core::new(config, manager, wake, reap, keep));
-        shared.refuse(error);
-        Pool(Arc::new(Handle { shared }))
+        let core = Arc::new(Core::new(config, manager, wake, reap, keep));
+        core.refuse(error);
+        Pool(Arc::new(Handle { core }))
     }
 
-    /// A pool around `shared`, with no threads: for `crate::model` only.
+    /// A pool around `core`, with no threads: for `crate::model` only.
     #[cfg(sluicegate_model)]
-    pub(crate) fn from_shared(shared: Arc<Core<M>>) -> Pool<M> {
-        Pool(Arc::new(Handle { shared }))
+    pub(crate) fn from_shared(core: Arc<Core<M>>) -> Pool<M> {
+        Pool(Arc::new(Handle { core }))
     }
 
     /// Waits until the connections `build` promises are open.
     pub(crate) fn wait_until_ready(&self) -> Result<(), Error> {
-        let shared = self.shared();
-        let target = shared.config.min_idle_target();
+        let core = self.core();
+        let target = core.config.settings.min_idle_target();
         let start = Instant::now();
-        let deadline = start.checked_add(shared.config.connection_timeout);
-        let mut state = shared.state.lock();
+        let deadline = start.checked_add(core.config.settings.connection_timeout);
+        let mut state = core.state.lock();
         loop {
-            if state.is_closed() {
-                return Err(state.refusal(&shared.config.name));
+            if state.is_shut_down() {
+                return Err(state.refusal(&core.config.name));
             }
             if state.has_open(target) {
                 return Ok(());
             }
-            if let Some(err) = shared.permanent(&state, start) {
+            if let Some(err) = core.permanent(&state, start) {
                 return Err(err);
             }
-            let waited = wait_until(&shared.progress, &mut state, deadline);
+            let waited = wait_until(&core.progress, &mut state, deadline);
             if waited.timed_out() && !state.has_open(target) {
-                return Err(shared.timed_out(&state, start, Phase::Build { target }));
+                return Err(core.timed_out(&state, start, Phase::Build { target }));
             }
         }
     }
 
     #[inline]
-    fn shared(&self) -> &Arc<Core<M>> {
-        &self.0.shared
+    fn core(&self) -> &Arc<Core<M>> {
+        &self.0.core
     }
 
     /// Checks out a connection, waiting up to the configured
@@ -292,7 +291,7 @@ where
     /// ```
     #[track_caller]
     pub fn get(&self) -> Result<PooledConnection<M>, Error> {
-        self.get_timeout(self.shared().config.connection_timeout)
+        self.get_timeout(self.core().config.settings.connection_timeout)
     }
 
     /// Checks out a connection, waiting up to `timeout` (of any size: `Duration::MAX` waits
@@ -321,10 +320,9 @@ where
     /// ```
     #[track_caller]
     pub fn get_timeout(&self, timeout: Duration) -> Result<PooledConnection<M>, Error> {
-        match self.shared().checkout(Some(timeout), Location::caller()) {
-            Ok(conn) => Ok(conn),
-            Err(err) => Err(err.expect("a waiting check-out always says why it failed")),
-        }
+        self.core()
+            .check_out(Queue(timeout), Location::caller())
+            .map(PooledConnection::new)
     }
 
     /// Checks out an idle connection if there is one, without waiting (it may still validate
@@ -351,7 +349,10 @@ where
     #[must_use = "the connection returns to the pool at once if unused"]
     #[track_caller]
     pub fn try_get(&self) -> Option<PooledConnection<M>> {
-        self.shared().checkout(None, Location::caller()).ok()
+        self.core()
+            .check_out(NoWait, Location::caller())
+            .ok()
+            .map(PooledConnection::new)
     }
 
     /// The pool's size now: open connections and idle ones.
@@ -373,7 +374,7 @@ where
     /// ```
     #[must_use]
     pub fn state(&self) -> State {
-        self.shared().state.lock().state()
+        self.core().state.lock().state()
     }
 
     /// Every gauge and counter of the pool, taken at one moment.
@@ -397,7 +398,7 @@ where
     /// ```
     #[must_use]
     pub fn metrics(&self) -> Metrics {
-        self.shared().metrics()
+        self.core().metrics()
     }
 
     /// The connections checked out for at least the
@@ -429,7 +430,7 @@ where
     /// ```
     #[must_use]
     pub fn leaks(&self) -> Vec<Leak> {
-        self.shared()
+        self.core()
             .leaks
             .as_ref()
             .map_or_else(Vec::new, |tracker| tracker.leaks())
@@ -474,13 +475,13 @@ where
     /// ```
     #[track_caller]
     pub fn assert_no_leaks(&self) {
-        let shared = self.shared();
-        let Some(tracker) = &shared.leaks else {
+        let core = self.core();
+        let Some(tracker) = &core.leaks else {
             log_shielded!(
                 log::Level::Warn,
                 "pool {:?}: assert_no_leaks cannot check anything: leak detection is off (build \
                  the pool with leak_detection_threshold(Some(Duration::ZERO)))",
-                shared.config.name
+                core.config.name
             );
             return;
         };
@@ -495,7 +496,7 @@ where
         };
         let mut message = format!(
             "pool {:?}: {} connection{} leaked (still checked out{threshold}):",
-            shared.config.name,
+            core.config.name,
             leaks.len(),
             if leaks.len() == 1 { "" } else { "s" },
         );
@@ -532,7 +533,7 @@ where
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn close(&self) {
-        self.shared().close();
+        self.core().close();
     }
 
     /// Closes the pool, as [`close`](Pool::close) does, then waits up to `timeout` for the
@@ -579,7 +580,7 @@ where
     /// ```
     pub fn close_within(&self, timeout: Duration) -> Drained {
         let deadline = Instant::now().checked_add(timeout);
-        let (still_out, settling) = self.shared().close_within(deadline);
+        let (still_out, settling) = self.core().close_within(deadline);
         Drained {
             still_out,
             settling,
@@ -605,7 +606,7 @@ where
     /// ```
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        self.shared().state.lock().is_closed()
+        self.core().state.lock().is_shut_down()
     }
 
     /// Retires every current connection and refills the pool with new ones: idle connections
@@ -631,7 +632,7 @@ where
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn evict_all(&self) {
-        self.shared().evict_all();
+        self.core().evict_all();
     }
 
     /// The pool's name, as given to [`Builder::pool_name`] or `pool-N`.
@@ -653,7 +654,7 @@ where
     /// ```
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.shared().config.name
+        &self.core().config.name
     }
 
     /// The pool's [`max_size`](Builder::max_size): as built, or as last
@@ -675,7 +676,7 @@ where
     /// ```
     #[must_use]
     pub fn max_size(&self) -> u32 {
-        self.shared().state.lock().sizes().0
+        self.core().state.lock().sizes().0
     }
 
     /// Changes [`max_size`](Builder::max_size) while the pool runs.
@@ -716,7 +717,7 @@ where
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn set_max_size(&self, max_size: u32) -> Result<(), Error> {
-        self.shared().set_max_size(max_size)
+        self.core().set_max_size(max_size)
     }
 
     /// Changes [`min_idle`](Builder::min_idle) while the pool runs (`None`: follow
@@ -749,7 +750,7 @@ where
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn set_min_idle(&self, min_idle: Option<u32>) -> Result<(), Error> {
-        self.shared().set_min_idle(min_idle)
+        self.core().set_min_idle(min_idle)
     }
 
     /// The pool's [`min_idle`](Builder::min_idle): as built, or as last
@@ -771,7 +772,7 @@ where
     /// ```
     #[must_use]
     pub fn min_idle(&self) -> Option<u32> {
-        self.shared().state.lock().sizes().1
+        self.core().state.lock().sizes().1
     }
 
     /// The configured [`test_on_check_out`](Builder::test_on_check_out).
@@ -792,7 +793,7 @@ where
     /// ```
     #[must_use]
     pub fn test_on_check_out(&self) -> bool {
-        self.shared().config.test_on_check_out
+        self.core().config.settings.test_on_check_out
     }
 
     /// The configured [`validation_skip_window`](Builder::validation_skip_window).
@@ -815,7 +816,7 @@ where
     /// ```
     #[must_use]
     pub fn validation_skip_window(&self) -> Duration {
-        self.shared().config.validation_skip_window
+        self.core().config.settings.validation_skip_window
     }
 
     /// The configured [`max_lifetime`](Builder::max_lifetime).
@@ -838,7 +839,7 @@ where
     /// ```
     #[must_use]
     pub fn max_lifetime(&self) -> Option<Duration> {
-        self.shared().config.max_lifetime
+        self.core().config.settings.max_lifetime
     }
 
     /// The configured [`idle_timeout`](Builder::idle_timeout).
@@ -861,7 +862,7 @@ where
     /// ```
     #[must_use]
     pub fn idle_timeout(&self) -> Option<Duration> {
-        self.shared().config.idle_timeout
+        self.core().config.settings.idle_timeout
     }
 
     /// The configured [`connection_timeout`](Builder::connection_timeout).
@@ -884,7 +885,7 @@ where
     /// ```
     #[must_use]
     pub fn connection_timeout(&self) -> Duration {
-        self.shared().config.connection_timeout
+        self.core().config.settings.connection_timeout
     }
 
     /// The configured [`reaper_rate`](Builder::reaper_rate).
@@ -907,7 +908,7 @@ where
     /// ```
     #[must_use]
     pub fn reaper_rate(&self) -> Duration {
-        self.shared().config.reaper_rate
+        self.core().config.settings.reaper_rate
     }
 
     /// The configured [`keepalive`](Builder::keepalive).
@@ -928,7 +929,7 @@ where
     /// ```
     #[must_use]
     pub fn keepalive(&self) -> Option<Duration> {
-        self.shared().config.keepalive
+        self.core().config.settings.keepalive
     }
 
     /// The configured [`leak_detection_threshold`](Builder::leak_detection_threshold).
@@ -949,7 +950,80 @@ where
     /// ```
     #[must_use]
     pub fn leak_detection_threshold(&self) -> Option<Duration> {
-        self.shared().config.leak_detection_threshold
+        self.core().config.settings.leak_detection_threshold
+    }
+}
+
+impl<M> Builder<M>
+where
+    M: ManageConnection,
+{
+    /// Builds the pool and waits until its first `min_idle` connections (`max_size` when
+    /// `min_idle` is `None`) are open.
+    ///
+    /// # Errors
+    ///
+    /// - A setting is invalid: the error names it.
+    /// - The connections did not open within `connection_timeout`: a timeout error carrying the
+    ///   database's last error.
+    /// - The pool's thread could not be started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluicegate::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluicegate::Pool::builder().max_size(4).build(Manager)?;
+    /// assert_eq!(pool.state().idle_connections, 4);
+    /// # Ok::<(), sluicegate::Error>(())
+    /// ```
+    pub fn build(self, manager: M) -> Result<Pool<M>, Error> {
+        let config = self.into_config()?;
+        let pool = Pool::start(config, manager);
+        pool.wait_until_ready()?;
+        Ok(pool)
+    }
+
+    /// Builds the pool without waiting for any connection to open.
+    ///
+    /// Invalid settings do not panic: the pool comes back closed, and every check-out returns
+    /// the error that names the setting (it is also logged).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # struct Manager;
+    /// # impl sluicegate::ManageConnection for Manager {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
+    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// # }
+    /// let pool = sluicegate::Pool::builder().min_idle(Some(0)).build_unchecked(Manager);
+    /// assert_eq!(pool.state().connections, 0);
+    /// let conn = pool.get()?; // opened on demand
+    /// # Ok::<(), sluicegate::Error>(())
+    /// ```
+    pub fn build_unchecked(self, manager: M) -> Pool<M> {
+        let (config, problem) = self.into_parts();
+        match problem {
+            None => Pool::start(config, manager),
+            Some(err) => {
+                log_shielded!(
+                    log::Level::Error,
+                    "pool {:?} not started: {err}",
+                    config.name
+                );
+                Pool::unusable(config, manager, err)
+            }
+        }
     }
 }
 
@@ -1078,12 +1152,8 @@ pub struct PooledConnection<M>
 where
     M: ManageConnection,
 {
-    /// The connection's home (a clone of `conn.home`): the way back to the pool.
-    home: Arc<Owner<M>>,
     /// `None` only after `detach`.
-    conn: Option<Pooled<M>>,
-    /// When it was checked out, if an event handler or the published histograms want to know.
-    checked_out: Option<Instant>,
+    loan: Option<Loan<M>>,
     broken: bool,
 }
 
@@ -1091,59 +1161,26 @@ impl<M> PooledConnection<M>
 where
     M: ManageConnection,
 {
-    /// Hands `conn` to its borrower (who called the pool at `caller`), reporting the check-out
-    /// to the event handler and the leak detector.
     #[inline]
-    pub(crate) fn new(
-        conn: Pooled<M>,
-        started: Option<Instant>,
-        caller: &'static Location<'static>,
-    ) -> PooledConnection<M> {
-        let home = conn.home.clone();
-        let shared = &home.0;
-        if let Some(tracker) = &shared.leaks {
-            if tracker.borrowed(conn.id, caller) {
-                shared.wake_reaper();
-            }
-        }
-        let checked_out = if shared.config.timed {
-            let now = Instant::now();
-            let waited = started.map_or(Duration::ZERO, |s| now.duration_since(s));
-            #[cfg(feature = "metrics")]
-            shared.histograms.waited(waited);
-            if shared.config.events {
-                let event = CheckoutEvent {
-                    id: conn.id,
-                    duration: waited,
-                };
-                shared.shielded("the checkout event handler", || {
-                    shared.config.event_handler.handle_checkout(event);
-                });
-            }
-            Some(now)
-        } else {
-            None
-        };
+    fn new(loan: Loan<M>) -> PooledConnection<M> {
         PooledConnection {
-            home,
-            conn: Some(conn),
-            checked_out,
+            loan: Some(loan),
             broken: false,
         }
     }
 
     #[inline]
     fn inner(&self) -> &Conn<M::Connection, Arc<Owner<M>>> {
-        match &self.conn {
-            Some(conn) => conn,
+        match &self.loan {
+            Some(loan) => &loan.conn,
             None => unreachable!("a PooledConnection holds its connection until it is dropped"),
         }
     }
 
     #[inline]
     fn inner_mut(&mut self) -> &mut Conn<M::Connection, Arc<Owner<M>>> {
-        match &mut self.conn {
-            Some(conn) => conn,
+        match &mut self.loan {
+            Some(loan) => &mut loan.conn,
             None => unreachable!("a PooledConnection holds its connection until it is dropped"),
         }
     }
@@ -1242,11 +1279,10 @@ where
     /// ```
     #[must_use = "the detached connection closes if unused"]
     pub fn detach(mut this: Self) -> M::Connection {
-        let conn = match this.conn.take() {
-            Some(conn) => conn,
-            None => unreachable!("a PooledConnection holds its connection until it is dropped"),
+        let Some(Loan { owner, conn, .. }) = this.loan.take() else {
+            unreachable!("a PooledConnection holds its connection until it is dropped");
         };
-        this.home.0.detach(conn.id);
+        owner.0.detach(conn.id);
         conn.raw
     }
 
@@ -1282,8 +1318,8 @@ where
     M: ManageConnection,
 {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.home.0.check_in(conn, self.broken, self.checked_out);
+        if let Some(Loan { owner, conn, since }) = self.loan.take() {
+            owner.0.check_in(conn, since, self.broken);
         }
     }
 }
@@ -1317,7 +1353,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PooledConnection")
-            .field("pool", &self.home.0.config.name)
+            .field("pool", &self.inner().home.0.config.name)
             .field("id", &self.inner().id)
             .field("connection", &self.inner().raw)
             .finish()

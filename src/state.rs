@@ -28,7 +28,7 @@
 //! 5. `next_reap` is never later than the reaper's next wake-up, and no idle connection
 //!    expires before `next_reap` without the reaper being woken for it: a connection that
 //!    becomes idle with an earlier deadline (its lifetime, or its own idle timeout) lowers it
-//!    and sets `nudge`. (Idle timeouts of older connections are looked at by the reaper's
+//!    and sets `replan`. (Idle timeouts of older connections are looked at by the reaper's
 //!    planned rounds, at least every `reaper_rate`.)
 //! 6. At most [`MAX_OPENING`] connections are being opened, and no connect starts before
 //!    `retry_at`: after a failed connect, or a new connection that failed its first validation,
@@ -42,6 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock::Stamp;
+use crate::config::Settings;
 use crate::error::{Cause, Counts, Error, Failed, LastError};
 use crate::extensions::Extensions;
 use crate::metrics::{Metrics, State};
@@ -98,6 +99,16 @@ impl std::fmt::Display for Retire {
             Retire::Shrunk => "max_size lowered",
         })
     }
+}
+
+/// Where a thread joins the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rejoin {
+    /// A new check-out: behind everyone waiting.
+    AtTheBack,
+    /// A check-out that already waited its turn and lost the connection it was given to a
+    /// failed check: it keeps its turn.
+    AtTheHead,
 }
 
 /// A thread waiting in line for a connection.
@@ -163,7 +174,7 @@ pub(crate) struct PoolState<C, H> {
     /// The earliest deadline the reaper will wake up for (invariant 5).
     next_reap: Stamp,
     /// A check-in lowered `next_reap`: the reaper must be woken to replan.
-    nudge: bool,
+    replan: bool,
     max_size: u32,
     /// `min_idle` as the user set it (`None`: follow `max_size`); see [`PoolState::min_idle`].
     min_idle: Option<u32>,
@@ -189,25 +200,15 @@ pub(crate) struct PoolState<C, H> {
     counters: Counters,
 }
 
-/// The settings the state needs.
-#[derive(Clone, Copy)]
-pub(crate) struct Limits {
-    pub(crate) max_size: u32,
-    /// As the user set it: `None` follows `max_size`.
-    pub(crate) min_idle: Option<u32>,
-    /// What the reaper watches idle connections for, besides their lifetime.
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) connection_timeout: Duration,
-}
-
 impl<C, H> PoolState<C, H> {
-    pub(crate) fn new(limits: Limits) -> PoolState<C, H> {
-        let Limits {
+    pub(crate) fn new(settings: &Settings) -> PoolState<C, H> {
+        let Settings {
             max_size,
             min_idle,
             idle_timeout,
             connection_timeout,
-        } = limits;
+            ..
+        } = *settings;
         PoolState {
             idle: Vec::with_capacity(max_size.min(1024) as usize),
             open: 0,
@@ -217,7 +218,7 @@ impl<C, H> PoolState<C, H> {
             generation: 0,
             checkouts: 0,
             next_reap: Stamp::NEVER,
-            nudge: false,
+            replan: false,
             max_size,
             min_idle,
             idle_timeout,
@@ -235,7 +236,8 @@ impl<C, H> PoolState<C, H> {
         }
     }
 
-    pub(crate) fn is_closed(&self) -> bool {
+    /// Whether the pool was closed (or could not start): check-outs are refused.
+    pub(crate) fn is_shut_down(&self) -> bool {
         self.closed
     }
 
@@ -285,16 +287,14 @@ impl<C, H> PoolState<C, H> {
         self.retry_at
     }
 
-    /// Puts the calling thread in line; `front` for a thread that already waited its turn and
-    /// lost the connection it was given to a failed validation.
-    pub(crate) fn enqueue(&mut self, wake: Arc<Condvar>, front: bool) -> u64 {
+    /// Puts the calling thread in line, where `rejoin` says.
+    pub(crate) fn enqueue(&mut self, wake: Arc<Condvar>, rejoin: Rejoin) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         let waiter = Waiter { ticket, wake };
-        if front {
-            self.waiters.push_front(waiter);
-        } else {
-            self.waiters.push_back(waiter);
+        match rejoin {
+            Rejoin::AtTheBack => self.waiters.push_back(waiter),
+            Rejoin::AtTheHead => self.waiters.push_front(waiter),
         }
         self.check();
         ticket
@@ -401,7 +401,7 @@ impl<C, H> PoolState<C, H> {
         let due = self.reap_due(conn);
         if due < self.next_reap {
             self.next_reap = due;
-            self.nudge = true;
+            self.replan = true;
         }
     }
 
@@ -438,7 +438,7 @@ impl<C, H> PoolState<C, H> {
             if self.closed {
                 assert!(self.idle.is_empty() && self.handed.is_empty() && self.waiters.is_empty());
             }
-            if !self.nudge {
+            if !self.replan {
                 for conn in &self.idle {
                     assert!(
                         conn.expires >= self.next_reap,
@@ -464,8 +464,8 @@ impl<C, H> PoolState<C, H> {
 
     /// Whether a check-in since the last call brought a deadline the reaper must wake for.
     #[inline]
-    pub(crate) fn take_nudge(&mut self) -> bool {
-        std::mem::take(&mut self.nudge)
+    pub(crate) fn take_replan(&mut self) -> bool {
+        std::mem::take(&mut self.replan)
     }
 
     /// The pool's own reason to close a connection that comes back (counted in `open`): the
@@ -826,7 +826,7 @@ impl<C, H> PoolState<C, H> {
     }
 
     /// Plans the reaper's next wake-up: the earliest deadline among the idle connections, or
-    /// `latest`, whichever comes first. Check-ins that bring an earlier deadline nudge it.
+    /// `latest`, whichever comes first. A check-in that brings an earlier deadline wakes the reaper to replan.
     pub(crate) fn plan_reap(&mut self, latest: Stamp) -> Stamp {
         let mut next = latest;
         for conn in &self.idle {
@@ -840,7 +840,7 @@ impl<C, H> PoolState<C, H> {
             }
         }
         self.next_reap = next;
-        self.nudge = false;
+        self.replan = false;
         self.check();
         next
     }
@@ -937,12 +937,12 @@ mod tests {
         })
     }
 
-    fn limits(max_size: u32, min_idle: u32) -> Limits {
-        Limits {
+    fn limits(max_size: u32, min_idle: u32) -> Settings {
+        Settings {
             max_size,
             min_idle: Some(min_idle),
             idle_timeout: None,
-            connection_timeout: Duration::from_secs(30),
+            ..Settings::default()
         }
     }
 
@@ -970,8 +970,8 @@ mod tests {
 
     #[test]
     fn a_new_connection_failing_its_first_validation_counts_toward_the_back_off() {
-        let mut s = PoolState::new(limits(1, 0));
-        s.enqueue(Arc::new(Condvar::new()), false);
+        let mut s = PoolState::new(&limits(1, 0));
+        s.enqueue(Arc::new(Condvar::new()), Rejoin::AtTheBack);
         for failures in 1..=3 {
             assert!(s.wants_connection());
             let generation = s.begin_open();
@@ -982,14 +982,14 @@ mod tests {
                 "a connect that worked may be followed at once"
             );
             let handed = s.handed.pop().unwrap().1;
-            let ticket = s.enqueue(Arc::new(Condvar::new()), true);
+            let ticket = s.enqueue(Arc::new(Condvar::new()), Rejoin::AtTheHead);
             s.checkouts += 1;
             s.reject(Retire::Invalid, None, handed.proven);
             let wait = s.retry_at().unwrap() - Instant::now();
             let expected = backoff(failures as u32, Duration::from_secs(30));
             assert!(wait <= expected && wait > expected / 2, "{wait:?}");
             s.leave(ticket);
-            s.enqueue(Arc::new(Condvar::new()), false);
+            s.enqueue(Arc::new(Condvar::new()), Rejoin::AtTheBack);
             s.closed_one();
         }
         // A connection that works ends the run.
@@ -1003,7 +1003,7 @@ mod tests {
 
     #[test]
     fn a_thread_gets_back_the_connection_it_used_last_if_it_is_near_the_top() {
-        let mut s = PoolState::new(limits(12, 12));
+        let mut s = PoolState::new(&limits(12, 12));
         for id in 1..=12 {
             open_one(&mut s, id);
         }
@@ -1027,7 +1027,7 @@ mod tests {
 
     #[test]
     fn idle_is_most_recently_used_first() {
-        let mut s = PoolState::new(limits(3, 3));
+        let mut s = PoolState::new(&limits(3, 3));
         for id in 0..3 {
             open_one(&mut s, id);
         }
@@ -1041,11 +1041,11 @@ mod tests {
 
     #[test]
     fn returned_connection_goes_to_the_longest_waiter() {
-        let mut s = PoolState::new(limits(1, 1));
+        let mut s = PoolState::new(&limits(1, 1));
         open_one(&mut s, 7);
         let held = s.take_idle().unwrap();
-        let first = s.enqueue(Arc::new(Condvar::new()), false);
-        let second = s.enqueue(Arc::new(Condvar::new()), false);
+        let first = s.enqueue(Arc::new(Condvar::new()), Rejoin::AtTheBack);
+        let second = s.enqueue(Arc::new(Condvar::new()), Rejoin::AtTheBack);
         assert!(s.check_in(held, None, t(1)).is_none());
         // It was handed over, not left idle for a newcomer to take.
         assert!(s.take_idle().is_none());
@@ -1056,9 +1056,9 @@ mod tests {
 
     #[test]
     fn demand_counts_connections_being_opened() {
-        let mut s: PoolState<u64, ()> = PoolState::new(limits(10, 0));
+        let mut s: PoolState<u64, ()> = PoolState::new(&limits(10, 0));
         assert!(!s.wants_connection());
-        s.enqueue(Arc::new(Condvar::new()), false);
+        s.enqueue(Arc::new(Condvar::new()), Rejoin::AtTheBack);
         assert!(s.wants_connection());
         s.begin_open();
         // One waiter, one connection on its way: nothing more to open.
@@ -1067,7 +1067,7 @@ mod tests {
 
     #[test]
     fn eviction_retires_idle_now_and_checked_out_on_return() {
-        let mut s = PoolState::new(limits(2, 0));
+        let mut s = PoolState::new(&limits(2, 0));
         open_one(&mut s, 1);
         open_one(&mut s, 2);
         let out = s.take_idle().unwrap();
@@ -1083,7 +1083,7 @@ mod tests {
 
     #[test]
     fn sweep_keeps_min_idle_and_closes_oldest_first() {
-        let mut s = PoolState::new(limits(4, 1));
+        let mut s = PoolState::new(&limits(4, 1));
         for id in 0..3 {
             open_one(&mut s, id);
         }
@@ -1103,7 +1103,7 @@ mod tests {
 
     #[test]
     fn shrinking_retires_idle_connections_now_and_the_rest_as_they_arrive() {
-        let mut s = PoolState::new(Limits {
+        let mut s = PoolState::new(&Settings {
             min_idle: None,
             ..limits(4, 0)
         });
@@ -1140,12 +1140,12 @@ mod tests {
 
     #[test]
     fn shut_down_wakes_waiters_and_drains_everything_idle_or_handed() {
-        let mut s = PoolState::new(limits(2, 0));
+        let mut s = PoolState::new(&limits(2, 0));
         open_one(&mut s, 1);
         open_one(&mut s, 2);
         let held = s.take_idle().unwrap();
         let held2 = s.take_idle().unwrap();
-        let ticket = s.enqueue(Arc::new(Condvar::new()), false);
+        let ticket = s.enqueue(Arc::new(Condvar::new()), Rejoin::AtTheBack);
         s.check_in(held, None, t(1));
         let drained = s.shut_down();
         assert_eq!(drained.len(), 1);

@@ -19,7 +19,7 @@ use crate::clock::{Clock, Stamp};
 use crate::core::Core;
 use crate::manager::ManageConnection;
 use crate::state::Retire;
-use crate::worker::reaper::{MIN_ROUND_GAP, rest};
+use crate::worker::{Closed, MIN_ROUND_GAP, rest};
 
 /// The shortest interval keepalive validates a connection at, whatever `keepalive` says.
 pub(crate) const KEEPALIVE_FLOOR: Duration = Duration::from_millis(100);
@@ -38,10 +38,10 @@ where
     M: ManageConnection,
 {
     loop {
-        let Some(shared) = pool.upgrade() else {
+        let Some(core) = pool.upgrade() else {
             return;
         };
-        let Some(keepalive) = shared.config.keepalive else {
+        let Some(keepalive) = core.config.settings.keepalive else {
             return;
         };
         let after = keepalive_due(keepalive);
@@ -49,69 +49,67 @@ where
         // If the pass panics, the next one still comes.
         let mut next = start.checked_add(after);
         let mut closed = false;
-        shared.shielded("keeping idle connections alive", || {
-            match shared.keep_alive(after) {
-                Some(at) => next = at,
-                None => closed = true,
+        core.shielded("keeping idle connections alive", || {
+            match keep_alive(&core, after) {
+                Ok(at) => next = at,
+                Err(Closed) => closed = true,
             }
         });
         if closed {
             return;
         }
-        drop(shared);
+        drop(core);
         if !rest(&woken, start + MIN_ROUND_GAP, next) {
             return;
         }
     }
 }
 
-impl<M> Core<M>
-where
-    M: ManageConnection,
-{
-    /// One pass: validates, one at a time, every idle connection not verified within `after`
-    /// when the pass began (each at most once: a validated connection is verified anew), then
-    /// says when the next connection falls due. `None` when the pool is closed.
-    fn keep_alive(&self, after: Duration) -> Option<Option<Instant>> {
-        let due = Clock::Precise.now().before(after);
-        loop {
-            let taken = {
-                let mut state = self.state.lock();
-                if state.is_closed() {
-                    return None;
+/// One pass: validates, one at a time, every idle connection not verified within `after`
+/// when the pass began (each at most once: a validated connection is verified anew), then
+/// says when the next connection falls due. `Err` when the pool is closed.
+fn keep_alive<M: ManageConnection>(
+    core: &Core<M>,
+    after: Duration,
+) -> Result<Option<Instant>, Closed> {
+    let due = Clock::Precise.now().before(after);
+    loop {
+        let taken = {
+            let mut state = core.state.lock();
+            if state.is_shut_down() {
+                return Err(Closed);
+            }
+            state.take_for_keepalive(due)
+        };
+        let Some(mut conn) = taken else {
+            break;
+        };
+        let proven = conn.proven;
+        match core.validate(&mut conn, core.config.settings.connection_timeout) {
+            Ok(()) => {
+                let retired = core.state.lock().kept_alive(conn, Clock::Precise.now());
+                if let Some((conn, reason)) = retired {
+                    core.close_conn(conn, reason);
                 }
-                state.take_for_keepalive(due)
-            };
-            let Some(mut conn) = taken else {
-                break;
-            };
-            let proven = conn.proven;
-            match self.validate(&mut conn, self.config.connection_timeout) {
-                Ok(()) => {
-                    let retired = self.state.lock().kept_alive(conn, Clock::Precise.now());
-                    if let Some((conn, reason)) = retired {
-                        self.close_conn(conn, reason);
-                    }
-                }
-                Err((cause, error)) => {
-                    self.log_failure_closing(conn.id, "keepalive validation", &cause);
-                    self.state.lock().keepalive_failed(Arc::new(cause), proven);
-                    self.close_conn(conn, Retire::Invalid);
-                    if let Some(err) = error {
-                        self.shielded("the error handler", || {
-                            self.config.error_handler.handle_error(err);
-                        });
-                    }
+            }
+            Err((cause, error)) => {
+                core.log_failure_closing(conn.id, "keepalive validation", &cause);
+                core.state.lock().keepalive_failed(Arc::new(cause), proven);
+                core.close_conn(conn, Retire::Invalid);
+                if let Some(err) = error {
+                    core.shielded("the error handler", || {
+                        core.config.error_handler.handle_error(err);
+                    });
                 }
             }
         }
-        let (now, now_stamp) = (Instant::now(), Clock::Precise.now());
-        let next: Stamp = self
-            .state
-            .lock()
-            .plan_keepalive(after, now_stamp.after(after));
-        Some(now.checked_add(next.since(now_stamp)))
     }
+    let (now, now_stamp) = (Instant::now(), Clock::Precise.now());
+    let next: Stamp = core
+        .state
+        .lock()
+        .plan_keepalive(after, now_stamp.after(after));
+    Ok(now.checked_add(next.since(now_stamp)))
 }
 
 #[cfg(test)]

@@ -153,20 +153,20 @@ where
 {
     let mut outage = Outage::default();
     loop {
-        let Some(shared) = pool.upgrade() else {
+        let Some(core) = pool.upgrade() else {
             return;
         };
-        let until = match shared.next_job() {
+        let until = match next_job(&core) {
             Job::Exit => return,
             Job::Sleep(until) => until,
             Job::Open(generation) => {
-                shared.shielded("opening a connection", || {
-                    shared.open(generation, &mut outage);
+                core.shielded("opening a connection", || {
+                    open(&core, generation, &mut outage);
                 });
                 continue;
             }
         };
-        drop(shared);
+        drop(core);
         let disconnected = match until {
             Some(deadline) => woken.recv_deadline(deadline) == Err(RecvTimeoutError::Disconnected),
             None => woken.recv().is_err(),
@@ -177,131 +177,132 @@ where
     }
 }
 
-impl<M> Core<M>
-where
-    M: ManageConnection,
-{
-    fn next_job(&self) -> Job {
-        let mut state = self.state.lock();
-        if state.is_closed() {
-            return Job::Exit;
-        }
-        if state.wants_connection() {
-            match state.retry_at() {
-                Some(retry) if retry > Instant::now() => return Job::Sleep(Some(retry)),
-                _ => return Job::Open(state.begin_open()),
-            }
-        }
-        Job::Sleep(None)
+fn next_job<M: ManageConnection>(core: &Core<M>) -> Job {
+    let mut state = core.state.lock();
+    if state.is_shut_down() {
+        return Job::Exit;
     }
-
-    /// Opens one connection (already counted as opening) and adds it to the pool. However
-    /// this ends, even by a panic, the connection stops counting as being opened. `outage`
-    /// decides what the log hears of it.
-    fn open(self: &Arc<Self>, generation: u64, outage: &mut Outage) {
-        let mut attempt = Attempt {
-            shared: self,
-            settled: false,
-        };
-        let budget = attempt_time(self.config.connection_timeout);
-        let started = Instant::now();
-        let mut extensions = Extensions::new();
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let mut raw = self.manager.connect_within(budget, &mut extensions)?;
-            self.config.customizer.on_acquire(&mut raw)?;
-            Ok(raw)
-        }));
-        let took = started.elapsed();
-        // When the attempt ended: what the outage's lines measure from.
-        let ended = started + took;
-        self.overran
-            .check(&self.config.name, ManagerCall::Connect, budget, took);
-        let raw = match outcome {
-            Ok(Ok(raw)) => raw,
-            Ok(Err(err)) => {
-                let permanent = catch_unwind(AssertUnwindSafe(|| self.manager.is_permanent(&err)))
-                    .unwrap_or(false);
-                let cause = Arc::new(Cause::capture(&err));
-                attempt.failed(cause.clone(), permanent);
-                self.log_failure(outage, &cause, ended);
-                // r2d2's semantics: the handler hears of every error (the default one logs
-                // it at `debug` only, as the line above tells the outage).
-                self.shielded("the error handler", || {
-                    self.config.error_handler.handle_error(err);
-                });
-                return;
-            }
-            Err(panic) => {
-                let cause = Arc::new(Cause::message(format!(
-                    "connect panicked: {}",
-                    panic_text(&panic)
-                )));
-                attempt.failed(cause.clone(), false);
-                self.log_failure(outage, &cause, ended);
-                return;
-            }
-        };
-        if let Some(line) = outage.connected(&self.config.name, ended) {
-            log_shielded!(log::Level::Info, "{line}");
+    if state.wants_connection() {
+        match state.retry_at() {
+            Some(retry) if retry > Instant::now() => return Job::Sleep(Some(retry)),
+            _ => return Job::Open(state.begin_open()),
         }
-        #[cfg(feature = "metrics")]
-        self.shielded("recording a metric", || self.histograms.connected(took));
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        // Stamped precisely: this is off the hot path, and release events report the age.
-        let born = Clock::Precise.now();
-        let expires = self
-            .config
-            .max_lifetime
-            .map_or(Stamp::NEVER, |lifetime| born.after(jittered(lifetime)));
-        let now = self.clock.now();
-        let conn = Box::new(Conn {
-            raw,
-            home: Arc::new(Owner(self.clone())),
-            id,
-            born,
-            expires,
-            generation,
-            checked_in: now,
-            verified: now,
-            proven: false,
-            extensions,
-        });
-        if self.config.events {
-            // Before the connection is counted (so that its acquire comes before its checkout),
-            // hence shielded: a panicking handler must not lose the connection being opened.
-            self.shielded("the acquire event handler", || {
-                self.config
-                    .event_handler
-                    .handle_acquire(AcquireEvent { id });
+    }
+    Job::Sleep(None)
+}
+
+/// Opens one connection (already counted as opening) and adds it to the pool. However
+/// this ends, even by a panic, the connection stops counting as being opened. `outage`
+/// decides what the log hears of it.
+fn open<M: ManageConnection>(core: &Arc<Core<M>>, generation: u64, outage: &mut Outage) {
+    let mut attempt = Attempt {
+        core,
+        settled: false,
+    };
+    let budget = attempt_time(core.config.settings.connection_timeout);
+    let started = Instant::now();
+    let mut extensions = Extensions::new();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let mut raw = core.manager.connect_within(budget, &mut extensions)?;
+        core.config.customizer.on_acquire(&mut raw)?;
+        Ok(raw)
+    }));
+    let took = started.elapsed();
+    // When the attempt ended: what the outage's lines measure from.
+    let ended = started + took;
+    core.overran
+        .check(&core.config.name, ManagerCall::Connect, budget, took);
+    let raw = match outcome {
+        Ok(Ok(raw)) => raw,
+        Ok(Err(err)) => {
+            let permanent =
+                catch_unwind(AssertUnwindSafe(|| core.manager.is_permanent(&err))).unwrap_or(false);
+            let cause = Arc::new(Cause::capture(&err));
+            attempt.failed(cause.clone(), permanent);
+            log_failure(core, outage, &cause, ended);
+            // r2d2's semantics: the handler hears of every error (the default one logs
+            // it at `debug` only, as the line above tells the outage).
+            core.shielded("the error handler", || {
+                core.config.error_handler.handle_error(err);
             });
+            return;
         }
-        attempt.settled = true;
-        log_shielded!(
-            log::Level::Debug,
-            "pool {:?}: opened connection {id} in {}",
-            self.config.name,
-            Human(took)
-        );
-        let (retired, nudge) = {
-            let mut state = self.state.lock();
-            let retired = state.opened(conn);
-            self.progress.notify_all();
-            (retired, state.take_nudge())
-        };
-        if nudge {
-            self.wake_reaper();
+        Err(panic) => {
+            let cause = Arc::new(Cause::message(format!(
+                "connect panicked: {}",
+                panic_text(&panic)
+            )));
+            attempt.failed(cause.clone(), false);
+            log_failure(core, outage, &cause, ended);
+            return;
         }
-        if let Some((conn, reason)) = retired {
-            self.close_conn(conn, reason);
-        }
+    };
+    if let Some(line) = outage.connected(&core.config.name, ended) {
+        log_shielded!(log::Level::Info, "{line}");
     }
+    #[cfg(feature = "metrics")]
+    core.shielded("recording a metric", || core.histograms.connected(took));
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    // Stamped precisely: this is off the hot path, and release events report the age.
+    let born = Clock::Precise.now();
+    let expires = core
+        .config
+        .settings
+        .max_lifetime
+        .map_or(Stamp::NEVER, |lifetime| born.after(jittered(lifetime)));
+    let now = core.clock.now();
+    let conn = Box::new(Conn {
+        raw,
+        home: Arc::new(Owner(core.clone())),
+        id,
+        born,
+        expires,
+        generation,
+        checked_in: now,
+        verified: now,
+        proven: false,
+        extensions,
+    });
+    if core.config.events {
+        // Before the connection is counted (so that its acquire comes before its checkout),
+        // hence shielded: a panicking handler must not lose the connection being opened.
+        core.shielded("the acquire event handler", || {
+            core.config
+                .event_handler
+                .handle_acquire(AcquireEvent { id });
+        });
+    }
+    attempt.settled = true;
+    log_shielded!(
+        log::Level::Debug,
+        "pool {:?}: opened connection {id} in {}",
+        core.config.name,
+        Human(took)
+    );
+    let (retired, replan) = {
+        let mut state = core.state.lock();
+        let retired = state.opened(conn);
+        core.progress.notify_all();
+        (retired, state.take_replan())
+    };
+    if replan {
+        core.wake_reaper();
+    }
+    if let Some((conn, reason)) = retired {
+        core.close_conn(conn, reason);
+    }
+}
 
-    /// Tells the log about a connect that failed at `now`, as `outage` decides (off the
-    /// pool's lock).
-    fn log_failure(&self, outage: &mut Outage, cause: &Arc<Cause>, now: Instant) {
-        if let Some(line) = outage.failed(&self.config.name, cause, now) {
-            log_shielded!(log::Level::Error, "{line}");
-        }
+/// Tells the log about a connect that failed at `now`, as `outage` decides (off the
+/// pool's lock).
+fn log_failure<M: ManageConnection>(
+    core: &Core<M>,
+    outage: &mut Outage,
+    cause: &Arc<Cause>,
+    now: Instant,
+) {
+    if let Some(line) = outage.failed(&core.config.name, cause, now) {
+        log_shielded!(log::Level::Error, "{line}");
     }
 }
 
@@ -312,7 +313,7 @@ struct Attempt<'a, M>
 where
     M: ManageConnection,
 {
-    shared: &'a Core<M>,
+    core: &'a Core<M>,
     settled: bool,
 }
 
@@ -322,9 +323,9 @@ where
 {
     fn failed(&mut self, cause: Arc<Cause>, permanent: bool) {
         self.settled = true;
-        let mut state = self.shared.state.lock();
+        let mut state = self.core.state.lock();
         state.open_failed(cause, permanent);
-        self.shared.progress.notify_all();
+        self.core.progress.notify_all();
     }
 }
 

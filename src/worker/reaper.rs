@@ -16,39 +16,13 @@
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 
 use crate::clock::{Clock, Stamp};
 use crate::core::Core;
 use crate::human::Human;
 use crate::manager::ManageConnection;
-
-/// Background rounds (the reaper's, and keepalive passes) never start closer together than
-/// this, whatever `reaper_rate`, `keepalive` or a stream of wake-ups ask for: a pool must
-/// never spin.
-pub(crate) const MIN_ROUND_GAP: Duration = Duration::from_millis(10);
-
-/// Waits until the next round may start: not before `not_before`, then until `until` (`None`:
-/// until woken) or a wake-up on `woken`. Returns `false` when the pool is gone (the channel
-/// disconnected).
-pub(crate) fn rest(woken: &Receiver<()>, not_before: Instant, until: Option<Instant>) -> bool {
-    let mut nudged = false;
-    while Instant::now() < not_before {
-        match woken.recv_deadline(not_before) {
-            Ok(()) => nudged = true,
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return false,
-        }
-    }
-    if nudged {
-        return true;
-    }
-    let woke = match until {
-        Some(deadline) => woken.recv_deadline(deadline),
-        None => woken.recv().map_err(|_| RecvTimeoutError::Disconnected),
-    };
-    woke != Err(RecvTimeoutError::Disconnected)
-}
+use crate::worker::{Closed, MIN_ROUND_GAP, rest};
 
 /// The longest the thread sleeps with nothing due: `reaper_rate`, or less when it publishes
 /// metrics.
@@ -69,31 +43,31 @@ where
     // When the last round started, and the deadline it planned the next one for.
     let mut last: Option<(Instant, Instant)> = None;
     loop {
-        let Some(shared) = pool.upgrade() else {
+        let Some(core) = pool.upgrade() else {
             return;
         };
         let start = Instant::now();
         if let Some((last_start, deadline)) = last {
             // From round start to round start, so that time lost while working counts too.
             let planned = deadline.saturating_duration_since(last_start);
-            schedule.judge(&shared.config.name, planned, start - last_start);
+            schedule.judge(&core.config.name, planned, start - last_start);
         }
         if periodic.is_none_or(|at| at <= start) {
-            periodic = start.checked_add(period(shared.config.reaper_rate));
+            periodic = start.checked_add(period(core.config.settings.reaper_rate));
         }
         // If planning panics, the round still ends with a deadline: the periodic one.
         let mut next = periodic;
         let mut closed = false;
-        shared.shielded("reaping idle connections", || {
-            match shared.reap(start, periodic) {
-                Some(wake_at) => next = wake_at,
-                None => closed = true,
+        core.shielded("reaping idle connections", || {
+            match reap(&core, start, periodic) {
+                Ok(wake_at) => next = wake_at,
+                Err(Closed) => closed = true,
             }
         });
         if closed {
             return;
         }
-        drop(shared);
+        drop(core);
         last = next.map(|deadline| (start, deadline.max(start + MIN_ROUND_GAP)));
         if !rest(&woken, start + MIN_ROUND_GAP, next) {
             return;
@@ -101,68 +75,69 @@ where
     }
 }
 
-impl<M> Core<M>
-where
-    M: ManageConnection,
-{
-    /// One round, started at `start`: closes what expired, reports leaks, publishes metrics,
-    /// and plans the next round (no later than `periodic`). Every deadline it plans for is
-    /// fixed before the round's work (a connection's, or `periodic`), so time lost in the round
-    /// shows as lateness. Each part is shielded on its own, so a panic in one (a logger, a
-    /// recorder) stops none of the others. `None` when the pool is closed.
-    fn reap(&self, start: Instant, periodic: Option<Instant>) -> Option<Option<Instant>> {
-        let mut open = true;
-        self.shielded("closing expired connections", || {
-            open = self.sweep().is_some()
-        });
-        if !open {
-            return None;
-        }
-        let mut latest = periodic;
-        if let Some(tracker) = &self.leaks {
-            self.shielded("reporting leaks", || {
-                let (found, next) = tracker.scan(start);
-                latest = crate::clock::earliest(latest, next);
-                for leak in found {
-                    log_shielded!(log::Level::Warn, "possible connection leak: {leak}");
-                }
-            });
-        }
-        #[cfg(feature = "metrics")]
-        self.shielded("publishing metrics", || {
-            crate::metrics::publish::publish(&self.config.name, &self.metrics());
-        });
-        let (now, now_stamp) = (Instant::now(), Clock::Precise.now());
-        let latest = latest.map_or(Stamp::NEVER, |at| {
-            now_stamp.after(at.saturating_duration_since(now))
-        });
-        let next = {
-            let mut state = self.state.lock();
-            if state.is_closed() {
-                return None;
-            }
-            state.plan_reap(latest)
-        };
-        Some(now.checked_add(next.since(now_stamp)))
+/// One round, started at `start`: closes what expired, reports leaks, publishes metrics,
+/// and plans the next round (no later than `periodic`). Every deadline it plans for is
+/// fixed before the round's work (a connection's, or `periodic`), so time lost in the round
+/// shows as lateness. Each part is shielded on its own, so a panic in one (a logger, a
+/// recorder) stops none of the others. `Err` when the pool is closed.
+fn reap<M: ManageConnection>(
+    core: &Core<M>,
+    start: Instant,
+    periodic: Option<Instant>,
+) -> Result<Option<Instant>, Closed> {
+    let mut open = true;
+    core.shielded("closing expired connections", || open = sweep(core).is_ok());
+    if !open {
+        return Err(Closed);
     }
+    let mut latest = periodic;
+    if let Some(tracker) = &core.leaks {
+        core.shielded("reporting leaks", || {
+            let (found, next) = tracker.scan(start);
+            latest = crate::clock::earliest(latest, next);
+            for leak in found {
+                log_shielded!(log::Level::Warn, "possible connection leak: {leak}");
+            }
+        });
+    }
+    #[cfg(feature = "metrics")]
+    core.shielded("publishing metrics", || {
+        crate::metrics::publish::publish(&core.config.name, &core.metrics());
+    });
+    let (now, now_stamp) = (Instant::now(), Clock::Precise.now());
+    let latest = latest.map_or(Stamp::NEVER, |at| {
+        now_stamp.after(at.saturating_duration_since(now))
+    });
+    let next = {
+        let mut state = core.state.lock();
+        if state.is_shut_down() {
+            return Err(Closed);
+        }
+        state.plan_reap(latest)
+    };
+    Ok(now.checked_add(next.since(now_stamp)))
+}
 
-    /// Closes the idle connections past their lifetime, and those beyond `min_idle` past
-    /// their idle timeout. `None` when the pool is closed.
-    fn sweep(&self) -> Option<()> {
-        let now = Clock::Precise.now();
-        let idle_since = self.config.idle_timeout.map(|timeout| now.before(timeout));
-        let retired = {
-            let mut state = self.state.lock();
-            if state.is_closed() {
-                return None;
-            }
-            state.sweep(now, idle_since)
-        };
-        for (conn, reason) in retired {
-            self.close_conn(conn, reason);
+/// Closes the idle connections past their lifetime, and those beyond `min_idle` past
+/// their idle timeout. `Err` when the pool is closed.
+fn sweep<M: ManageConnection>(core: &Core<M>) -> Result<(), Closed> {
+    let now = Clock::Precise.now();
+    let idle_since = core
+        .config
+        .settings
+        .idle_timeout
+        .map(|timeout| now.before(timeout));
+    let retired = {
+        let mut state = core.state.lock();
+        if state.is_shut_down() {
+            return Err(Closed);
         }
-        Some(())
+        state.sweep(now, idle_since)
+    };
+    for (conn, reason) in retired {
+        core.close_conn(conn, reason);
     }
+    Ok(())
 }
 
 /// Rounds planned closer together than this are judged as if planned this far apart: a round
