@@ -28,14 +28,7 @@ use std::time::Duration;
 ///     }
 /// }
 ///
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 /// let slow = Arc::new(AtomicU64::new(0));
 /// let pool = sluicegate::Pool::builder()
 ///     .event_handler(Box::new(SlowCheckouts(slow.clone())))
@@ -146,14 +139,7 @@ pub trait HandleEvent: fmt::Debug + Sync + Send {
 /// # Examples
 ///
 /// ```
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 /// let builder = sluicegate::Pool::<Manager>::builder()
 ///     .event_handler(Box::new(sluicegate::NopEventHandler));
 /// ```

@@ -36,14 +36,7 @@ const MAX_FRAMES: usize = 40;
 ///
 /// ```
 /// use std::time::Duration;
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 /// let pool = sluicegate::Pool::builder()
 ///     .max_size(1)
 ///     .leak_detection_threshold(Some(Duration::ZERO))
@@ -72,14 +65,7 @@ impl Leak {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;
@@ -97,14 +83,7 @@ impl Leak {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;
@@ -123,14 +102,7 @@ impl Leak {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let worker = pool.clone();
@@ -159,14 +131,7 @@ impl Leak {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?; let line = line!();
@@ -184,14 +149,7 @@ impl Leak {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;
@@ -211,14 +169,7 @@ impl Leak {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder()
     ///     .pool_name("orders")
     ///     .leak_detection_threshold(Some(Duration::ZERO))
@@ -283,14 +234,7 @@ impl fmt::Debug for Leak {
 ///
 /// ```
 /// # use std::time::Duration;
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 /// # let pool = sluicegate::Pool::builder().max_size(1)
 /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
 /// let conn = pool.get()?;
@@ -326,14 +270,7 @@ impl Backtrace {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;
@@ -353,14 +290,7 @@ impl Backtrace {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;
@@ -426,14 +356,7 @@ impl fmt::Debug for Backtrace {
 ///
 /// ```
 /// # use std::time::Duration;
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 /// # let pool = sluicegate::Pool::builder().max_size(1)
 /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
 /// let conn = pool.get()?;
@@ -458,14 +381,7 @@ impl Frame {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;
@@ -484,14 +400,7 @@ impl Frame {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;
@@ -512,14 +421,7 @@ impl Frame {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// # let pool = sluicegate::Pool::builder().max_size(1)
     /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
     /// let conn = pool.get()?;

@@ -50,14 +50,7 @@ use crate::{keepalive, opener, reaper};
 ///
 /// ```
 /// use std::thread;
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = Vec<u32>;
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<Vec<u32>, std::io::Error> { Ok(Vec::new()) }
-/// #     fn is_valid(&self, _: &mut Vec<u32>) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut Vec<u32>) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::VecManager as Manager;
 ///
 /// let pool = sluicegate::Pool::builder().max_size(4).build(Manager)?;
 /// let workers: Vec<_> = (0..8)
@@ -138,14 +131,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.state().connections, 10);
     /// # Ok::<(), sluicegate::Error>(())
@@ -159,14 +145,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
@@ -277,17 +256,10 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = String;
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<String, std::io::Error> { Ok(String::new()) }
-    /// #     fn is_valid(&self, _: &mut String) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut String) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::VecManager as Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// let mut conn = pool.get()?;
-    /// conn.push_str("used");
+    /// conn.push(1);
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[track_caller]
@@ -306,14 +278,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let conn = pool.get_timeout(Duration::from_millis(100))?;
     /// assert!(pool.get_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
@@ -334,14 +299,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let first = pool.try_get();
     /// assert!(first.is_some());
@@ -359,14 +317,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// assert_eq!(pool.state().idle_connections, 2);
     /// # Ok::<(), sluicegate::Error>(())
@@ -381,14 +332,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// let conn = pool.get()?;
     /// let m = pool.metrics();
@@ -409,14 +353,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder()
     ///     .max_size(2)
     ///     .leak_detection_threshold(Some(Duration::ZERO))
@@ -449,14 +386,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder()
     ///     .leak_detection_threshold(Some(Duration::ZERO))
     ///     .build(Manager)?;
@@ -514,14 +444,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// let conn = pool.get()?;
     /// pool.close();
@@ -549,14 +472,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// let conn = pool.get()?;
     /// let worker = std::thread::spawn(move || {
@@ -591,14 +507,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert!(!pool.is_closed());
     /// # Ok::<(), sluicegate::Error>(())
@@ -615,14 +524,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// let old = sluicegate::PooledConnection::id(&pool.get()?);
     /// pool.evict_all();
@@ -639,14 +541,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert!(pool.name().starts_with("pool-"));
     /// # Ok::<(), sluicegate::Error>(())
@@ -662,14 +557,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// assert_eq!(sluicegate::Pool::new(Manager)?.max_size(), 10);
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
@@ -695,14 +583,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(4).build(Manager)?;
     /// let held = pool.get()?;
     /// pool.set_max_size(2)?;
@@ -732,14 +613,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(4).min_idle(Some(1)).build(Manager)?;
     /// pool.set_min_idle(Some(3))?;
     /// assert_eq!(pool.min_idle(), Some(3));
@@ -758,14 +632,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// assert_eq!(sluicegate::Pool::new(Manager)?.min_idle(), None);
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
@@ -779,14 +646,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// assert!(sluicegate::Pool::new(Manager)?.test_on_check_out());
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
@@ -801,14 +661,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.validation_skip_window(), Duration::from_millis(500));
     /// # Ok::<(), sluicegate::Error>(())
@@ -824,14 +677,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.max_lifetime(), Some(Duration::from_secs(1800)));
     /// # Ok::<(), sluicegate::Error>(())
@@ -847,14 +693,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.idle_timeout(), Some(Duration::from_secs(600)));
     /// # Ok::<(), sluicegate::Error>(())
@@ -870,14 +709,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.connection_timeout(), Duration::from_secs(30));
     /// # Ok::<(), sluicegate::Error>(())
@@ -893,14 +725,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.reaper_rate(), Duration::from_secs(30));
     /// # Ok::<(), sluicegate::Error>(())
@@ -915,14 +740,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// assert_eq!(sluicegate::Pool::new(Manager)?.keepalive(), None);
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
@@ -936,14 +754,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// assert_eq!(sluicegate::Pool::new(Manager)?.leak_detection_threshold(), None);
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
@@ -960,14 +771,7 @@ where
 ///
 /// ```
 /// use std::time::Duration;
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
 /// let drained = pool.close_within(Duration::from_secs(5));
 /// if !drained.is_complete() {
@@ -992,14 +796,7 @@ impl Drained {
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// assert!(pool.close_within(Duration::from_secs(5)).is_complete());
     /// # Ok::<(), sluicegate::Error>(())
@@ -1016,14 +813,7 @@ impl Drained {
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// let held = pool.get()?;
     /// assert_eq!(pool.close_within(Duration::ZERO).still_out(), 1);
@@ -1057,20 +847,13 @@ impl fmt::Display for Drained {
 /// # Examples
 ///
 /// ```
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = Vec<u8>;
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
-/// #     fn is_valid(&self, _: &mut Vec<u8>) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut Vec<u8>) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::VecManager as Manager;
 /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
 /// {
 ///     let mut conn = pool.get()?;
-///     conn.extend_from_slice(b"hello"); // DerefMut to the connection
+///     conn.extend([1, 2, 3]); // DerefMut to the connection
 /// } // returned here
-/// assert_eq!(&**pool.get()?, b"hello");
+/// assert_eq!(*pool.get()?, [1, 2, 3]);
 /// # Ok::<(), sluicegate::Error>(())
 /// ```
 #[must_use = "if unused the connection returns to the pool at once"]
@@ -1154,14 +937,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// use sluicegate::PooledConnection;
     ///
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
@@ -1179,14 +955,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// let mut conn = pool.get()?;
     /// sluicegate::PooledConnection::extensions_mut(&mut conn).insert("cached");
@@ -1201,14 +970,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let first = sluicegate::PooledConnection::id(&pool.get()?);
     /// assert_eq!(sluicegate::PooledConnection::id(&pool.get()?), first);
@@ -1226,16 +988,9 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = String;
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<String, std::io::Error> { Ok("session".into()) }
-    /// #     fn is_valid(&self, _: &mut String) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut String) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::VecManager as Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
-    /// let mine: String = sluicegate::PooledConnection::detach(pool.get()?);
+    /// let mine: Vec<u32> = sluicegate::PooledConnection::detach(pool.get()?);
     /// assert_eq!(pool.metrics().detached, 1);
     /// let another = pool.get()?; // the pool opened a replacement
     /// # Ok::<(), sluicegate::Error>(())
@@ -1256,14 +1011,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let mut conn = pool.get()?;
     /// // ... the protocol went out of sync ...
