@@ -2,8 +2,11 @@
 //! release.
 
 use std::io;
+use std::time::Duration;
 
+use crate::error::Error;
 use crate::manager::ManageConnection;
+use crate::pool::Pool;
 
 /// A manager whose connections are `()`: it always connects, and its connections are always
 /// valid and never broken.
@@ -58,4 +61,17 @@ impl ManageConnection for RefusingManager {
     fn has_broken(&self, _: &mut ()) -> bool {
         false
     }
+}
+
+/// A pool of one [`Manager`] connection with leak detection in its test-suite mode
+/// (`leak_detection_threshold(Some(Duration::ZERO))`): every connection out is a leak.
+///
+/// # Errors
+///
+/// As [`Builder::build`](crate::Builder::build).
+pub fn leak_checked_pool() -> Result<Pool<Manager>, Error> {
+    Pool::builder()
+        .max_size(1)
+        .leak_detection_threshold(Some(Duration::ZERO))
+        .build(Manager)
 }

@@ -174,15 +174,8 @@ impl AcquireEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{AcquireEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_acquire(&self, event: AcquireEvent) {
-    ///         println!("{:?}", event.connection_id());
-    ///     }
+    /// fn handle_acquire(event: sluicegate::event::AcquireEvent) {
+    ///     println!("{:?}", event.connection_id());
     /// }
     /// ```
     #[inline]
@@ -219,15 +212,8 @@ impl ReleaseEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{ReleaseEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_release(&self, event: ReleaseEvent) {
-    ///         println!("{:?}", event.connection_id());
-    ///     }
+    /// fn handle_release(event: sluicegate::event::ReleaseEvent) {
+    ///     println!("{:?}", event.connection_id());
     /// }
     /// ```
     #[inline]
@@ -241,15 +227,8 @@ impl ReleaseEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{ReleaseEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_release(&self, event: ReleaseEvent) {
-    ///         println!("{:?}", event.age());
-    ///     }
+    /// fn handle_release(event: sluicegate::event::ReleaseEvent) {
+    ///     println!("{:?}", event.age());
     /// }
     /// ```
     #[inline]
@@ -286,15 +265,8 @@ impl CheckoutEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{CheckoutEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_checkout(&self, event: CheckoutEvent) {
-    ///         println!("{:?}", event.connection_id());
-    ///     }
+    /// fn handle_checkout(event: sluicegate::event::CheckoutEvent) {
+    ///     println!("{:?}", event.connection_id());
     /// }
     /// ```
     #[inline]
@@ -308,15 +280,8 @@ impl CheckoutEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{CheckoutEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_checkout(&self, event: CheckoutEvent) {
-    ///         println!("{:?}", event.duration());
-    ///     }
+    /// fn handle_checkout(event: sluicegate::event::CheckoutEvent) {
+    ///     println!("{:?}", event.duration());
     /// }
     /// ```
     #[inline]
@@ -352,15 +317,8 @@ impl TimeoutEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{TimeoutEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_timeout(&self, event: TimeoutEvent) {
-    ///         println!("{:?}", event.timeout());
-    ///     }
+    /// fn handle_timeout(event: sluicegate::event::TimeoutEvent) {
+    ///     println!("{:?}", event.timeout());
     /// }
     /// ```
     #[inline]
@@ -397,15 +355,8 @@ impl CheckinEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{CheckinEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_checkin(&self, event: CheckinEvent) {
-    ///         println!("{:?}", event.connection_id());
-    ///     }
+    /// fn handle_checkin(event: sluicegate::event::CheckinEvent) {
+    ///     println!("{:?}", event.connection_id());
     /// }
     /// ```
     #[inline]
@@ -419,15 +370,8 @@ impl CheckinEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{CheckinEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_checkin(&self, event: CheckinEvent) {
-    ///         println!("{:?}", event.duration());
-    ///     }
+    /// fn handle_checkin(event: sluicegate::event::CheckinEvent) {
+    ///     println!("{:?}", event.duration());
     /// }
     /// ```
     #[inline]

@@ -64,10 +64,7 @@ impl Leak {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// assert_eq!(pool.leaks()[0].connection_id(), sluicegate::PooledConnection::id(&conn));
     /// # Ok::<(), sluicegate::Error>(())
@@ -82,10 +79,8 @@ impl Leak {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// use std::time::Duration;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// std::thread::sleep(Duration::from_millis(5));
     /// assert!(pool.leaks()[0].held_for() >= Duration::from_millis(5));
@@ -101,10 +96,7 @@ impl Leak {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let worker = pool.clone();
     /// let conn = std::thread::Builder::new()
     ///     .name("worker-7".into())
@@ -130,10 +122,7 @@ impl Leak {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?; let line = line!();
     /// assert_eq!(pool.leaks()[0].location().line(), line);
     /// # Ok::<(), sluicegate::Error>(())
@@ -148,10 +137,7 @@ impl Leak {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// for frame in pool.leaks()[0].backtrace().frames() {
     ///     println!("{:?} at {:?}:{:?}", frame.function(), frame.file(), frame.line());
@@ -233,10 +219,7 @@ impl fmt::Debug for Leak {
 /// # Examples
 ///
 /// ```
-/// # use std::time::Duration;
-/// # use sluicegate::doc_fixture::Manager;
-/// # let pool = sluicegate::Pool::builder().max_size(1)
-/// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+/// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
 /// let conn = pool.get()?;
 /// let leak = &pool.leaks()[0];
 /// let trace: &sluicegate::leak::Backtrace = leak.backtrace();
@@ -269,10 +252,7 @@ impl Backtrace {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// let leaks = pool.leaks();
     /// assert!(!leaks[0].backtrace().frames().is_empty());
@@ -289,10 +269,7 @@ impl Backtrace {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// if let Some(frame) = pool.leaks()[0].backtrace().borrower() {
     ///     println!("borrowed in {:?}", frame.function());
@@ -355,10 +332,7 @@ impl fmt::Debug for Backtrace {
 /// # Examples
 ///
 /// ```
-/// # use std::time::Duration;
-/// # use sluicegate::doc_fixture::Manager;
-/// # let pool = sluicegate::Pool::builder().max_size(1)
-/// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+/// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
 /// let conn = pool.get()?;
 /// let leaks = pool.leaks();
 /// let frame: &sluicegate::leak::Frame = &leaks[0].backtrace().frames()[0];
@@ -380,10 +354,7 @@ impl Frame {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// let leaks = pool.leaks();
     /// let names: Vec<_> = leaks[0].backtrace().frames().iter().filter_map(|f| f.function()).collect();
@@ -399,10 +370,7 @@ impl Frame {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// let leaks = pool.leaks();
     /// if let Some(frame) = leaks[0].backtrace().borrower() {
@@ -420,10 +388,7 @@ impl Frame {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// let lines: Vec<u32> = pool.leaks()[0].backtrace().frames().iter().filter_map(|f| f.line()).collect();
     /// # Ok::<(), sluicegate::Error>(())
