@@ -43,14 +43,7 @@ static POOL_NUMBER: AtomicU64 = AtomicU64::new(1);
 ///
 /// ```
 /// use std::time::Duration;
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 ///
 /// let pool = sluicegate::Pool::builder()
 ///     .pool_name("orders")
@@ -99,14 +92,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Builder::new().build(Manager)?;
     /// assert_eq!(pool.max_size(), 10);
     /// # Ok::<(), sluicegate::Error>(())
@@ -121,14 +107,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let err = sluicegate::Pool::builder().max_size(0).build(Manager).err().unwrap();
     /// assert!(err.to_string().contains("max_size"));
     /// ```
@@ -143,14 +122,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(8).min_idle(Some(2)).build(Manager)?;
     /// assert_eq!(pool.state().connections, 2);
     /// # Ok::<(), sluicegate::Error>(())
@@ -167,14 +139,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().test_on_check_out(false).build(Manager)?;
     /// assert!(!pool.test_on_check_out());
     /// # Ok::<(), sluicegate::Error>(())
@@ -195,14 +160,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// // Behind a proxy that may drop connections at any moment: check every time.
     /// let pool = sluicegate::Pool::builder()
     ///     .validation_skip_window(Duration::ZERO)
@@ -229,14 +187,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder()
     ///     .max_lifetime(Some(Duration::from_secs(15 * 60)))
     ///     .build(Manager)?;
@@ -260,14 +211,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().idle_timeout(None).build(Manager)?;
     /// assert_eq!(pool.idle_timeout(), None);
     /// # Ok::<(), sluicegate::Error>(())
@@ -296,14 +240,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder()
     ///     .connection_timeout(Duration::from_millis(250))
     ///     .build(Manager)?;
@@ -335,14 +272,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder()
     ///     .keepalive(Some(Duration::from_secs(60)))
     ///     .build(Manager)?;
@@ -378,14 +308,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder()
     ///     .leak_detection_threshold(Some(Duration::from_secs(30)))
     ///     .build(Manager)?;
@@ -407,14 +330,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder()
     ///     .reaper_rate(Duration::from_millis(100))
     ///     .build(Manager)?;
@@ -432,14 +348,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().pool_name("reports").build(Manager)?;
     /// assert_eq!(pool.name(), "reports");
     /// # Ok::<(), sluicegate::Error>(())
@@ -458,14 +367,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder()
     ///     .error_handler(Box::new(sluicegate::NopErrorHandler))
     ///     .build(Manager)?;
@@ -482,14 +384,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder()
     ///     .event_handler(Box::new(sluicegate::NopEventHandler))
     ///     .build(Manager)?;
@@ -505,14 +400,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder()
     ///     .connection_customizer(Box::new(sluicegate::NopConnectionCustomizer))
     ///     .build(Manager)?;
@@ -544,14 +432,7 @@ where
     /// ```
     /// use std::sync::Arc;
     /// use scheduled_thread_pool::ScheduledThreadPool;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     ///
     /// let threads = Arc::new(ScheduledThreadPool::new(2));
     /// let pool = sluicegate::Pool::builder()

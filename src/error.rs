@@ -26,14 +26,7 @@ use crate::human::Human;
 ///
 /// ```
 /// use std::time::Duration;
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 ///
 /// let pool = sluicegate::Pool::builder().max_size(1).pool_name("orders").build(Manager)?;
 /// let _held = pool.get()?;
@@ -153,14 +146,7 @@ impl Error {
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let _held = pool.get()?;
     /// let err = pool.get_timeout(std::time::Duration::ZERO).unwrap_err();
@@ -178,14 +164,7 @@ impl Error {
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// pool.close();
     /// assert!(pool.get().unwrap_err().is_closed());
@@ -204,14 +183,7 @@ impl Error {
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let _held = pool.get()?;
     /// let err = pool.get_timeout(std::time::Duration::from_millis(1)).unwrap_err();

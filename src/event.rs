@@ -28,14 +28,7 @@ use std::time::Duration;
 ///     }
 /// }
 ///
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 /// let slow = Arc::new(AtomicU64::new(0));
 /// let pool = sluicegate::Pool::builder()
 ///     .event_handler(Box::new(SlowCheckouts(slow.clone())))
@@ -146,14 +139,7 @@ pub trait HandleEvent: fmt::Debug + Sync + Send {
 /// # Examples
 ///
 /// ```
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 /// let builder = sluicegate::Pool::<Manager>::builder()
 ///     .event_handler(Box::new(sluicegate::NopEventHandler));
 /// ```
@@ -188,15 +174,8 @@ impl AcquireEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{AcquireEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_acquire(&self, event: AcquireEvent) {
-    ///         println!("{:?}", event.connection_id());
-    ///     }
+    /// fn handle_acquire(event: sluicegate::event::AcquireEvent) {
+    ///     println!("{:?}", event.connection_id());
     /// }
     /// ```
     #[inline]
@@ -233,15 +212,8 @@ impl ReleaseEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{ReleaseEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_release(&self, event: ReleaseEvent) {
-    ///         println!("{:?}", event.connection_id());
-    ///     }
+    /// fn handle_release(event: sluicegate::event::ReleaseEvent) {
+    ///     println!("{:?}", event.connection_id());
     /// }
     /// ```
     #[inline]
@@ -255,15 +227,8 @@ impl ReleaseEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{ReleaseEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_release(&self, event: ReleaseEvent) {
-    ///         println!("{:?}", event.age());
-    ///     }
+    /// fn handle_release(event: sluicegate::event::ReleaseEvent) {
+    ///     println!("{:?}", event.age());
     /// }
     /// ```
     #[inline]
@@ -300,15 +265,8 @@ impl CheckoutEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{CheckoutEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_checkout(&self, event: CheckoutEvent) {
-    ///         println!("{:?}", event.connection_id());
-    ///     }
+    /// fn handle_checkout(event: sluicegate::event::CheckoutEvent) {
+    ///     println!("{:?}", event.connection_id());
     /// }
     /// ```
     #[inline]
@@ -322,15 +280,8 @@ impl CheckoutEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{CheckoutEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_checkout(&self, event: CheckoutEvent) {
-    ///         println!("{:?}", event.duration());
-    ///     }
+    /// fn handle_checkout(event: sluicegate::event::CheckoutEvent) {
+    ///     println!("{:?}", event.duration());
     /// }
     /// ```
     #[inline]
@@ -366,15 +317,8 @@ impl TimeoutEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{TimeoutEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_timeout(&self, event: TimeoutEvent) {
-    ///         println!("{:?}", event.timeout());
-    ///     }
+    /// fn handle_timeout(event: sluicegate::event::TimeoutEvent) {
+    ///     println!("{:?}", event.timeout());
     /// }
     /// ```
     #[inline]
@@ -411,15 +355,8 @@ impl CheckinEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{CheckinEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_checkin(&self, event: CheckinEvent) {
-    ///         println!("{:?}", event.connection_id());
-    ///     }
+    /// fn handle_checkin(event: sluicegate::event::CheckinEvent) {
+    ///     println!("{:?}", event.connection_id());
     /// }
     /// ```
     #[inline]
@@ -433,15 +370,8 @@ impl CheckinEvent {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::event::{CheckinEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_checkin(&self, event: CheckinEvent) {
-    ///         println!("{:?}", event.duration());
-    ///     }
+    /// fn handle_checkin(event: sluicegate::event::CheckinEvent) {
+    ///     println!("{:?}", event.duration());
     /// }
     /// ```
     #[inline]

@@ -36,14 +36,7 @@ const MAX_FRAMES: usize = 40;
 ///
 /// ```
 /// use std::time::Duration;
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 /// let pool = sluicegate::Pool::builder()
 ///     .max_size(1)
 ///     .leak_detection_threshold(Some(Duration::ZERO))
@@ -71,17 +64,7 @@ impl Leak {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// assert_eq!(pool.leaks()[0].connection_id(), sluicegate::PooledConnection::id(&conn));
     /// # Ok::<(), sluicegate::Error>(())
@@ -96,17 +79,8 @@ impl Leak {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// use std::time::Duration;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// std::thread::sleep(Duration::from_millis(5));
     /// assert!(pool.leaks()[0].held_for() >= Duration::from_millis(5));
@@ -122,17 +96,7 @@ impl Leak {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let worker = pool.clone();
     /// let conn = std::thread::Builder::new()
     ///     .name("worker-7".into())
@@ -158,17 +122,7 @@ impl Leak {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?; let line = line!();
     /// assert_eq!(pool.leaks()[0].location().line(), line);
     /// # Ok::<(), sluicegate::Error>(())
@@ -183,17 +137,7 @@ impl Leak {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// for frame in pool.leaks()[0].backtrace().frames() {
     ///     println!("{:?} at {:?}:{:?}", frame.function(), frame.file(), frame.line());
@@ -211,14 +155,7 @@ impl Leak {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder()
     ///     .pool_name("orders")
     ///     .leak_detection_threshold(Some(Duration::ZERO))
@@ -282,17 +219,7 @@ impl fmt::Debug for Leak {
 /// # Examples
 ///
 /// ```
-/// # use std::time::Duration;
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
-/// # let pool = sluicegate::Pool::builder().max_size(1)
-/// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+/// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
 /// let conn = pool.get()?;
 /// let leak = &pool.leaks()[0];
 /// let trace: &sluicegate::leak::Backtrace = leak.backtrace();
@@ -325,17 +252,7 @@ impl Backtrace {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// let leaks = pool.leaks();
     /// assert!(!leaks[0].backtrace().frames().is_empty());
@@ -352,17 +269,7 @@ impl Backtrace {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// if let Some(frame) = pool.leaks()[0].backtrace().borrower() {
     ///     println!("borrowed in {:?}", frame.function());
@@ -425,17 +332,7 @@ impl fmt::Debug for Backtrace {
 /// # Examples
 ///
 /// ```
-/// # use std::time::Duration;
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
-/// # let pool = sluicegate::Pool::builder().max_size(1)
-/// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+/// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
 /// let conn = pool.get()?;
 /// let leaks = pool.leaks();
 /// let frame: &sluicegate::leak::Frame = &leaks[0].backtrace().frames()[0];
@@ -457,17 +354,7 @@ impl Frame {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// let leaks = pool.leaks();
     /// let names: Vec<_> = leaks[0].backtrace().frames().iter().filter_map(|f| f.function()).collect();
@@ -483,17 +370,7 @@ impl Frame {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// let leaks = pool.leaks();
     /// if let Some(frame) = leaks[0].backtrace().borrower() {
@@ -511,17 +388,7 @@ impl Frame {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
-    /// # let pool = sluicegate::Pool::builder().max_size(1)
-    /// #     .leak_detection_threshold(Some(Duration::ZERO)).build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
     /// let lines: Vec<u32> = pool.leaks()[0].backtrace().frames().iter().filter_map(|f| f.line()).collect();
     /// # Ok::<(), sluicegate::Error>(())

@@ -196,14 +196,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! # struct Manager;
-//! # impl sluicegate::ManageConnection for Manager {
-//! #     type Connection = ();
-//! #     type Error = std::io::Error;
-//! #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-//! #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-//! #     fn has_broken(&self, _: &mut ()) -> bool { false }
-//! # }
+//! # use sluicegate::doc_fixture::Manager;
 //! let pool = sluicegate::Pool::builder().max_size(4).build(Manager)?;
 //! // On SIGTERM: refuse new work, give the requests in flight 10 s.
 //! let drained = pool.close_within(Duration::from_secs(10));
@@ -292,14 +285,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! # struct Manager;
-//! # impl sluicegate::ManageConnection for Manager {
-//! #     type Connection = ();
-//! #     type Error = std::io::Error;
-//! #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-//! #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-//! #     fn has_broken(&self, _: &mut ()) -> bool { false }
-//! # }
+//! # use sluicegate::doc_fixture::Manager;
 //! let pool = sluicegate::Pool::builder()
 //!     .leak_detection_threshold(Some(Duration::ZERO))
 //!     .build(Manager)?;
@@ -429,14 +415,7 @@
 //! drivers' `has_broken` catches connections the server closed without that.
 //!
 //! ```
-//! # struct Manager;
-//! # impl sluicegate::ManageConnection for Manager {
-//! #     type Connection = ();
-//! #     type Error = std::io::Error;
-//! #     fn connect(&self) -> Result<(), std::io::Error> { Err(std::io::Error::other("refused")) }
-//! #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-//! #     fn has_broken(&self, _: &mut ()) -> bool { false }
-//! # }
+//! # use sluicegate::doc_fixture::RefusingManager as Manager;
 //! use std::time::Duration;
 //!
 //! let pool = sluicegate::Pool::builder()
@@ -522,6 +501,8 @@ struct ReadmeExamples;
 // The floors, lowest first; a module imports only from floors below its own.
 // 1. Leaves: time, text, errors, the traits a driver implements, the figures a pool reports.
 mod clock;
+#[doc(hidden)]
+pub mod doc_fixture;
 mod error;
 pub mod event;
 mod extensions;

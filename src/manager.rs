@@ -413,14 +413,7 @@ pub trait HandleError<E>: fmt::Debug + Send + Sync + 'static {
 /// # Examples
 ///
 /// ```
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 /// let builder = sluicegate::Pool::<Manager>::builder()
 ///     .error_handler(Box::new(sluicegate::NopErrorHandler));
 /// ```
@@ -508,14 +501,7 @@ pub trait CustomizeConnection<C, E>: fmt::Debug + Send + Sync + 'static {
 /// # Examples
 ///
 /// ```
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 /// let builder = sluicegate::Pool::<Manager>::builder()
 ///     .connection_customizer(Box::new(sluicegate::NopConnectionCustomizer));
 /// ```

@@ -17,14 +17,7 @@ pub(crate) mod publish;
 /// # Examples
 ///
 /// ```
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 /// let pool = sluicegate::Pool::builder().max_size(3).build(Manager)?;
 /// let _conn = pool.get()?;
 /// let state = pool.state();
@@ -47,14 +40,7 @@ pub struct State {
 /// # Examples
 ///
 /// ```
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
 /// let mut conn = pool.get()?;
 /// sluicegate::PooledConnection::mark_broken(&mut conn);
@@ -126,14 +112,7 @@ impl Metrics {
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// pool.close();
     /// assert_eq!(pool.metrics().closed(), 2);

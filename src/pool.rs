@@ -49,14 +49,7 @@ use crate::worker::{keepalive, opener, reaper};
 ///
 /// ```
 /// use std::thread;
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = Vec<u32>;
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<Vec<u32>, std::io::Error> { Ok(Vec::new()) }
-/// #     fn is_valid(&self, _: &mut Vec<u32>) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut Vec<u32>) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::VecManager as Manager;
 ///
 /// let pool = sluicegate::Pool::builder().max_size(4).build(Manager)?;
 /// let workers: Vec<_> = (0..8)
@@ -137,14 +130,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.state().connections, 10);
     /// # Ok::<(), sluicegate::Error>(())
@@ -158,14 +144,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
@@ -276,17 +255,10 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = String;
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<String, std::io::Error> { Ok(String::new()) }
-    /// #     fn is_valid(&self, _: &mut String) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut String) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::VecManager as Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// let mut conn = pool.get()?;
-    /// conn.push_str("used");
+    /// conn.push(1);
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[track_caller]
@@ -305,14 +277,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let conn = pool.get_timeout(Duration::from_millis(100))?;
     /// assert!(pool.get_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
@@ -332,14 +297,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let first = pool.try_get();
     /// assert!(first.is_some());
@@ -360,14 +318,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// assert_eq!(pool.state().idle_connections, 2);
     /// # Ok::<(), sluicegate::Error>(())
@@ -382,14 +333,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// let conn = pool.get()?;
     /// let m = pool.metrics();
@@ -410,14 +354,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder()
     ///     .max_size(2)
     ///     .leak_detection_threshold(Some(Duration::ZERO))
@@ -450,14 +387,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder()
     ///     .leak_detection_threshold(Some(Duration::ZERO))
     ///     .build(Manager)?;
@@ -515,14 +445,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// let conn = pool.get()?;
     /// pool.close();
@@ -550,14 +473,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// let conn = pool.get()?;
     /// let worker = std::thread::spawn(move || {
@@ -592,14 +508,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert!(!pool.is_closed());
     /// # Ok::<(), sluicegate::Error>(())
@@ -616,14 +525,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// let old = sluicegate::PooledConnection::id(&pool.get()?);
     /// pool.evict_all();
@@ -640,14 +542,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert!(pool.name().starts_with("pool-"));
     /// # Ok::<(), sluicegate::Error>(())
@@ -663,14 +558,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// assert_eq!(sluicegate::Pool::new(Manager)?.max_size(), 10);
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
@@ -696,14 +584,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(4).build(Manager)?;
     /// let held = pool.get()?;
     /// pool.set_max_size(2)?;
@@ -733,14 +614,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(4).min_idle(Some(1)).build(Manager)?;
     /// pool.set_min_idle(Some(3))?;
     /// assert_eq!(pool.min_idle(), Some(3));
@@ -759,14 +633,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// assert_eq!(sluicegate::Pool::new(Manager)?.min_idle(), None);
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
@@ -780,14 +647,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// assert!(sluicegate::Pool::new(Manager)?.test_on_check_out());
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
@@ -802,14 +662,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.validation_skip_window(), Duration::from_millis(500));
     /// # Ok::<(), sluicegate::Error>(())
@@ -825,14 +678,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.max_lifetime(), Some(Duration::from_secs(1800)));
     /// # Ok::<(), sluicegate::Error>(())
@@ -848,14 +694,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.idle_timeout(), Some(Duration::from_secs(600)));
     /// # Ok::<(), sluicegate::Error>(())
@@ -871,14 +710,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.connection_timeout(), Duration::from_secs(30));
     /// # Ok::<(), sluicegate::Error>(())
@@ -894,14 +726,7 @@ where
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// assert_eq!(pool.reaper_rate(), Duration::from_secs(30));
     /// # Ok::<(), sluicegate::Error>(())
@@ -916,14 +741,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// assert_eq!(sluicegate::Pool::new(Manager)?.keepalive(), None);
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
@@ -937,14 +755,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// assert_eq!(sluicegate::Pool::new(Manager)?.leak_detection_threshold(), None);
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
@@ -971,14 +782,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(4).build(Manager)?;
     /// assert_eq!(pool.state().idle_connections, 4);
     /// # Ok::<(), sluicegate::Error>(())
@@ -998,14 +802,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().min_idle(Some(0)).build_unchecked(Manager);
     /// assert_eq!(pool.state().connections, 0);
     /// let conn = pool.get()?; // opened on demand
@@ -1034,14 +831,7 @@ where
 ///
 /// ```
 /// use std::time::Duration;
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = ();
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::Manager;
 /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
 /// let drained = pool.close_within(Duration::from_secs(5));
 /// if !drained.is_complete() {
@@ -1066,14 +856,7 @@ impl Drained {
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// assert!(pool.close_within(Duration::from_secs(5)).is_complete());
     /// # Ok::<(), sluicegate::Error>(())
@@ -1090,14 +873,7 @@ impl Drained {
     ///
     /// ```
     /// use std::time::Duration;
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// let held = pool.get()?;
     /// assert_eq!(pool.close_within(Duration::ZERO).still_out(), 1);
@@ -1131,20 +907,13 @@ impl fmt::Display for Drained {
 /// # Examples
 ///
 /// ```
-/// # struct Manager;
-/// # impl sluicegate::ManageConnection for Manager {
-/// #     type Connection = Vec<u8>;
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<Vec<u8>, std::io::Error> { Ok(Vec::new()) }
-/// #     fn is_valid(&self, _: &mut Vec<u8>) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut Vec<u8>) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::VecManager as Manager;
 /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
 /// {
 ///     let mut conn = pool.get()?;
-///     conn.extend_from_slice(b"hello"); // DerefMut to the connection
+///     conn.extend([1, 2, 3]); // DerefMut to the connection
 /// } // returned here
-/// assert_eq!(&**pool.get()?, b"hello");
+/// assert_eq!(*pool.get()?, [1, 2, 3]);
 /// # Ok::<(), sluicegate::Error>(())
 /// ```
 #[must_use = "if unused the connection returns to the pool at once"]
@@ -1191,14 +960,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// use sluicegate::PooledConnection;
     ///
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
@@ -1216,14 +978,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
     /// let mut conn = pool.get()?;
     /// sluicegate::PooledConnection::extensions_mut(&mut conn).insert("cached");
@@ -1238,14 +993,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let first = sluicegate::PooledConnection::id(&pool.get()?);
     /// assert_eq!(sluicegate::PooledConnection::id(&pool.get()?), first);
@@ -1263,16 +1011,9 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = String;
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<String, std::io::Error> { Ok("session".into()) }
-    /// #     fn is_valid(&self, _: &mut String) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut String) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::VecManager as Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
-    /// let mine: String = sluicegate::PooledConnection::detach(pool.get()?);
+    /// let mine: Vec<u32> = sluicegate::PooledConnection::detach(pool.get()?);
     /// assert_eq!(pool.metrics().detached, 1);
     /// let another = pool.get()?; // the pool opened a replacement
     /// # Ok::<(), sluicegate::Error>(())
@@ -1292,14 +1033,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Manager;
-    /// # impl sluicegate::ManageConnection for Manager {
-    /// #     type Connection = ();
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// # }
+    /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let mut conn = pool.get()?;
     /// // ... the protocol went out of sync ...

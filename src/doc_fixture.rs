@@ -1,0 +1,77 @@
+//! Not part of the API: the no-op manager the documentation's examples use; may change in any
+//! release.
+
+use std::io;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::manager::ManageConnection;
+use crate::pool::Pool;
+
+/// A manager whose connections are `()`: it always connects, and its connections are always
+/// valid and never broken.
+#[derive(Debug)]
+pub struct Manager;
+
+impl ManageConnection for Manager {
+    type Connection = ();
+    type Error = io::Error;
+    fn connect(&self) -> Result<(), io::Error> {
+        Ok(())
+    }
+    fn is_valid(&self, _: &mut ()) -> Result<(), io::Error> {
+        Ok(())
+    }
+    fn has_broken(&self, _: &mut ()) -> bool {
+        false
+    }
+}
+
+/// As [`Manager`], with a connection that holds data: an empty `Vec<u32>`.
+#[derive(Debug)]
+pub struct VecManager;
+
+impl ManageConnection for VecManager {
+    type Connection = Vec<u32>;
+    type Error = io::Error;
+    fn connect(&self) -> Result<Vec<u32>, io::Error> {
+        Ok(Vec::new())
+    }
+    fn is_valid(&self, _: &mut Vec<u32>) -> Result<(), io::Error> {
+        Ok(())
+    }
+    fn has_broken(&self, _: &mut Vec<u32>) -> bool {
+        false
+    }
+}
+
+/// As [`Manager`], but every connect fails with the error "refused".
+#[derive(Debug)]
+pub struct RefusingManager;
+
+impl ManageConnection for RefusingManager {
+    type Connection = ();
+    type Error = io::Error;
+    fn connect(&self) -> Result<(), io::Error> {
+        Err(io::Error::other("refused"))
+    }
+    fn is_valid(&self, _: &mut ()) -> Result<(), io::Error> {
+        Ok(())
+    }
+    fn has_broken(&self, _: &mut ()) -> bool {
+        false
+    }
+}
+
+/// A pool of one [`Manager`] connection with leak detection in its test-suite mode
+/// (`leak_detection_threshold(Some(Duration::ZERO))`): every connection out is a leak.
+///
+/// # Errors
+///
+/// As [`Builder::build`](crate::Builder::build).
+pub fn leak_checked_pool() -> Result<Pool<Manager>, Error> {
+    Pool::builder()
+        .max_size(1)
+        .leak_detection_threshold(Some(Duration::ZERO))
+        .build(Manager)
+}
