@@ -500,6 +500,7 @@ struct ReadmeExamples;
 
 // The floors, lowest first; a module imports only from floors below its own.
 // 1. Leaves: time, text, errors, the traits a driver implements, the figures a pool reports.
+mod backtrace;
 mod clock;
 #[doc(hidden)]
 pub mod doc_fixture;
