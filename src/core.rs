@@ -27,12 +27,12 @@ use crate::metrics::Metrics;
 use crate::state::{Conn, PoolState, Rejoin, Retire};
 use crate::sync::{Condvar, Mutex, MutexGuard, thread};
 
-/// A connection's way back to its pool: a strong reference to the pool, one per connection,
-/// shared by that connection's guards.
+/// The pool a connection belongs to, and its way back there: a strong reference to the
+/// pool, one per connection, held by the connection (and, while it is out, its loan).
 ///
 /// A guard must keep the pool alive, but if every guard cloned the pool's own `Arc`, every
 /// check-out and check-in on every core would fight over that one reference count (it halves
-/// throughput on two cores). A connection's home is only touched by whoever holds the
+/// throughput on two cores). A connection's owner is only touched by whoever holds the
 /// connection, so its count travels with the connection instead.
 pub(crate) struct Owner<M>(pub(crate) Arc<Core<M>>)
 where
@@ -44,10 +44,10 @@ pub(crate) type Pooled<M> = Box<Conn<<M as ManageConnection>::Connection, Arc<Ow
 /// The pool's lock-protected state, for this manager.
 pub(crate) type LockedState<M> = PoolState<<M as ManageConnection>::Connection, Arc<Owner<M>>>;
 
-/// The pool itself, shared by the user's handles and every connection's home (which keep it
-/// alive) and, weakly, by the pool's two threads (the opener and the reaper).
+/// The pool itself, shared by the user's handles and every connection's [`Owner`] (which keep
+/// it alive) and, weakly, by the pool's threads (see [`crate::worker`]).
 ///
-/// Idle connections hold their pool through their home, a cycle that closing the pool breaks:
+/// Idle connections hold their pool through their owner, a cycle that closing the pool breaks:
 /// it drains every idle connection, and every connection that comes back to a closed pool is
 /// closed.
 pub(crate) struct Core<M>
@@ -488,7 +488,7 @@ where
             None
         };
         Loan {
-            owner: conn.home.clone(),
+            owner: conn.owner.clone(),
             conn,
             since,
         }

@@ -93,7 +93,8 @@
 //! - Connections being closed count toward `max_size` until they are gone.
 //! - `max_lifetime` is shortened by a random 0–2.5% per connection, and idle connections close
 //!   at their deadline rather than at the next sweep.
-//! - The pool has two threads instead of r2d2's shared thread pool: an opener and a reaper.
+//! - The pool has threads of its own instead of r2d2's shared thread pool: an opener, a
+//!   reaper, and with `keepalive` set a keepalive thread.
 //! - Leak detection, keepalive and metrics are new; nothing changes unless you turn them on.
 //! - [`LoggingErrorHandler`], the default, logs each error at `debug` (r2d2's at `error`): the
 //!   pool logs outages and failed validations itself, naming itself, without a line per

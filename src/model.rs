@@ -50,7 +50,7 @@ where
             "model::build: a first connection did not open"
         );
     }
-    Ok((Pool::from_shared(core), opener))
+    Ok((Pool::from_core(core), opener))
 }
 
 /// Stands in for the pool's opener thread: like it, it holds the pool weakly.
@@ -91,7 +91,7 @@ where
         let now = core.clock.now();
         let conn = Box::new(Conn {
             raw,
-            home: Arc::new(Owner(core.clone())),
+            owner: Arc::new(Owner(core.clone())),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             born,
             expires: core

@@ -1,8 +1,8 @@
 //! [`Pool`] and [`PooledConnection`]: the public face. The work happens in [`crate::core`].
 //!
 //! A `Pool` is a handle to a `Handle`; when the last `Pool` goes, the pool closes, even if
-//! guards are still out: they reach the pool through their connection's home, not through a
-//! handle, and close their connection when it comes back.
+//! guards are still out: they reach the pool through their connection's owner, not through
+//! a handle, and close their connection when it comes back.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -210,7 +210,7 @@ where
 
     /// A pool around `core`, with no threads: for `crate::model` only.
     #[cfg(sluicegate_model)]
-    pub(crate) fn from_shared(core: Arc<Core<M>>) -> Pool<M> {
+    pub(crate) fn from_core(core: Arc<Core<M>>) -> Pool<M> {
         Pool(Arc::new(Handle { core }))
     }
 
@@ -1087,7 +1087,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PooledConnection")
-            .field("pool", &self.inner().home.0.config.name)
+            .field("pool", &self.inner().owner.0.config.name)
             .field("id", &self.inner().id)
             .field("connection", &self.inner().raw)
             .finish()

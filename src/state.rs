@@ -52,8 +52,8 @@ use crate::sync::Condvar;
 /// the idle stack, a waiter and a guard copies one pointer.
 pub(crate) struct Conn<C, H> {
     pub(crate) raw: C,
-    /// The connection's own reference to its pool (`shared::Owner`); opaque here.
-    pub(crate) home: H,
+    /// The connection's own reference to its pool (`core::Owner`); opaque here.
+    pub(crate) owner: H,
     pub(crate) id: u64,
     pub(crate) born: Stamp,
     /// When `max_lifetime` runs out ([`Stamp::NEVER`] without one).
@@ -925,7 +925,7 @@ mod tests {
     fn conn(id: u64, generation: u64) -> Box<Conn<u64, ()>> {
         Box::new(Conn {
             raw: id,
-            home: (),
+            owner: (),
             id,
             born: t(0),
             expires: Stamp::NEVER,

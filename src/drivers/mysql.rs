@@ -161,11 +161,11 @@ impl crate::ManageConnection for MysqlConnectionManager {
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        socket::has_news(conn)
+        socket::server_spoke_or_hung_up(conn)
     }
 
     fn is_closed(&self, conn: &mut Conn, _: &Extensions) -> bool {
-        socket::has_news(conn)
+        socket::server_spoke_or_hung_up(conn)
     }
 
     fn is_permanent(&self, error: &Error) -> bool {
@@ -267,7 +267,7 @@ mod socket {
 
     /// Whether an idle connection's socket has something to read or has hung up: the server
     /// sent an error packet (the session was killed, timed out) or closed the connection.
-    pub(super) fn has_news(conn: &mut mysql::Conn) -> bool {
+    pub(super) fn server_spoke_or_hung_up(conn: &mut mysql::Conn) -> bool {
         with_socket(conn, |fd| look(fd) != Look::Quiet)
     }
 
@@ -292,7 +292,7 @@ mod socket {
     pub(super) const CAN_SET_TIMEOUTS: bool = false;
 
     /// Without a cheap way to look at the socket, nothing is known to be wrong.
-    pub(super) fn has_news(_: &mut mysql::Conn) -> bool {
+    pub(super) fn server_spoke_or_hung_up(_: &mut mysql::Conn) -> bool {
         false
     }
 

@@ -253,7 +253,7 @@ fn open<M: ManageConnection>(core: &Arc<Core<M>>, generation: u64, outage: &mut 
     let now = core.clock.now();
     let conn = Box::new(Conn {
         raw,
-        home: Arc::new(Owner(core.clone())),
+        owner: Arc::new(Owner(core.clone())),
         id,
         born,
         expires,
