@@ -20,7 +20,7 @@ use crate::manager::{
 /// Names pools that were not given one: `pool-1`, `pool-2`, …
 static POOL_NUMBER: AtomicU64 = AtomicU64::new(1);
 
-/// Configures and builds a [`Pool`].
+/// Configures and builds a [`Pool`](crate::Pool).
 ///
 /// | setting | default |
 /// |---|---|
@@ -221,7 +221,7 @@ where
         self
     }
 
-    /// How long [`Pool::get`] waits for a connection, and `build` for its first `min_idle`
+    /// How long [`Pool::get`](crate::Pool::get) waits for a connection, and `build` for its first `min_idle`
     /// connections. Default 30 seconds; zero is invalid.
     ///
     /// It bounds everything a check-out does, whatever the database does: waiting in line,
@@ -291,12 +291,12 @@ where
     /// source location and the stack (raw return addresses, a few microseconds; symbols are
     /// resolved only for a report). The pool's reaper thread logs each connection held longer
     /// than the threshold once, at `warn`, with where it was borrowed; if it comes back later,
-    /// an `info` line says after how long. [`Pool::leaks`] lists them and
-    /// [`Pool::assert_no_leaks`] panics with them; both are counted in
+    /// an `info` line says after how long. [`Pool::leaks`](crate::Pool::leaks) lists them and
+    /// [`Pool::assert_no_leaks`](crate::Pool::assert_no_leaks) panics with them; both are counted in
     /// [`Metrics::leaks_detected`](crate::Metrics::leaks_detected).
     ///
     /// `Some(Duration::ZERO)` is the test-suite mode: every connection still checked out is a
-    /// leak when [`Pool::leaks`] or [`Pool::assert_no_leaks`] asks, and nothing is logged in the
+    /// leak when [`Pool::leaks`](crate::Pool::leaks) or [`Pool::assert_no_leaks`](crate::Pool::assert_no_leaks) asks, and nothing is logged in the
     /// background (it would report every check-out).
     ///
     /// A leaked connection stays with its holder: the pool never takes it back, because the

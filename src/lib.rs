@@ -191,6 +191,9 @@
 //!   while it runs (an invalid value is an error naming the setting, as with the builder).
 //!   Growing serves the waiting threads at once, in the order they came; shrinking closes idle
 //!   connections at once and the others as they come back, and opens none meanwhile.
+//! - **Behind PgBouncer.** What works in transaction and session mode, what fails, and which
+//!   PgBouncer settings bound its waits: "Behind PgBouncer" in the `postgres` module (feature
+//!   `postgres`).
 //! - **Shutting down.** [`Pool::close`] stops check-outs at once and leaves the connections that
 //!   are out to close when they come back; [`Pool::close_within`] does the same and then waits
 //!   up to a deadline for them, saying how many were still out ([`Drained`]):
@@ -305,96 +308,6 @@
 //! Backtraces show function names when the binary has symbols (Rust keeps them unless you
 //! strip), and files and lines with debug info (`debug = 1` in the release profile is enough).
 //! The caller's file and line ([`Leak::location`]) are known either way.
-//!
-//! # Behind PgBouncer
-//!
-//! In transaction mode (the usual one) PgBouncer lends a server connection to a client for
-//! one transaction only (or one exchange, outside a transaction), so whatever lives in a
-//! *session* belongs to the server connection it ran on, not to your pooled connection. What
-//! follows was checked against PgBouncer 1.18 with the `postgres` driver, several pools at
-//! once (tests/pgbouncer.rs).
-//!
-//! **What works, and what to use by default:**
-//!
-//! - `simple_query` and `batch_execute`: one exchange each.
-//! - `query_typed` (`query_typed_one`, `query_typed_opt`; `postgres` 0.19.8 and later):
-//!   parameters and typed rows in one exchange, with no named statement. Use it wherever you
-//!   would use `query`, `query_one` or `execute` with parameters.
-//! - Transactions (`conn.transaction()`): everything in one stays on one server connection, so
-//!   `SET LOCAL`, `prepare` and `query` work inside it, **provided every `Statement` and every
-//!   `Row` from it is dropped before `commit` or `rollback`** (see below).
-//!
-//! **What fails** (each reproduced by the tests, every time):
-//!
-//! - A statement prepared in one exchange and executed in another outside a transaction: the
-//!   execution lands on another server connection, `prepared statement "s3" does not exist`.
-//!   `query`, `query_one` and `execute` with a `&str` prepare and execute in two exchanges, so
-//!   they fail the same way, now and then, under load; so does keeping prepared statements per
-//!   pooled connection (the r2d2 habit).
-//! - A statement that outlives its transaction. A `Row` keeps its `Statement` alive; when the
-//!   last one is dropped after the commit, the driver's `Close` goes with the client's next
-//!   exchange to whichever server connection that lands on, and the statement stays prepared
-//!   on the one the transaction ran on, for that server connection's life. The driver names
-//!   statements per process from `s0`, so another instance (or this one, restarted) preparing
-//!   on that server connection fails with `prepared statement "s0" already exists`. So
-//!   "run the statements inside an explicit transaction" is safe only with the condition above.
-//! - Session `SET`s (`search_path`, `statement_timeout`, custom settings): the next exchange
-//!   may run elsewhere, where the setting is not, and the client that gets that server
-//!   connection next inherits it. Use `SET LOCAL` inside a transaction, or `ALTER ROLE` /
-//!   `ALTER DATABASE ... SET` on the server. (PgBouncer carries a few parameters from server
-//!   connection to server connection itself: `client_encoding`, `DateStyle`, `TimeZone`,
-//!   `standard_conforming_strings`, `application_name`.)
-//! - Advisory session locks, `LISTEN`, temporary tables kept across transactions, `WITH HOLD`
-//!   cursors.
-//!
-//! PgBouncer 1.21 and later can track protocol-level prepared statements
-//! (`max_prepared_statements` above 0), which makes `prepare` and `query` work; not checked
-//! here (Debian 12 ships 1.18).
-//!
-//! **Leave recycling off** (`PostgresConnectionManager::with_recycling(false)`, the default).
-//! Its `DISCARD ALL` is one more exchange per check-in, and it runs on whichever server
-//! connection PgBouncer picks, wiping what other clients left there (their prepared
-//! statements included) rather than anything of yours; with 1.21's `max_prepared_statements`,
-//! PgBouncer is reported to disconnect a client that sends it (not checked here).
-//!
-//! **PgBouncer's own errors end the client connection**: `query_wait_timeout`, `server login
-//! has been failing, try again later (server_login_retry)`, `database removed` (an admin
-//! `KILL`), all `FATAL` with SQLSTATE `08P01`. PgBouncer closes the connection right after,
-//! and the driver often reports only `connection closed`, with no SQLSTATE. The pool retires
-//! such a connection itself (on check-in, or at the next check-out, which sees the hang-up);
-//! to leave no window, call [`PooledConnection::mark_broken`] when a query fails with `08P01`,
-//! another code of class `08` or `57`, or no code with the client closed (an example is in
-//! `sluicegate::postgres`). The refusals (`SASL authentication failed`, `password
-//! authentication failed`, `no such database`, `no such user`) are permanent errors: `build`
-//! fails at once (measured: 1 to 40 ms through PgBouncer, with a 10 s `connection_timeout`).
-//!
-//! **`connection_timeout` does not bound PgBouncer's own waits.** It bounds check-outs and
-//! logins: a login PgBouncer holds (no server connection free, its server down, the database
-//! paused) is given up at the pool's timeout, as a timeout that does not say why. But a query
-//! on a connection already checked out waits inside PgBouncer: under `PAUSE`, after a `KILL`
-//! (which leaves the database paused until `RESUME`), or while its pool is exhausted, until
-//! `query_wait_timeout` (120 s by default) ends the client connection. PgBouncer's
-//! `server_connect_timeout` (15 s) bounds its own login to the server, and after a failed one
-//! it refuses or holds clients for `server_login_retry` (15 s), also after a `RECONNECT` that
-//! closes a server connection still logging in (seen under load). Set them on PgBouncer:
-//! `query_wait_timeout` of the order of the pool's `connection_timeout` (a few seconds), so
-//! that a held query ends, with a reason, about when a caller would have given up;
-//! `server_connect_timeout` and `server_login_retry` of a few seconds; and a
-//! `statement_timeout` per role on the server for slow queries.
-//!
-//! **Sizing.** In transaction mode, what reaches the server is PgBouncer's `default_pool_size`
-//! (per database and user); each instance's sluicegate pool is on the client side, so the sum
-//! of all instances' `max_size` must stay below `max_client_conn`, and beyond a small multiple
-//! of `default_pool_size` only moves the queue into PgBouncer, where `connection_timeout` no
-//! longer applies. In session mode each pooled connection keeps a server connection from its
-//! first query to its close, so the sum of all instances' `max_size` must fit
-//! `default_pool_size` (plus `reserve_pool_size`) for that database and user: the connections
-//! beyond it get no server connection until another client leaves, and their queries fail at
-//! `query_wait_timeout` (checked: two pools of 3 against a PgBouncer pool of 4 serve 4).
-//! Session state does stick within a pooled connection there, and PgBouncer resets a server
-//! connection only when its client disconnects, which a pooled connection rarely does: turn
-//! recycling on if borrowers leave session state behind. Either way keep `max_lifetime` below
-//! PgBouncer's `client_idle_timeout` (if set).
 //!
 //! # Error handling
 //!
