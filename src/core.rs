@@ -389,6 +389,30 @@ where
         state.outstanding()
     }
 
+    /// Readiness: waits until the connections `build` promises are open (`min_idle`, or
+    /// `max_size` without it), within `connection_timeout`.
+    pub(crate) fn wait_until_ready(&self) -> Result<(), Error> {
+        let target = self.config.settings.min_idle_target();
+        let start = Instant::now();
+        let deadline = start.checked_add(self.config.settings.connection_timeout);
+        let mut state = self.state.lock();
+        loop {
+            if state.is_shut_down() {
+                return Err(state.refusal(&self.config.name));
+            }
+            if state.has_open(target) {
+                return Ok(());
+            }
+            if let Some(err) = self.permanent(&state, start) {
+                return Err(err);
+            }
+            let waited = wait_until(&self.progress, &mut state, deadline);
+            if waited.timed_out() && !state.has_open(target) {
+                return Err(self.timed_out(&state, start, Phase::Build { target }));
+            }
+        }
+    }
+
     /// Sets `max_size`: see [`PoolState::set_max_size`]. The idle connections it retires are
     /// closed here, after unlocking.
     pub(crate) fn set_max_size(&self, max_size: u32) -> Result<(), Error> {
@@ -1067,20 +1091,20 @@ impl Limiter {
 
 /// How a wait on a condition variable ended.
 #[must_use]
-pub(crate) struct Waited {
+struct Waited {
     timed_out: bool,
 }
 
 impl Waited {
     /// Whether the deadline passed (rather than a notification or a spurious wake-up).
-    pub(crate) fn timed_out(&self) -> bool {
+    fn timed_out(&self) -> bool {
         self.timed_out
     }
 }
 
 /// Waits on `cond` until notified or `deadline` (`None`: a deadline too far to represent, so
 /// no deadline at all).
-pub(crate) fn wait_until<T>(
+fn wait_until<T>(
     cond: &Condvar,
     guard: &mut MutexGuard<'_, T>,
     deadline: Option<Instant>,

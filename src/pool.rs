@@ -12,8 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::{Builder, Config};
-use crate::core::{Core, Loan, NoWait, Owner, Queue, wait_until};
-use crate::error::{Error, Kind, Phase};
+use crate::core::{Core, Loan, NoWait, Owner, Queue};
+use crate::error::{Error, Kind};
 use crate::extensions::Extensions;
 use crate::leak::Leak;
 use crate::manager::ManageConnection;
@@ -212,30 +212,6 @@ where
     #[cfg(sluicegate_model)]
     pub(crate) fn from_core(core: Arc<Core<M>>) -> Pool<M> {
         Pool(Arc::new(Handle { core }))
-    }
-
-    /// Waits until the connections `build` promises are open.
-    pub(crate) fn wait_until_ready(&self) -> Result<(), Error> {
-        let core = self.core();
-        let target = core.config.settings.min_idle_target();
-        let start = Instant::now();
-        let deadline = start.checked_add(core.config.settings.connection_timeout);
-        let mut state = core.state.lock();
-        loop {
-            if state.is_shut_down() {
-                return Err(state.refusal(&core.config.name));
-            }
-            if state.has_open(target) {
-                return Ok(());
-            }
-            if let Some(err) = core.permanent(&state, start) {
-                return Err(err);
-            }
-            let waited = wait_until(&core.progress, &mut state, deadline);
-            if waited.timed_out() && !state.has_open(target) {
-                return Err(core.timed_out(&state, start, Phase::Build { target }));
-            }
-        }
     }
 
     #[inline]
@@ -790,7 +766,7 @@ where
     pub fn build(self, manager: M) -> Result<Pool<M>, Error> {
         let config = self.into_config()?;
         let pool = Pool::start(config, manager);
-        pool.wait_until_ready()?;
+        pool.core().wait_until_ready()?;
         Ok(pool)
     }
 
