@@ -338,15 +338,17 @@ impl<C, H> PoolState<C, H> {
     pub(crate) fn record_wait(&mut self, waited: Duration) {
         self.counters.waited += 1;
         self.counters.wait_time += waited;
+        self.check();
     }
 
     /// Records a wait that timed out.
     pub(crate) fn record_timeout(&mut self) {
         self.counters.timeouts += 1;
+        self.check();
     }
 
     /// Makes `conn` available: to the longest-waiting thread, else to the idle stack.
-    pub(crate) fn give(&mut self, conn: Box<Conn<C, H>>) {
+    fn give(&mut self, conn: Box<Conn<C, H>>) {
         match self.waiters.pop_front() {
             Some(waiter) => {
                 self.handed.push((waiter.ticket, conn));
@@ -463,6 +465,8 @@ impl<C, H> PoolState<C, H> {
     }
 
     /// Whether a check-in since the last call brought a deadline the reaper must wake for.
+    /// Not followed by a check: invariant 5 holds again once the caller has woken the reaper
+    /// and it has replanned.
     #[inline]
     pub(crate) fn take_replan(&mut self) -> bool {
         std::mem::take(&mut self.replan)
@@ -569,7 +573,7 @@ impl<C, H> PoolState<C, H> {
     }
 
     /// Counts a connection that leaves `open` to be closed for `reason`.
-    pub(crate) fn retire(&mut self, reason: Retire) {
+    fn retire(&mut self, reason: Retire) {
         self.open -= 1;
         self.closing += 1;
         let c = &mut self.counters;
@@ -598,7 +602,7 @@ impl<C, H> PoolState<C, H> {
     }
 
     /// Records a validation failure as the last error.
-    pub(crate) fn record_invalid(&mut self, cause: Arc<Cause>) {
+    fn record_invalid(&mut self, cause: Arc<Cause>) {
         self.last_error = Some((cause, Failed::Validation, Instant::now()));
     }
 
