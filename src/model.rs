@@ -96,6 +96,7 @@ where
             born,
             expires: core
                 .config
+                .settings
                 .max_lifetime
                 .map_or(Stamp::NEVER, |lifetime| born.after(lifetime)),
             generation,
