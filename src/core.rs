@@ -1,5 +1,8 @@
-//! The pool behind the handles, and the three paths a connection takes through it: check-out
-//! ([`Core::checkout`]), check-in ([`Core::check_in`]) and closing ([`Core::close_conn`]).
+//! The engine: the pool behind the handles, and the paths a connection takes through it:
+//! check-out ([`Core::check_out`], which hands out through [`Core::lend`]), check-in
+//! ([`Core::check_in`]: "what happens when a connection comes back"), closing
+//! ([`Core::close_conn`]), and what the handles ask of it (close, evict, detach, resize,
+//! readiness). It knows nothing of the public guard, nor of the threads that run it.
 //!
 //! The lock (`Core::state`) is only ever held to move a connection or change a count: every
 //! driver call, handler call, log line and connection drop happens after it is released. A
