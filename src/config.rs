@@ -600,17 +600,3 @@ pub(crate) struct Config<C, E> {
     pub(crate) event_handler: Box<dyn HandleEvent>,
     pub(crate) customizer: Box<dyn CustomizeConnection<C, E>>,
 }
-
-// By hand: a derive would require `C: Debug` and `E: Debug`.
-impl<C, E> fmt::Debug for Config<C, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The settings as built: `max_size` and `min_idle` change at run time, and the pool's
-        // `Debug` shows them as they are.
-        f.debug_struct("Config")
-            .field("settings", &self.settings)
-            .field("error_handler", &self.error_handler)
-            .field("event_handler", &self.event_handler)
-            .field("connection_customizer", &self.customizer)
-            .finish()
-    }
-}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::config::{Builder, Config};
+use crate::config::{Builder, Config, Settings};
 use crate::core::{Core, Loan, NoWait, Owner, Queue};
 use crate::error::{Error, Kind};
 use crate::extensions::Extensions;
@@ -102,14 +102,21 @@ where
     M: ManageConnection + fmt::Debug,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = &self.core().config;
         // The sizes as they are now (they change at run time); the rest as built.
         let (max_size, min_idle) = self.core().state.lock().sizes();
+        let settings = Settings {
+            max_size,
+            min_idle,
+            ..config.settings
+        };
         f.debug_struct("Pool")
-            .field("name", &self.name())
+            .field("name", &config.name)
             .field("state", &self.state())
-            .field("max_size", &max_size)
-            .field("min_idle", &min_idle)
-            .field("config", &self.core().config)
+            .field("settings", &settings)
+            .field("error_handler", &config.error_handler)
+            .field("event_handler", &config.event_handler)
+            .field("connection_customizer", &config.customizer)
             .field("manager", &self.core().manager)
             .finish()
     }
