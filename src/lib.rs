@@ -412,12 +412,12 @@ macro_rules! log_shielded {
 #[doc = include_str!("../README.md")]
 struct ReadmeExamples;
 
-// The floors, lowest first; a module imports only from floors below its own.
+// The floors, lowest first: a module names only modules on floors below its own (checked by
+// scripts/layout.py, which lists them the same way).
+//
 // 1. Leaves: time, text, errors, the traits a driver implements, the figures a pool reports.
 mod backtrace;
 mod clock;
-#[doc(hidden)]
-pub mod doc_fixture;
 mod error;
 pub mod event;
 mod extensions;
@@ -427,16 +427,25 @@ mod manager;
 mod metrics;
 pub mod sizing;
 mod sync;
+
 // 2. Settings and the builder.
 mod config;
-// 3. The state behind the lock, and the engine over it.
-mod core;
+
+// 3. The state behind the lock.
 mod state;
-// 4. The pool's threads.
+
+// 4. The engine over it.
+mod core;
+
+// 5. The pool's threads.
 mod worker;
-// 5. The public face.
+
+// 6. The public face.
 mod pool;
-// 6. Drivers, and the model checker's entry points.
+
+// 7. Drivers, the model checker's entry points, and the fixture the docs' examples use.
+#[doc(hidden)]
+pub mod doc_fixture;
 mod drivers;
 #[cfg(sluicegate_model)]
 #[doc(hidden)]
