@@ -94,8 +94,7 @@
 //!   at their deadline rather than at the next sweep.
 //! - Leak detection, keepalive and metrics are new; nothing changes unless you turn them on.
 //! - [`LoggingErrorHandler`], the default, logs each error at `debug` (r2d2's at `error`): the
-//!   pool logs outages and failed validations itself. Your own handler still receives every
-//!   error.
+//!   pool logs outages and failed validations itself.
 //! - The size can change at run time ([`Pool::set_max_size`], [`Pool::set_min_idle`]), and
 //!   [`Pool::close_within`] drains the pool before a shutdown.
 //! - Invalid settings make `build` return an error naming the setting instead of panicking in
@@ -126,9 +125,8 @@
 //! ([`LoggingErrorHandler`] says what the pool logs).
 //!
 //! What stays the caller's: a guard passed to `std::mem::forget` never comes back, so its
-//! connection keeps its place in the pool for good (leak detection reports it); and a
-//! connection taken out with [`PooledConnection::detach`] no longer counts toward
-//! `max_size`: the pool may open another in its place.
+//! connection keeps its place in the pool for good ([`PooledConnection`]); and a connection
+//! taken out with [`PooledConnection::detach`] no longer counts toward `max_size`.
 //!
 //! # Operating a pool
 //!
@@ -141,9 +139,8 @@
 //!
 //! # Choosing settings
 //!
-//! [`Builder`] lists every setting and its default. Size the pool to the work, not the thread
-//! count (threads beyond `max_size` wait in line, fairly): [`sizing`] turns the server's
-//! `max_connections`, the number of instances and the workload into numbers. How long a
+//! [`Builder`] lists every setting and its default; [`sizing`] turns the server's
+//! `max_connections`, the number of instances and the workload into a size. How long a
 //! connection lives and how it is kept healthy is up to [`max_lifetime`](Builder::max_lifetime)
 //! (which also says how to pick it), [`idle_timeout`](Builder::idle_timeout),
 //! [`keepalive`](Builder::keepalive) and [`min_idle`](Builder::min_idle), the floor the other

@@ -229,8 +229,7 @@ where
     /// ```
     /// # use sluicegate::doc_fixture::VecManager as Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
-    /// let mut conn = pool.get()?;
-    /// conn.push(1);
+    /// pool.get()?.push(1);
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[track_caller]
@@ -272,8 +271,7 @@ where
     /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let first = pool.try_get();
-    /// assert!(first.is_some());
-    /// assert!(pool.try_get().is_none());
+    /// assert!(first.is_some() && pool.try_get().is_none());
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use = "the connection returns to the pool at once if unused"]
@@ -324,12 +322,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
-    /// let pool = sluicegate::Pool::builder()
-    ///     .max_size(2)
-    ///     .leak_detection_threshold(Some(Duration::ZERO))
-    ///     .build(Manager)?;
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?; // leak threshold zero
     /// let held = pool.get()?;
     /// assert_eq!(pool.leaks().len(), 1);
     /// drop(held);
