@@ -25,12 +25,10 @@ use crate::human::Human;
 /// # Examples
 ///
 /// ```
-/// use std::time::Duration;
 /// # use sluicegate::doc_fixture::Manager;
 /// let pool = sluicegate::Pool::builder().max_size(1).pool_name("orders").build(Manager)?;
 /// let _held = pool.get()?;
-/// let err = pool.get_timeout(Duration::from_millis(10)).unwrap_err();
-/// assert!(err.is_timeout());
+/// let err = pool.get_timeout(std::time::Duration::from_millis(10)).unwrap_err();
 /// assert!(err.to_string().starts_with("timed out waiting for connection"));
 /// assert!(err.to_string().contains("\"orders\""));
 /// # Ok::<(), sluicegate::Error>(())

@@ -77,10 +77,9 @@ impl HandleEvent for NopEventHandler {}
 /// # Examples
 ///
 /// ```
-/// use sluicegate::event::{AcquireEvent, HandleEvent};
 /// # #[derive(Debug)] struct Opened;
-/// impl HandleEvent for Opened {
-///     fn handle_acquire(&self, event: AcquireEvent) {
+/// impl sluicegate::HandleEvent for Opened {
+///     fn handle_acquire(&self, event: sluicegate::event::AcquireEvent) {
 ///         println!("opened connection {}", event.connection_id());
 ///     }
 /// }
@@ -110,10 +109,9 @@ impl AcquireEvent {
 /// # Examples
 ///
 /// ```
-/// use sluicegate::event::{HandleEvent, ReleaseEvent};
 /// # #[derive(Debug)] struct Closed;
-/// impl HandleEvent for Closed {
-///     fn handle_release(&self, event: ReleaseEvent) {
+/// impl sluicegate::HandleEvent for Closed {
+///     fn handle_release(&self, event: sluicegate::event::ReleaseEvent) {
 ///         println!("closed connection {} after {:?}", event.connection_id(), event.age());
 ///     }
 /// }
@@ -157,10 +155,9 @@ impl ReleaseEvent {
 /// # Examples
 ///
 /// ```
-/// use sluicegate::event::{CheckoutEvent, HandleEvent};
 /// # #[derive(Debug)] struct Waits;
-/// impl HandleEvent for Waits {
-///     fn handle_checkout(&self, event: CheckoutEvent) {
+/// impl sluicegate::HandleEvent for Waits {
+///     fn handle_checkout(&self, event: sluicegate::event::CheckoutEvent) {
 ///         println!("got {} after {:?}", event.connection_id(), event.duration());
 ///     }
 /// }
@@ -204,10 +201,9 @@ impl CheckoutEvent {
 /// # Examples
 ///
 /// ```
-/// use sluicegate::event::{HandleEvent, TimeoutEvent};
 /// # #[derive(Debug)] struct Timeouts;
-/// impl HandleEvent for Timeouts {
-///     fn handle_timeout(&self, event: TimeoutEvent) {
+/// impl sluicegate::HandleEvent for Timeouts {
+///     fn handle_timeout(&self, event: sluicegate::event::TimeoutEvent) {
 ///         eprintln!("gave up after {:?}", event.timeout());
 ///     }
 /// }
@@ -237,10 +233,9 @@ impl TimeoutEvent {
 /// # Examples
 ///
 /// ```
-/// use sluicegate::event::{CheckinEvent, HandleEvent};
 /// # #[derive(Debug)] struct Usage;
-/// impl HandleEvent for Usage {
-///     fn handle_checkin(&self, event: CheckinEvent) {
+/// impl sluicegate::HandleEvent for Usage {
+///     fn handle_checkin(&self, event: sluicegate::event::CheckinEvent) {
 ///         println!("{} was held for {:?}", event.connection_id(), event.duration());
 ///     }
 /// }

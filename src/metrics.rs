@@ -59,27 +59,24 @@ pub struct State {
 /// | `sluicegate_usage_seconds` | histogram | how long each connection was held, check-out to return |
 /// | `sluicegate_connect_seconds` | histogram | how long each successful connect took, customizer included |
 ///
-/// The pool's reaper thread copies the gauges and counters out of this snapshot at least once a
-/// second (counters with `absolute`, so nothing is counted twice) and once more when the pool
-/// closes: they cost the check-out path nothing. The histograms are recorded as things happen:
-/// each check-out reads the precise clock at both ends (about 50 ns each) and records two
-/// samples. Install the recorder before building pools: a histogram is bound to the recorder
-/// present when its pool was built (gauges and counters are looked up on every publication).
-/// With `metrics-exporter-prometheus`, give the `sluicegate_*_seconds` series buckets
-/// (`set_buckets_for_metric(Matcher::Prefix("sluicegate_".into()), ..)`) so that they render as
-/// Prometheus histograms, which add up across instances; `examples/http_server.rs` does.
+/// The reaper thread copies the gauges and counters out of this snapshot at least once a second
+/// (counters with `absolute`, so nothing is counted twice) and once more when the pool closes,
+/// at no cost to the check-out path. Histograms are recorded as things happen: each check-out
+/// reads the precise clock at both ends (about 50 ns each) and records two samples. Install the
+/// recorder before building pools: a histogram is bound to the recorder present then (gauges
+/// and counters are looked up on every publication). With `metrics-exporter-prometheus`, give
+/// the `sluicegate_*_seconds` series buckets
+/// (`set_buckets_for_metric(Matcher::Prefix("sluicegate_".into()), ..)`) so that they render
+/// as Prometheus histograms, which add up across instances (`examples/http_server.rs` does).
 ///
 /// # Examples
 ///
 /// ```
 /// # use sluicegate::doc_fixture::Manager;
 /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
-/// let mut conn = pool.get()?;
-/// sluicegate::PooledConnection::mark_broken(&mut conn);
-/// drop(conn);
+/// sluicegate::PooledConnection::mark_broken(&mut pool.get()?);
 /// let m = pool.metrics();
-/// assert_eq!(m.checkouts, 1);
-/// assert_eq!(m.closed_broken, 1);
+/// assert_eq!((m.checkouts, m.closed_broken), (1, 1));
 /// assert_eq!(m.created, u64::from(m.connections) + m.closed() + m.detached);
 /// # Ok::<(), sluicegate::Error>(())
 /// ```
