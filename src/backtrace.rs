@@ -24,12 +24,7 @@ const MAX_FRAMES: usize = 40;
 /// # Examples
 ///
 /// ```
-/// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
-/// let conn = pool.get()?;
-/// let leak = &pool.leaks()[0];
-/// let trace: &sluicegate::leak::Backtrace = leak.backtrace();
-/// println!("{trace}");
-/// # Ok::<(), sluicegate::Error>(())
+/// fn print(trace: &sluicegate::leak::Backtrace) { println!("{trace}") }
 /// ```
 pub struct Backtrace {
     addresses: Box<[usize]>,
@@ -59,8 +54,7 @@ impl Backtrace {
     /// ```
     /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
-    /// let leaks = pool.leaks();
-    /// assert!(!leaks[0].backtrace().frames().is_empty());
+    /// assert!(!pool.leaks()[0].backtrace().frames().is_empty());
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[must_use]
@@ -139,9 +133,9 @@ impl fmt::Debug for Backtrace {
 /// ```
 /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
 /// let conn = pool.get()?;
-/// let leaks = pool.leaks();
-/// let frame: &sluicegate::leak::Frame = &leaks[0].backtrace().frames()[0];
-/// println!("{:?}", frame.function());
+/// for frame in pool.leaks()[0].backtrace().frames() {
+///     println!("{:?} at {:?}:{:?}", frame.function(), frame.file(), frame.line());
+/// }
 /// # Ok::<(), sluicegate::Error>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -159,11 +153,7 @@ impl Frame {
     /// # Examples
     ///
     /// ```
-    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
-    /// let conn = pool.get()?;
-    /// let leaks = pool.leaks();
-    /// let names: Vec<_> = leaks[0].backtrace().frames().iter().filter_map(|f| f.function()).collect();
-    /// # Ok::<(), sluicegate::Error>(())
+    /// fn function(frame: &sluicegate::leak::Frame) -> Option<&str> { frame.function() }
     /// ```
     #[must_use]
     pub fn function(&self) -> Option<&str> {
@@ -175,13 +165,7 @@ impl Frame {
     /// # Examples
     ///
     /// ```
-    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
-    /// let conn = pool.get()?;
-    /// let leaks = pool.leaks();
-    /// if let Some(frame) = leaks[0].backtrace().borrower() {
-    ///     println!("{:?}:{:?}", frame.file(), frame.line());
-    /// }
-    /// # Ok::<(), sluicegate::Error>(())
+    /// fn file(frame: &sluicegate::leak::Frame) -> Option<&std::path::Path> { frame.file() }
     /// ```
     #[must_use]
     pub fn file(&self) -> Option<&Path> {
@@ -193,10 +177,7 @@ impl Frame {
     /// # Examples
     ///
     /// ```
-    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
-    /// let conn = pool.get()?;
-    /// let lines: Vec<u32> = pool.leaks()[0].backtrace().frames().iter().filter_map(|f| f.line()).collect();
-    /// # Ok::<(), sluicegate::Error>(())
+    /// fn line(frame: &sluicegate::leak::Frame) -> Option<u32> { frame.line() }
     /// ```
     #[must_use]
     pub fn line(&self) -> Option<u32> {

@@ -25,13 +25,10 @@ use crate::human::Human;
 /// # Examples
 ///
 /// ```
-/// use std::time::Duration;
 /// # use sluicegate::doc_fixture::Manager;
-///
 /// let pool = sluicegate::Pool::builder().max_size(1).pool_name("orders").build(Manager)?;
 /// let _held = pool.get()?;
-/// let err = pool.get_timeout(Duration::from_millis(10)).unwrap_err();
-/// assert!(err.is_timeout());
+/// let err = pool.get_timeout(std::time::Duration::from_millis(10)).unwrap_err();
 /// assert!(err.to_string().starts_with("timed out waiting for connection"));
 /// assert!(err.to_string().contains("\"orders\""));
 /// # Ok::<(), sluicegate::Error>(())
@@ -141,7 +138,10 @@ impl Error {
         Error::new(Kind::Closed { pool: pool.clone() })
     }
 
-    /// Whether the caller gave up waiting for a connection (`get`, `get_timeout` or `build`).
+    /// Whether the caller gave up waiting for a connection (`get`, `get_timeout` or `build`):
+    /// the pool is exhausted, or the database is slow or down ([`last_error`](Error::last_error)
+    /// says which). In a server, answer with 503 and let the client retry; raising the timeout
+    /// only makes callers queue longer.
     ///
     /// # Examples
     ///
@@ -178,7 +178,8 @@ impl Error {
     /// Whether the database refused to connect for a reason that waiting will not fix (the
     /// manager's [`is_permanent`](crate::ManageConnection::is_permanent) said so), and the
     /// pool had no connection to wait for: the check-out or `build` failed at once.
-    /// [`last_error`](Error::last_error) gives the database's error.
+    /// [`last_error`](Error::last_error) gives the database's error. Fix the settings: the pool
+    /// keeps retrying in the background, with back-off, and recovers once they are right.
     ///
     /// # Examples
     ///
@@ -203,25 +204,13 @@ impl Error {
     /// # Examples
     ///
     /// ```
-    /// use std::time::Duration;
-    ///
-    /// struct Refusing;
-    /// impl sluicegate::ManageConnection for Refusing {
-    ///     type Connection = ();
-    ///     type Error = std::io::Error;
-    ///     fn connect(&self) -> Result<(), std::io::Error> {
-    ///         Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"))
-    ///     }
-    ///     fn is_valid(&self, _: &mut ()) -> Result<(), std::io::Error> { Ok(()) }
-    ///     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// }
-    ///
+    /// # use sluicegate::doc_fixture::RefusingManager as Manager;
+    /// // A manager whose every connect fails with "refused".
     /// let err = sluicegate::Pool::builder()
-    ///     .connection_timeout(Duration::from_millis(100))
+    ///     .connection_timeout(std::time::Duration::from_millis(100))
     ///     .error_handler(Box::new(sluicegate::NopErrorHandler))
-    ///     .build(Refusing)
-    ///     .err()
-    ///     .unwrap();
+    ///     .build(Manager)
+    ///     .unwrap_err();
     /// assert_eq!(err.last_error().unwrap().to_string(), "refused");
     /// ```
     #[must_use]

@@ -13,123 +13,47 @@ use std::time::Duration;
 /// # Examples
 ///
 /// ```
-/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 /// use std::sync::Arc;
 /// use sluicegate::event::{CheckoutEvent, HandleEvent};
+/// # use sluicegate::doc_fixture::Manager;
 ///
-/// #[derive(Debug, Default)]
+/// #[derive(Debug)]
 /// struct SlowCheckouts(Arc<AtomicU64>);
 ///
 /// impl HandleEvent for SlowCheckouts {
 ///     fn handle_checkout(&self, event: CheckoutEvent) {
 ///         if event.duration().as_millis() > 100 {
-///             self.0.fetch_add(1, Ordering::Relaxed);
+///             self.0.fetch_add(1, Relaxed);
 ///         }
 ///     }
 /// }
 ///
-/// # use sluicegate::doc_fixture::Manager;
 /// let slow = Arc::new(AtomicU64::new(0));
-/// let pool = sluicegate::Pool::builder()
-///     .event_handler(Box::new(SlowCheckouts(slow.clone())))
-///     .build(Manager)?;
+/// let handler = Box::new(SlowCheckouts(slow.clone()));
+/// let pool = sluicegate::Pool::builder().event_handler(handler).build(Manager)?;
 /// drop(pool.get()?);
-/// assert_eq!(slow.load(Ordering::Relaxed), 0);
+/// assert_eq!(slow.load(Relaxed), 0);
 /// # Ok::<(), sluicegate::Error>(())
 /// ```
 pub trait HandleEvent: fmt::Debug + Sync + Send {
-    /// Called when the pool has opened a new connection.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sluicegate::event::{AcquireEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_acquire(&self, event: AcquireEvent) {
-    ///         println!("opened connection {}", event.connection_id());
-    ///     }
-    /// }
-    /// ```
+    /// Called when the pool has opened a new connection (see [`AcquireEvent`]).
     #[allow(unused_variables)]
     fn handle_acquire(&self, event: AcquireEvent) {}
 
-    /// Called when the pool closes a connection.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sluicegate::event::{ReleaseEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_release(&self, event: ReleaseEvent) {
-    ///         println!("closed connection {} at age {:?}", event.connection_id(), event.age());
-    ///     }
-    /// }
-    /// ```
+    /// Called when the pool closes a connection (see [`ReleaseEvent`]).
     #[allow(unused_variables)]
     fn handle_release(&self, event: ReleaseEvent) {}
 
-    /// Called when a connection is checked out.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sluicegate::event::{CheckoutEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_checkout(&self, event: CheckoutEvent) {
-    ///         println!("waited {:?} for {}", event.duration(), event.connection_id());
-    ///     }
-    /// }
-    /// ```
+    /// Called when a connection is checked out (see [`CheckoutEvent`]).
     #[allow(unused_variables)]
     fn handle_checkout(&self, event: CheckoutEvent) {}
 
-    /// Called when a check-out gives up waiting.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sluicegate::event::{TimeoutEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_timeout(&self, event: TimeoutEvent) {
-    ///         eprintln!("no connection within {:?}", event.timeout());
-    ///     }
-    /// }
-    /// ```
+    /// Called when a check-out gives up waiting (see [`TimeoutEvent`]).
     #[allow(unused_variables)]
     fn handle_timeout(&self, event: TimeoutEvent) {}
 
-    /// Called when a connection is checked back in.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sluicegate::event::{CheckinEvent, HandleEvent};
-    ///
-    /// #[derive(Debug)]
-    /// struct Log;
-    ///
-    /// impl HandleEvent for Log {
-    ///     fn handle_checkin(&self, event: CheckinEvent) {
-    ///         println!("{} was held {:?}", event.connection_id(), event.duration());
-    ///     }
-    /// }
-    /// ```
+    /// Called when a connection is checked back in (see [`CheckinEvent`]).
     #[allow(unused_variables)]
     fn handle_checkin(&self, event: CheckinEvent) {}
 }
@@ -153,12 +77,9 @@ impl HandleEvent for NopEventHandler {}
 /// # Examples
 ///
 /// ```
-/// use sluicegate::event::{AcquireEvent, HandleEvent};
-///
-/// #[derive(Debug)]
-/// struct Opened;
-/// impl HandleEvent for Opened {
-///     fn handle_acquire(&self, event: AcquireEvent) {
+/// # #[derive(Debug)] struct Opened;
+/// impl sluicegate::HandleEvent for Opened {
+///     fn handle_acquire(&self, event: sluicegate::event::AcquireEvent) {
 ///         println!("opened connection {}", event.connection_id());
 ///     }
 /// }
@@ -174,9 +95,7 @@ impl AcquireEvent {
     /// # Examples
     ///
     /// ```
-    /// fn handle_acquire(event: sluicegate::event::AcquireEvent) {
-    ///     println!("{:?}", event.connection_id());
-    /// }
+    /// fn connection_id(e: sluicegate::event::AcquireEvent) -> u64 { e.connection_id() }
     /// ```
     #[inline]
     #[must_use]
@@ -190,12 +109,9 @@ impl AcquireEvent {
 /// # Examples
 ///
 /// ```
-/// use sluicegate::event::{HandleEvent, ReleaseEvent};
-///
-/// #[derive(Debug)]
-/// struct Closed;
-/// impl HandleEvent for Closed {
-///     fn handle_release(&self, event: ReleaseEvent) {
+/// # #[derive(Debug)] struct Closed;
+/// impl sluicegate::HandleEvent for Closed {
+///     fn handle_release(&self, event: sluicegate::event::ReleaseEvent) {
 ///         println!("closed connection {} after {:?}", event.connection_id(), event.age());
 ///     }
 /// }
@@ -212,9 +128,7 @@ impl ReleaseEvent {
     /// # Examples
     ///
     /// ```
-    /// fn handle_release(event: sluicegate::event::ReleaseEvent) {
-    ///     println!("{:?}", event.connection_id());
-    /// }
+    /// fn connection_id(e: sluicegate::event::ReleaseEvent) -> u64 { e.connection_id() }
     /// ```
     #[inline]
     #[must_use]
@@ -227,9 +141,7 @@ impl ReleaseEvent {
     /// # Examples
     ///
     /// ```
-    /// fn handle_release(event: sluicegate::event::ReleaseEvent) {
-    ///     println!("{:?}", event.age());
-    /// }
+    /// fn age(e: sluicegate::event::ReleaseEvent) -> std::time::Duration { e.age() }
     /// ```
     #[inline]
     #[must_use]
@@ -243,12 +155,9 @@ impl ReleaseEvent {
 /// # Examples
 ///
 /// ```
-/// use sluicegate::event::{CheckoutEvent, HandleEvent};
-///
-/// #[derive(Debug)]
-/// struct Waits;
-/// impl HandleEvent for Waits {
-///     fn handle_checkout(&self, event: CheckoutEvent) {
+/// # #[derive(Debug)] struct Waits;
+/// impl sluicegate::HandleEvent for Waits {
+///     fn handle_checkout(&self, event: sluicegate::event::CheckoutEvent) {
 ///         println!("got {} after {:?}", event.connection_id(), event.duration());
 ///     }
 /// }
@@ -265,9 +174,7 @@ impl CheckoutEvent {
     /// # Examples
     ///
     /// ```
-    /// fn handle_checkout(event: sluicegate::event::CheckoutEvent) {
-    ///     println!("{:?}", event.connection_id());
-    /// }
+    /// fn connection_id(e: sluicegate::event::CheckoutEvent) -> u64 { e.connection_id() }
     /// ```
     #[inline]
     #[must_use]
@@ -280,9 +187,7 @@ impl CheckoutEvent {
     /// # Examples
     ///
     /// ```
-    /// fn handle_checkout(event: sluicegate::event::CheckoutEvent) {
-    ///     println!("{:?}", event.duration());
-    /// }
+    /// fn duration(e: sluicegate::event::CheckoutEvent) -> std::time::Duration { e.duration() }
     /// ```
     #[inline]
     #[must_use]
@@ -296,12 +201,9 @@ impl CheckoutEvent {
 /// # Examples
 ///
 /// ```
-/// use sluicegate::event::{HandleEvent, TimeoutEvent};
-///
-/// #[derive(Debug)]
-/// struct Timeouts;
-/// impl HandleEvent for Timeouts {
-///     fn handle_timeout(&self, event: TimeoutEvent) {
+/// # #[derive(Debug)] struct Timeouts;
+/// impl sluicegate::HandleEvent for Timeouts {
+///     fn handle_timeout(&self, event: sluicegate::event::TimeoutEvent) {
 ///         eprintln!("gave up after {:?}", event.timeout());
 ///     }
 /// }
@@ -317,9 +219,7 @@ impl TimeoutEvent {
     /// # Examples
     ///
     /// ```
-    /// fn handle_timeout(event: sluicegate::event::TimeoutEvent) {
-    ///     println!("{:?}", event.timeout());
-    /// }
+    /// fn timeout(e: sluicegate::event::TimeoutEvent) -> std::time::Duration { e.timeout() }
     /// ```
     #[inline]
     #[must_use]
@@ -333,12 +233,9 @@ impl TimeoutEvent {
 /// # Examples
 ///
 /// ```
-/// use sluicegate::event::{CheckinEvent, HandleEvent};
-///
-/// #[derive(Debug)]
-/// struct Usage;
-/// impl HandleEvent for Usage {
-///     fn handle_checkin(&self, event: CheckinEvent) {
+/// # #[derive(Debug)] struct Usage;
+/// impl sluicegate::HandleEvent for Usage {
+///     fn handle_checkin(&self, event: sluicegate::event::CheckinEvent) {
 ///         println!("{} was held for {:?}", event.connection_id(), event.duration());
 ///     }
 /// }
@@ -355,9 +252,7 @@ impl CheckinEvent {
     /// # Examples
     ///
     /// ```
-    /// fn handle_checkin(event: sluicegate::event::CheckinEvent) {
-    ///     println!("{:?}", event.connection_id());
-    /// }
+    /// fn connection_id(e: sluicegate::event::CheckinEvent) -> u64 { e.connection_id() }
     /// ```
     #[inline]
     #[must_use]
@@ -370,9 +265,7 @@ impl CheckinEvent {
     /// # Examples
     ///
     /// ```
-    /// fn handle_checkin(event: sluicegate::event::CheckinEvent) {
-    ///     println!("{:?}", event.duration());
-    /// }
+    /// fn duration(e: sluicegate::event::CheckinEvent) -> std::time::Duration { e.duration() }
     /// ```
     #[inline]
     #[must_use]

@@ -1,12 +1,6 @@
 //! What a driver implements ([`ManageConnection`]) and the hooks a user can plug into a pool
 //! ([`HandleError`], [`CustomizeConnection`]). The traits have r2d2's names and signatures, so a
 //! manager written for r2d2 compiles against sluicegate unchanged.
-//!
-//! The pool calls every method here without holding its lock. A panic in `connect` or
-//! `on_acquire` counts as a failed connect, one in `is_valid` as a failed validation, one in
-//! `has_broken` as a broken connection, and one in a handler or `on_release` is logged: a
-//! misbehaving driver or hook costs at most one connection, never a pool slot or the pool's
-//! thread.
 
 use std::error;
 use std::fmt;
@@ -17,37 +11,32 @@ use crate::extensions::Extensions;
 
 /// Opens and checks connections of one kind: the part of a pool that knows the database.
 ///
+/// The pool calls every method without holding its lock. A panic in `connect` counts as a
+/// failed connect, one in `is_valid` as a failed validation, one in `has_broken` as a broken
+/// connection: a misbehaving driver costs at most one connection, never a pool slot or one of
+/// the pool's threads. The methods beyond r2d2's have default bodies.
+///
 /// # Examples
 ///
 /// A manager for an imaginary in-memory store:
 ///
 /// ```
-/// use sluicegate::ManageConnection;
-///
 /// struct KvConnection { open: bool }
-///
 /// struct KvManager { address: String }
 ///
-/// impl ManageConnection for KvManager {
+/// impl sluicegate::ManageConnection for KvManager {
 ///     type Connection = KvConnection;
 ///     type Error = std::io::Error;
-///
-///     fn connect(&self) -> Result<KvConnection, std::io::Error> {
+///     fn connect(&self) -> std::io::Result<KvConnection> {
 ///         Ok(KvConnection { open: !self.address.is_empty() })
 ///     }
-///
-///     fn is_valid(&self, conn: &mut KvConnection) -> Result<(), std::io::Error> {
+///     fn is_valid(&self, conn: &mut KvConnection) -> std::io::Result<()> {
 ///         if conn.open { Ok(()) } else { Err(std::io::Error::other("closed")) }
 ///     }
-///
-///     fn has_broken(&self, conn: &mut KvConnection) -> bool {
-///         !conn.open
-///     }
+///     fn has_broken(&self, conn: &mut KvConnection) -> bool { !conn.open }
 /// }
 ///
-/// let pool = sluicegate::Pool::builder()
-///     .max_size(2)
-///     .build(KvManager { address: "127.0.0.1:7000".into() })?;
+/// let pool = sluicegate::Pool::new(KvManager { address: "127.0.0.1:7000".into() })?;
 /// assert!(pool.get()?.open);
 /// # Ok::<(), sluicegate::Error>(())
 /// ```
@@ -58,9 +47,8 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// The error type its operations return.
     type Error: error::Error + 'static;
 
-    /// Opens a new connection.
-    ///
-    /// Runs on the pool's background thread, never on a thread that is waiting for a connection.
+    /// Opens a new connection, on the pool's background thread (never on a thread that is
+    /// waiting for a connection).
     ///
     /// # Errors
     ///
@@ -69,20 +57,17 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// time out.
     fn connect(&self) -> Result<Self::Connection, Self::Error>;
 
-    /// Opens a new connection, giving up after `timeout`. Default: [`connect`], which knows
-    /// no deadline.
+    /// Opens a new connection, giving up after `timeout`: what the pool calls, one attempt at
+    /// a time. Default: [`connect`], which knows no deadline.
     ///
-    /// This is what the pool calls, on its opener thread, one attempt at a time: `timeout` is
-    /// the pool's `connection_timeout`, a little less so that a caller who waited for the
-    /// attempt learns why it failed (but never less than 500 ms). A connect that never
-    /// ends (a server that accepts and never answers, a proxy holding the login) would keep
-    /// the pool from opening any other connection, so a manager that can bound the whole
-    /// attempt (TCP connect, TLS, authentication) should: the built-in drivers do, trying the
-    /// next host where the configuration names several. The pool logs once if an attempt
-    /// overruns its `timeout`.
-    ///
-    /// `extensions` are the new connection's: what the manager puts there stays with the
-    /// connection (see [`is_closed`](ManageConnection::is_closed)), under types of its own.
+    /// `timeout` is a little less than the pool's `connection_timeout` (see
+    /// [`Builder::connection_timeout`](crate::Builder::connection_timeout)). A connect that never
+    /// ends (a server that accepts and never answers, a proxy holding the login) would keep the
+    /// pool from opening any other connection, so a manager that can bound the whole attempt
+    /// (TCP connect, TLS, authentication) should: the built-in drivers do, trying the next host
+    /// where the configuration names several. The pool logs once if an attempt overruns.
+    /// What the manager puts in `extensions` stays with the new connection, under types of its
+    /// own (see [`is_closed`](ManageConnection::is_closed)).
     ///
     /// # Errors
     ///
@@ -91,34 +76,30 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// # Examples
     ///
     /// ```
-    /// use std::net::TcpStream;
+    /// use std::net::{SocketAddr, TcpStream};
     /// use std::time::Duration;
     ///
-    /// struct Manager { address: std::net::SocketAddr }
+    /// struct Manager(SocketAddr);
     ///
     /// impl sluicegate::ManageConnection for Manager {
     ///     type Connection = TcpStream;
     ///     type Error = std::io::Error;
-    ///     fn connect(&self) -> Result<TcpStream, std::io::Error> {
-    ///         TcpStream::connect(self.address)
-    ///     }
+    ///     fn connect(&self) -> std::io::Result<TcpStream> { TcpStream::connect(self.0) }
     ///     fn connect_within(
     ///         &self,
     ///         timeout: Duration,
     ///         _: &mut sluicegate::Extensions,
-    ///     ) -> Result<TcpStream, std::io::Error> {
-    ///         let stream = TcpStream::connect_timeout(&self.address, timeout)?;
-    ///         // A handshake would read with this deadline too.
-    ///         stream.set_read_timeout(Some(timeout))?;
+    ///     ) -> std::io::Result<TcpStream> {
+    ///         let stream = TcpStream::connect_timeout(&self.0, timeout)?;
+    ///         stream.set_read_timeout(Some(timeout))?; // for a handshake
     ///         Ok(stream)
     ///     }
-    ///     fn is_valid(&self, _: &mut TcpStream) -> Result<(), std::io::Error> { Ok(()) }
+    ///     fn is_valid(&self, _: &mut TcpStream) -> std::io::Result<()> { Ok(()) }
     ///     fn has_broken(&self, _: &mut TcpStream) -> bool { false }
     /// }
     ///
     /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    /// let manager = Manager { address: listener.local_addr()? };
-    /// let pool = sluicegate::Pool::builder().max_size(1).build(manager)?;
+    /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager(listener.local_addr()?))?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -133,27 +114,26 @@ pub trait ManageConnection: Send + Sync + 'static {
     }
 
     /// Checks that a connection still works, usually with a round trip such as `SELECT 1`.
+    /// Runs on the checking-out thread, as [`test_on_check_out`] and
+    /// [`validation_skip_window`] say.
     ///
-    /// Runs on the checking-out thread when `test_on_check_out` is on and the connection was
-    /// last checked in longer ago than `validation_skip_window`.
+    /// [`test_on_check_out`]: crate::Builder::test_on_check_out
+    /// [`validation_skip_window`]: crate::Builder::validation_skip_window
     ///
     /// # Errors
     ///
-    /// An error closes the connection; the check-out goes on with another one.
+    /// An error closes the connection; the check-out goes on with another one, within its
+    /// deadline.
     fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error>;
 
-    /// Checks that a connection still works, giving up after `timeout`. Default: [`is_valid`],
-    /// which knows no deadline.
+    /// Checks that a connection still works, giving up after `timeout`: what the pool calls.
+    /// Default: [`is_valid`], which knows no deadline.
     ///
-    /// This is what the pool calls. On a check-out, `timeout` is what is left of the caller's
-    /// own (`get_timeout`, or `connection_timeout` for `get`), so that a database that stopped
-    /// answering cannot hold a caller past its deadline; for keepalive it is
-    /// `connection_timeout`. A manager that cannot bound the round trip keeps the default;
-    /// the pool then logs once, with how long the validation overran, when one takes longer
-    /// than its `timeout`. The built-in drivers all honour it.
-    ///
-    /// `extensions` are the connection's, holding what
-    /// [`connect_within`](ManageConnection::connect_within) put there.
+    /// On a check-out, `timeout` is what is left of the caller's own, so that a database that
+    /// stopped answering cannot hold a caller past its deadline; for keepalive it is
+    /// `connection_timeout`. A manager that cannot bound the round trip keeps the default; the
+    /// pool then logs once, with how long the validation overran, when one takes longer than
+    /// its `timeout`. The built-in drivers all honour it. `extensions` are the connection's.
     ///
     /// # Errors
     ///
@@ -165,37 +145,31 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// # Examples
     ///
     /// ```
-    /// use std::time::Duration;
+    /// use std::io::{Error, ErrorKind};
+    /// use std::time::{Duration, Instant};
     ///
-    /// /// A connection that answers a ping after `delay`.
-    /// #[derive(Debug)]
-    /// struct Slow { delay: Duration }
-    ///
-    /// struct Manager;
+    /// struct Manager; // its connections answer a ping after 3 s
     ///
     /// impl sluicegate::ManageConnection for Manager {
-    ///     type Connection = Slow;
-    ///     type Error = std::io::Error;
-    ///     fn connect(&self) -> Result<Slow, std::io::Error> {
-    ///         Ok(Slow { delay: Duration::from_secs(3) })
-    ///     }
-    ///     fn is_valid(&self, conn: &mut Slow) -> Result<(), std::io::Error> {
-    ///         std::thread::sleep(conn.delay);
-    ///         Ok(())
+    ///     type Connection = ();
+    ///     type Error = Error;
+    ///     fn connect(&self) -> Result<(), Error> { Ok(()) }
+    ///     fn is_valid(&self, _: &mut ()) -> Result<(), Error> {
+    ///         Ok(std::thread::sleep(Duration::from_secs(3)))
     ///     }
     ///     fn is_valid_within(
     ///         &self,
-    ///         conn: &mut Slow,
+    ///         conn: &mut (),
     ///         timeout: Duration,
     ///         _: &sluicegate::Extensions,
-    ///     ) -> Result<(), std::io::Error> {
-    ///         if conn.delay > timeout {
-    ///             std::thread::sleep(timeout);
-    ///             return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"));
+    ///     ) -> Result<(), Error> {
+    ///         if timeout >= Duration::from_secs(3) {
+    ///             return self.is_valid(conn);
     ///         }
-    ///         self.is_valid(conn)
+    ///         std::thread::sleep(timeout);
+    ///         Err(Error::new(ErrorKind::TimedOut, "no answer"))
     ///     }
-    ///     fn has_broken(&self, _: &mut Slow) -> bool { false }
+    ///     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// }
     ///
     /// let pool = sluicegate::Pool::builder()
@@ -203,9 +177,8 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///     .validation_skip_window(Duration::ZERO)
     ///     .error_handler(Box::new(sluicegate::NopErrorHandler))
     ///     .build(Manager)?;
-    /// let started = std::time::Instant::now();
-    /// let err = pool.get_timeout(Duration::from_millis(200)).unwrap_err();
-    /// assert!(err.is_timeout());
+    /// let started = Instant::now();
+    /// assert!(pool.get_timeout(Duration::from_millis(200)).unwrap_err().is_timeout());
     /// assert!(started.elapsed() < Duration::from_secs(2));
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
@@ -228,14 +201,13 @@ pub trait ManageConnection: Send + Sync + 'static {
 
     /// Whether an error from [`connect`](ManageConnection::connect) will not go away by
     /// waiting: failed authentication, an unknown user or database. Default: `false` (every
-    /// error is retried).
+    /// error is retried). Errors that can heal (connection refused or reset, too many
+    /// connections, the server starting up) must stay `false`.
     ///
     /// While the last connect failed with a permanent error and the pool has no connection
-    /// that could come back, `build` and check-outs fail at once with it instead of waiting out
-    /// `connection_timeout` ([`Error::is_permanent`](crate::Error::is_permanent)). The pool
-    /// keeps retrying in the background, with back-off, so it recovers once the settings or the
-    /// server are fixed. Errors that can heal (connection refused or reset, too many
-    /// connections, the server starting up) must stay `false`.
+    /// that could come back, `build` and check-outs fail at once with it
+    /// ([`Error::is_permanent`](crate::Error::is_permanent)) instead of waiting out
+    /// `connection_timeout`.
     ///
     /// # Examples
     ///
@@ -247,10 +219,10 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// impl sluicegate::ManageConnection for Manager {
     ///     type Connection = ();
     ///     type Error = io::Error;
-    ///     fn connect(&self) -> Result<(), io::Error> {
-    ///         Err(io::Error::new(io::ErrorKind::PermissionDenied, "password authentication failed"))
+    ///     fn connect(&self) -> io::Result<()> {
+    ///         Err(io::Error::new(io::ErrorKind::PermissionDenied, "authentication failed"))
     ///     }
-    ///     fn is_valid(&self, _: &mut ()) -> Result<(), io::Error> { Ok(()) }
+    ///     fn is_valid(&self, _: &mut ()) -> io::Result<()> { Ok(()) }
     ///     fn has_broken(&self, _: &mut ()) -> bool { false }
     ///     fn is_permanent(&self, error: &io::Error) -> bool {
     ///         error.kind() == io::ErrorKind::PermissionDenied
@@ -258,12 +230,9 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// }
     ///
     /// let started = std::time::Instant::now();
-    /// let err = sluicegate::Pool::builder()
-    ///     .error_handler(Box::new(sluicegate::NopErrorHandler))
-    ///     .build(Manager)
-    ///     .err()
-    ///     .unwrap();
-    /// assert!(err.is_permanent());
+    /// let builder = sluicegate::Pool::builder();
+    /// let err = builder.error_handler(Box::new(sluicegate::NopErrorHandler)).build(Manager);
+    /// assert!(err.err().unwrap().is_permanent());
     /// assert!(started.elapsed() < std::time::Duration::from_secs(30));
     /// ```
     #[allow(unused_variables)]
@@ -273,11 +242,9 @@ pub trait ManageConnection: Send + Sync + 'static {
 
     /// Returns a connection to a clean session before the next borrower gets it: resets
     /// settings, temporary tables, prepared statements, locks. Default: does nothing (the
-    /// next borrower sees whatever the last one left).
-    ///
-    /// Runs on every check-in of a connection that is not broken, on the returning thread,
-    /// without the pool's lock. Drivers make it opt-in, as it costs a round trip per
-    /// check-in.
+    /// next borrower sees whatever the last one left). Runs on every check-in of a connection
+    /// that is not broken, on the returning thread; drivers make it opt-in, as it costs a
+    /// round trip per check-in.
     ///
     /// # Errors
     ///
@@ -287,30 +254,22 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// # Examples
     ///
     /// ```
-    /// use std::collections::HashMap;
-    ///
-    /// /// A session with settings a borrower may change.
-    /// struct Session { settings: HashMap<String, String> }
-    ///
-    /// struct Manager;
+    /// struct Manager; // its sessions hold settings a borrower may change
     ///
     /// impl sluicegate::ManageConnection for Manager {
-    ///     type Connection = Session;
+    ///     type Connection = Vec<String>;
     ///     type Error = std::io::Error;
-    ///     fn connect(&self) -> Result<Session, std::io::Error> {
-    ///         Ok(Session { settings: HashMap::new() })
-    ///     }
-    ///     fn is_valid(&self, _: &mut Session) -> Result<(), std::io::Error> { Ok(()) }
-    ///     fn has_broken(&self, _: &mut Session) -> bool { false }
-    ///     fn recycle(&self, session: &mut Session) -> Result<(), std::io::Error> {
-    ///         session.settings.clear();
-    ///         Ok(())
+    ///     fn connect(&self) -> std::io::Result<Vec<String>> { Ok(Vec::new()) }
+    ///     fn is_valid(&self, _: &mut Vec<String>) -> std::io::Result<()> { Ok(()) }
+    ///     fn has_broken(&self, _: &mut Vec<String>) -> bool { false }
+    ///     fn recycle(&self, settings: &mut Vec<String>) -> std::io::Result<()> {
+    ///         Ok(settings.clear())
     ///     }
     /// }
     ///
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
-    /// pool.get()?.settings.insert("search_path".into(), "tenant_7".into());
-    /// assert!(pool.get()?.settings.is_empty()); // the next borrower starts clean
+    /// pool.get()?.push("search_path = tenant_7".into());
+    /// assert!(pool.get()?.is_empty()); // the next borrower starts clean
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[allow(unused_variables)]
@@ -321,60 +280,45 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// Tells, without a round trip, whether the server has already closed this connection's
     /// session: its error packet or end-of-stream is waiting on the socket. Default: `false`.
     ///
-    /// Runs on every check-out, before the connection is handed out, on the checking-out
-    /// thread and without the pool's lock: skip window or not, and with `test_on_check_out`
-    /// off too. It is what keeps a session the server ended (an idle timeout on the server,
-    /// an administrator's kill, a restart) from reaching a borrower inside the skip window,
-    /// whether it ended while idle or during the previous borrower's last query. `true` closes
-    /// the connection (counted in `closed_broken`) and the check-out goes on with another one.
+    /// Runs on every check-out, on the checking-out thread, skip window or not and with
+    /// `test_on_check_out` off too: it keeps a session the server ended (an idle timeout on
+    /// the server, an administrator's kill, a restart) from reaching a borrower, whether it
+    /// ended while idle or during the previous borrower's last query. `true` closes the
+    /// connection (counted in `closed_broken`) and the check-out goes on with another one.
     /// `extensions` are the connection's, holding what
     /// [`connect_within`](ManageConnection::connect_within) put there.
     ///
-    /// It must cost about as much as a system call, never a round trip: a zero-timeout poll
-    /// of the connection's socket, or a flag the driver keeps, and it must not consume
-    /// anything the connection's user could still read (a `LISTEN` notification). Drivers
-    /// that hide their socket leave the default; for them a dead idle session surfaces as one
-    /// failed query, after which [`has_broken`](ManageConnection::has_broken) retires it.
-    /// Unlike `has_broken`, which r2d2-style managers sometimes implement with a round trip,
-    /// the pool never calls this method unless the manager overrides it.
+    /// It must cost about as much as a system call, never a round trip (a zero-timeout poll of
+    /// the connection's socket, or a flag the driver keeps), and must not consume anything the
+    /// connection's user could still read (a `LISTEN` notification). Drivers that hide their
+    /// socket leave the default; for them a dead idle session surfaces as one failed query,
+    /// after which [`has_broken`](ManageConnection::has_broken) retires it. The pool never calls
+    /// this method unless the manager overrides it.
     ///
     /// # Examples
     ///
     /// ```
-    /// use std::sync::{Arc, Mutex};
-    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    /// use std::sync::Arc;
     ///
-    /// /// A connection whose transport sets a flag when the server hangs up.
-    /// struct Conn { hung_up: Arc<AtomicBool> }
-    ///
-    /// /// Keeps a handle on the last connection's flag, to play the server.
-    /// struct Manager { last: Arc<Mutex<Arc<AtomicBool>>> }
+    /// struct Manager; // its connections' transport sets a flag when the server hangs up
     ///
     /// impl sluicegate::ManageConnection for Manager {
-    ///     type Connection = Conn;
+    ///     type Connection = Arc<AtomicBool>;
     ///     type Error = std::io::Error;
-    ///     fn connect(&self) -> Result<Conn, std::io::Error> {
-    ///         let hung_up = Arc::new(AtomicBool::new(false));
-    ///         *self.last.lock().unwrap() = Arc::clone(&hung_up);
-    ///         Ok(Conn { hung_up })
-    ///     }
-    ///     fn is_valid(&self, _: &mut Conn) -> Result<(), std::io::Error> { Ok(()) }
-    ///     fn has_broken(&self, conn: &mut Conn) -> bool { conn.hung_up.load(Ordering::Relaxed) }
-    ///     fn is_closed(&self, conn: &mut Conn, _: &sluicegate::Extensions) -> bool {
-    ///         conn.hung_up.load(Ordering::Relaxed)
+    ///     fn connect(&self) -> std::io::Result<Arc<AtomicBool>> { Ok(Arc::default()) }
+    ///     fn is_valid(&self, _: &mut Arc<AtomicBool>) -> std::io::Result<()> { Ok(()) }
+    ///     fn has_broken(&self, hung_up: &mut Arc<AtomicBool>) -> bool { hung_up.load(Relaxed) }
+    ///     fn is_closed(&self, hung_up: &mut Arc<AtomicBool>, _: &sluicegate::Extensions) -> bool {
+    ///         hung_up.load(Relaxed)
     ///     }
     /// }
     ///
-    /// let last = Arc::default();
-    /// let pool = sluicegate::Pool::builder()
-    ///     .max_size(1)
-    ///     .build(Manager { last: Arc::clone(&last) })?;
-    /// drop(pool.get()?);
-    /// // The server hangs up while the connection is idle, well inside the skip window.
-    /// last.lock().unwrap().store(true, Ordering::Relaxed);
-    /// std::thread::sleep(std::time::Duration::from_millis(10));
+    /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
+    /// let flag = Arc::clone(&*pool.get()?); // to play the server; the connection goes back
+    /// flag.store(true, Relaxed); // the server hangs up, well inside the skip window
     /// let conn = pool.get()?; // a new connection, not the dead one
-    /// assert!(!conn.hung_up.load(Ordering::Relaxed));
+    /// assert!(!conn.load(Relaxed));
     /// assert_eq!(pool.metrics().closed_broken, 1);
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
@@ -404,7 +348,8 @@ pub trait ManageConnection: Send + Sync + 'static {
 /// }
 /// ```
 pub trait HandleError<E>: fmt::Debug + Send + Sync + 'static {
-    /// Handles one error. Called off the pool's lock, on the thread that met the error.
+    /// Handles one error. Called off the pool's lock, on the thread that met the error; a
+    /// panic here is logged.
     fn handle_error(&self, error: E);
 }
 
@@ -434,11 +379,12 @@ impl<E> HandleError<E> for NopErrorHandler {
 /// of which names the pool. A sluicegate pool tells the log about trouble itself, naming
 /// itself: a failed connect at `error` when an outage starts, then at most one line a minute
 /// while it lasts (with the failures since the last line and the last error), one `info` line
-/// when it connects again (how long it was down, how many connects failed), and a `warn` line
-/// for a connection that fails a validation or a reset (with the cause; at most five a minute,
-/// the next line counting those held back). So that the default
-/// configuration says each thing once, this handler only adds the individual errors at `debug`,
-/// for whoever wants every one. Handlers of your own still receive every error, as in r2d2.
+/// when it connects again (how long it was down, how many connects failed), a `warn` line for a
+/// connection that fails a validation or a reset (with the cause; at most five a minute, the
+/// next line counting those held back), and a `debug` line, with the reason, for every
+/// connection opened or closed. So that the default configuration says each thing once, this
+/// handler only adds the individual errors at `debug`. Handlers of your own still receive every
+/// error, as in r2d2.
 ///
 /// # Examples
 ///
@@ -469,7 +415,6 @@ where
 ///
 /// #[derive(Debug)]
 /// struct SessionSetup;
-///
 /// struct Session { timezone: &'static str }
 ///
 /// impl CustomizeConnection<Session, std::io::Error> for SessionSetup {
@@ -484,14 +429,14 @@ pub trait CustomizeConnection<C, E>: fmt::Debug + Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// An error discards the connection and counts as a failed connect.
+    /// An error (or a panic) discards the connection and counts as a failed connect.
     #[allow(unused_variables)]
     fn on_acquire(&self, conn: &mut C) -> Result<(), E> {
         Ok(())
     }
 
     /// Called with each connection the pool closes (broken, invalid, expired, evicted, or the
-    /// pool closed); dropping `conn` closes it.
+    /// pool closed); dropping `conn` closes it. A panic here is logged.
     #[allow(unused_variables)]
     fn on_release(&self, conn: C) {}
 }

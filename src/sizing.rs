@@ -1,16 +1,9 @@
-//! How big should a pool be? Small pure functions for the three questions that settle it.
-//!
-//! 1. **What can the server give?** [`per_instance`] splits a share of the server's
-//!    `max_connections` (80% by default, the rest left for migrations, consoles, monitoring and
-//!    deploys that briefly run old and new instances side by side) among every instance of the
-//!    service. This is a ceiling: going above it makes connects fail under load.
-//! 2. **What does the workload need?** [`for_workload`]: the threads that may use the pool at
-//!    once, times the fraction of their time spent inside the database. A request thread that
-//!    spends 2 ms of a 10 ms request in queries keeps a connection busy 20% of the time.
-//! 3. **What can the server use well?** [`rule_of_thumb`], HikariCP's starting point for the
-//!    *whole* load on one server: its cores x 2 plus its disks' spindles. Past that, more
-//!    connections only queue inside the database instead of in the pool, where sluicegate serves
-//!    waiters in order and can tell you how long they waited.
+//! How big should a pool be? Small pure functions for the three questions that settle it:
+//! what the server can give ([`per_instance`], a ceiling: going above it makes connects fail
+//! under load), what the workload needs ([`for_workload`]), and what the server can use well
+//! ([`rule_of_thumb`]: past it, more connections only queue inside the database instead of in
+//! the pool, where sluicegate serves waiters in order and can tell you how long they waited).
+//! Size the pool to the work, not to the thread count: threads beyond `max_size` wait in line.
 //!
 //! Take the workload's need, keep it under the server's share and near the rule of thumb, then
 //! watch [`Metrics`](crate::Metrics): a pool whose check-outs often wait (`waited`,
@@ -29,7 +22,9 @@
 //! // Then: sluicegate::Pool::builder().max_size(size)
 //! ```
 
-/// The share of the server's connections [`per_instance`] hands out: 80%.
+/// The share of the server's connections [`per_instance`] hands out: 80%, the rest left for
+/// migrations, consoles, monitoring and deploys that briefly run old and new instances side by
+/// side.
 pub const DEFAULT_SHARE: f64 = 0.8;
 
 /// The largest pool each of `instances` can have so that all of them together stay within
@@ -94,7 +89,8 @@ pub fn per_instance_with_share(
 
 /// The connections a workload keeps busy: `threads` that may use the pool at once, each
 /// spending `fraction_in_database` of its time inside queries (and transactions), rounded up,
-/// and at least 1.
+/// and at least 1. A request thread that spends 2 ms of a 10 ms request in queries keeps a
+/// connection busy 20% of the time.
 ///
 /// Measure the fraction rather than guess it: sample [`Metrics::in_use`](crate::Metrics) under
 /// a realistic load with a pool as large as the thread count, and divide its average by the

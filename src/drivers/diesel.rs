@@ -4,22 +4,20 @@
 //! A program written for `diesel::r2d2` moves over by changing where the pool's names come
 //! from: this module has the names of `diesel::r2d2` ([`ConnectionManager`], [`Pool`],
 //! [`PooledConnection`], [`Builder`], [`PoolError`], [`TestCustomizer`], [`CustomizeConnection`],
-//! ...). Everything else stays:
+//! ...). Everything else stays: `&mut conn` goes wherever diesel wants a connection
+//! (`query.load(&mut conn)`), and `conn.transaction(|conn| ..)`, `conn.test_transaction(..)` and
+//! `conn.begin_test_transaction()` work on the pooled connection itself: diesel's
+//! [`Connection`], [`LoadConnection`], [`SimpleConnection`], `MigrationConnection` and
+//! `UpdateAndFetchResults` are implemented for [`crate::PooledConnection`] of any manager whose
+//! connections are diesel connections, whatever the backend. It derefs to diesel's own
+//! connection: backend-specific methods (`PgConnection::build_transaction`) are reached through
+//! `conn.build_transaction()`, as with r2d2. A customizer of your own implements
+//! [`CustomizeConnection`] (this module's, sluicegate's) instead of `diesel::r2d2`'s: the same
+//! methods.
 //!
-//! - `&mut conn` goes wherever diesel wants a connection (`query.load(&mut conn)`,
-//!   `.execute(&mut conn)`), and `conn.transaction(|conn| ..)`, `conn.test_transaction(..)` and
-//!   `conn.begin_test_transaction()` work on the pooled connection itself: diesel's
-//!   [`Connection`], [`LoadConnection`], [`SimpleConnection`], `MigrationConnection` and
-//!   `UpdateAndFetchResults` are implemented for [`crate::PooledConnection`] of any manager whose
-//!   connections are diesel connections, whatever the backend.
-//! - `Builder::connection_customizer(Box::new(TestCustomizer))` begins a test transaction on
-//!   each new connection, as with r2d2. A customizer of your own implements
-//!   [`CustomizeConnection`] (this module's, sluicegate's) instead of `diesel::r2d2`'s: the same
-//!   methods.
-//! - A wrong password, an unknown user or database, or an invalid URL fails `build` and
-//!   check-outs at once ([`crate::Error::is_permanent`]) instead of after the whole
-//!   `connection_timeout`, as with sluicegate's own drivers (see
-//!   [`crate::r2d2::refuses_login`] for what counts).
+//! A wrong password, an unknown user or database, or an invalid URL fails `build` and
+//! check-outs at once ([`crate::Error::is_permanent`]) instead of after the whole
+//! `connection_timeout` (see [`crate::r2d2::refuses_login`] for what counts).
 //!
 //! ```toml
 //! [dependencies]
@@ -52,15 +50,11 @@
 //! Implementing diesel's connection traits takes diesel's feature
 //! `i-implement-a-third-party-backend-and-opt-into-breaking-changes` (enabled only with
 //! sluicegate's `diesel` feature), whose items diesel may change in any minor release. So
-//! sluicegate asks for diesel `~2.3.14` (2.3.14 or a later 2.3 release; 2.3.14 is the release
-//! it is tested with), and a sluicegate release will follow each diesel minor release.
-//! sluicegate chooses no backend: enable `postgres`, `mysql` or `sqlite` on your own diesel
-//! dependency. (sluicegate's feature `diesel-postgres` enables diesel's `postgres`, which links
-//! libpq: its tests run on it.)
-//!
-//! A pooled connection derefs to diesel's own connection: backend-specific methods (such as
-//! `PgConnection::build_transaction`) are reached through `conn.build_transaction()` as with
-//! r2d2.
+//! sluicegate asks for diesel `~2.3.14` (2.3.14, the release it is tested with, or a later 2.3),
+//! and a sluicegate release will follow each diesel minor release. sluicegate chooses no
+//! backend: enable `postgres`, `mysql` or `sqlite` on your own diesel dependency.
+//! (sluicegate's feature `diesel-postgres` enables diesel's `postgres`, which links libpq: its
+//! tests run on it.)
 
 use std::marker::PhantomData;
 
@@ -98,11 +92,9 @@ use crate::r2d2::R2d2Manager;
 ///
 /// ```no_run
 /// # #[cfg(feature = "diesel-postgres")] {
-/// use diesel::PgConnection;
 /// use sluicegate::diesel::{ConnectionManager, Pool};
-///
-/// let pool: Pool<ConnectionManager<PgConnection>> = Pool::builder()
-///     .build(ConnectionManager::new("postgres://postgres@127.0.0.1/test"))?;
+/// let manager = ConnectionManager::<diesel::PgConnection>::new("postgres://127.0.0.1/test");
+/// let pool: Pool<ConnectionManager<diesel::PgConnection>> = Pool::new(manager)?;
 /// # }
 /// # Ok::<(), sluicegate::Error>(())
 /// ```
@@ -384,7 +376,6 @@ where
 /// # #[cfg(feature = "diesel-postgres")] {
 /// use diesel::prelude::*;
 /// use sluicegate::diesel::{ConnectionManager, Pool};
-///
 /// let pool = Pool::new(ConnectionManager::<PgConnection>::new("postgres://127.0.0.1/test"))?;
 /// let mut conn = pool.get()?;
 /// // Runs on this type, with the `AnsiTransactionManager` of the `PgConnection` inside.

@@ -58,10 +58,7 @@ const PERMANENT_CODES: [u16; 3] = [1045, 1044, 1049];
 /// use mysql::prelude::Queryable;
 /// use sluicegate::mysql::MysqlConnectionManager;
 ///
-/// let opts = mysql::OptsBuilder::new()
-///     .ip_or_hostname(Some("127.0.0.1"))
-///     .user(Some("root"))
-///     .db_name(Some("test"));
+/// let opts = mysql::OptsBuilder::new().ip_or_hostname(Some("127.0.0.1")).user(Some("root"));
 /// let pool = sluicegate::Pool::new(MysqlConnectionManager::new(opts))?;
 /// let one: Option<i32> = pool.get()?.query_first("SELECT 1")?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -77,13 +74,8 @@ impl MysqlConnectionManager {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::mysql::MysqlConnectionManager;
-    ///
-    /// let opts = mysql::OptsBuilder::new()
-    ///     .ip_or_hostname(Some("db.internal"))
-    ///     .user(Some("app"))
-    ///     .pass(Some("secret"));
-    /// let manager = MysqlConnectionManager::new(opts);
+    /// let opts = mysql::OptsBuilder::new().user(Some("app")).pass(Some("secret"));
+    /// let manager = sluicegate::mysql::MysqlConnectionManager::new(opts);
     /// assert!(!format!("{manager:?}").contains("secret"));
     /// ```
     pub fn new(opts: OptsBuilder) -> MysqlConnectionManager {
@@ -101,9 +93,8 @@ impl MysqlConnectionManager {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::mysql::MysqlConnectionManager;
-    ///
-    /// let manager = MysqlConnectionManager::new(mysql::OptsBuilder::new()).with_recycling(true);
+    /// let opts = mysql::OptsBuilder::new();
+    /// let manager = sluicegate::mysql::MysqlConnectionManager::new(opts).with_recycling(true);
     /// ```
     #[must_use]
     pub fn with_recycling(mut self, recycle: bool) -> MysqlConnectionManager {

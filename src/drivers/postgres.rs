@@ -9,7 +9,10 @@
 //!   `connection_timeout`, split between the hosts where the configuration names several, so
 //!   a host that accepts and never answers (a stopped server, a proxy holding the login) is
 //!   given up on and the next one tried (and tried last for a while). A `connect_timeout` you
-//!   set caps each host's share. Connect errors name the host and port tried.
+//!   set caps each host's share. Connect errors name the host and port tried. sluicegate tries
+//!   the hosts itself, each through a configuration of its own built from yours; a
+//!   `notice_callback` set on yours is not carried over (notices are then logged, the
+//!   driver's default).
 //! - **Validation** (an empty query) gives up when the check-out's time runs out, and then
 //!   shuts the session's socket down, so that closing the connection does not wait for the
 //!   server either.
@@ -17,26 +20,22 @@
 //!   find: on Linux the pool keeps a duplicate of each connection's socket (the client does
 //!   not show its own) and, on every check-out, looks at it without reading anything from it.
 //!   A hang-up, or an error message the server sent while the connection was idle (always a
-//!   `FATAL` one: it is ending the session), retires the connection. A user's `LISTEN`
-//!   notifications stay where they are. So a session killed while idle costs no error, and
-//!   one killed during a query costs that query. One case is left: the server sends its
-//!   `FATAL` error and only hangs up once its process has exited, some milliseconds later
-//!   (about 10 ms measured on PostgreSQL 15), and the client has read the error by then;
-//!   under load the connection may be handed on inside that window, and its next query fails
-//!   too. Retire it yourself when a query fails with a `FATAL` error (a `SQLSTATE` of class
-//!   `57` or `08`, PgBouncer's `08P01` included) or with no `SQLSTATE` on a client that says
-//!   it is closed, to close that gap: `sluicegate::PooledConnection::mark_broken(&mut conn)`
-//!   (an example is under "Behind PgBouncer" below).
-//!   (Elsewhere than on Linux, and when two connections to the same server opened at the same
-//!   instant from different threads, the pool asks the client, which learns of the end only
-//!   at its next query.)
+//!   `FATAL` one: it is ending the session), retires the connection; `LISTEN` notifications
+//!   stay where they are. So a session killed while idle costs no error, and one killed
+//!   during a query costs that query. One gap is left: the server sends its `FATAL` error and
+//!   hangs up only once its process has exited, some milliseconds later (about 10 ms on
+//!   PostgreSQL 15), and the client has read the error by then; under load the connection
+//!   may be handed on inside that window, and its next query fails too. Elsewhere than on
+//!   Linux, and when two connections to the same server opened at the same instant from
+//!   different threads, the pool asks the client, which learns of the end only at its next
+//!   query. To close the gap, retire a connection yourself when a query fails with class
+//!   `08` or `57`, or with no SQLSTATE on a client that says it is closed (the example under
+//!   "Behind PgBouncer").
 //! - Failed authentication, an unknown database, and the same reported by a proxy (PgBouncer
-//!   answers with SQLSTATE `08P01` and a `FATAL` message) are permanent errors: `build` and
-//!   check-outs fail at once with the server's reason.
-//!
-//! With several hosts, sluicegate tries them itself, one by one, each through a configuration of
-//! its own built from yours; a `notice_callback` set on your configuration is not carried over
-//! to those (notices are then logged, the driver's default).
+//!   answers with SQLSTATE `08P01` and a `FATAL` message: `SASL authentication failed`,
+//!   `password authentication failed`, `no such database`, `no such user`) are permanent
+//!   errors: `build` and check-outs fail at once with the server's reason (measured: 1 to
+//!   40 ms through PgBouncer, with a 10 s `connection_timeout`).
 //!
 //! # Behind PgBouncer
 //!
@@ -46,15 +45,13 @@
 //! follows was checked against PgBouncer 1.18 with the `postgres` driver, several pools at
 //! once (tests/pgbouncer.rs).
 //!
-//! **What works, and what to use by default:**
-//!
-//! - `simple_query` and `batch_execute`: one exchange each.
-//! - `query_typed` (`query_typed_one`, `query_typed_opt`; `postgres` 0.19.8 and later):
-//!   parameters and typed rows in one exchange, with no named statement. Use it wherever you
-//!   would use `query`, `query_one` or `execute` with parameters.
-//! - Transactions (`conn.transaction()`): everything in one stays on one server connection, so
-//!   `SET LOCAL`, `prepare` and `query` work inside it, **provided every `Statement` and every
-//!   `Row` from it is dropped before `commit` or `rollback`** (see below).
+//! **What works, and what to use by default:** `simple_query` and `batch_execute` (one
+//! exchange each); `query_typed` (`query_typed_one`, `query_typed_opt`; `postgres` 0.19.8 and
+//! later): parameters and typed rows in one exchange, with no named statement, wherever you
+//! would use `query`, `query_one` or `execute` with parameters; and transactions
+//! (`conn.transaction()`): everything in one stays on one server connection, so `SET LOCAL`,
+//! `prepare` and `query` work inside it, **provided every `Statement` and every `Row` from it
+//! is dropped before `commit` or `rollback`** (see below).
 //!
 //! **What fails** (each reproduced by the tests, every time):
 //!
@@ -68,14 +65,12 @@
 //!   exchange to whichever server connection that lands on, and the statement stays prepared
 //!   on the one the transaction ran on, for that server connection's life. The driver names
 //!   statements per process from `s0`, so another instance (or this one, restarted) preparing
-//!   on that server connection fails with `prepared statement "s0" already exists`. So
-//!   "run the statements inside an explicit transaction" is safe only with the condition above.
+//!   on that server connection fails with `prepared statement "s0" already exists`.
 //! - Session `SET`s (`search_path`, `statement_timeout`, custom settings): the next exchange
 //!   may run elsewhere, where the setting is not, and the client that gets that server
 //!   connection next inherits it. Use `SET LOCAL` inside a transaction, or `ALTER ROLE` /
-//!   `ALTER DATABASE ... SET` on the server. (PgBouncer carries a few parameters from server
-//!   connection to server connection itself: `client_encoding`, `DateStyle`, `TimeZone`,
-//!   `standard_conforming_strings`, `application_name`.)
+//!   `ALTER DATABASE ... SET` on the server. (PgBouncer carries `client_encoding`, `DateStyle`,
+//!   `TimeZone`, `standard_conforming_strings` and `application_name` over itself.)
 //! - Advisory session locks, `LISTEN`, temporary tables kept across transactions, `WITH HOLD`
 //!   cursors.
 //!
@@ -83,19 +78,20 @@
 //! (`max_prepared_statements` above 0), which makes `prepare` and `query` work; not checked
 //! here (Debian 12 ships 1.18).
 //!
-//! **Leave recycling off** (`PostgresConnectionManager::with_recycling(false)`, the default).
-//! Its `DISCARD ALL` is one more exchange per check-in, and it runs on whichever server
-//! connection PgBouncer picks, wiping what other clients left there (their prepared
-//! statements included) rather than anything of yours; with 1.21's `max_prepared_statements`,
-//! PgBouncer is reported to disconnect a client that sends it (not checked here).
+//! **Leave recycling off** (the default of [`with_recycling`]). Its `DISCARD ALL` is one more
+//! exchange per check-in, and it runs on whichever server connection PgBouncer picks, wiping
+//! what other clients left there (their prepared statements included) rather than anything of
+//! yours; with 1.21's `max_prepared_statements`, PgBouncer is reported to disconnect a client
+//! that sends it (not checked here).
+//!
+//! [`with_recycling`]: PostgresConnectionManager::with_recycling
 //!
 //! **PgBouncer's own errors end the client connection**: `query_wait_timeout`, `server login
 //! has been failing, try again later (server_login_retry)`, `database removed` (an admin
 //! `KILL`), all `FATAL` with SQLSTATE `08P01`. PgBouncer closes the connection right after,
 //! and the driver often reports only `connection closed`, with no SQLSTATE. The pool retires
 //! such a connection itself (on check-in, or at the next check-out, which sees the hang-up);
-//! to leave no window, retire it yourself when a query fails with `08P01`, another code of
-//! class `08` or `57`, or no code with the client closed:
+//! to leave no window, retire it yourself:
 //!
 //! ```no_run
 //! use postgres::types::Type;
@@ -105,9 +101,8 @@
 //! let config = "host=127.0.0.1 port=6432 user=app dbname=orders".parse()?;
 //! let pool = sluicegate::Pool::new(PostgresConnectionManager::new(config, postgres::NoTls))?;
 //! let mut conn = pool.get()?;
-//! let id = 42_i64;
 //! let sql = "SELECT name FROM customers WHERE id = $1";
-//! match conn.query_typed_one(sql, &[(&id, Type::INT8)]) {
+//! match conn.query_typed_one(sql, &[(&42_i64, Type::INT8)]) {
 //!     Ok(row) => println!("{}", row.get::<_, String>(0)),
 //!     Err(err) => {
 //!         // Class 08 (PgBouncer's 08P01 among them) or 57, or a closed client: the session
@@ -122,10 +117,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The refusals (`SASL authentication failed`, `password authentication failed`, `no such
-//! database`, `no such user`) are permanent errors: `build` fails at once (measured: 1 to
-//! 40 ms through PgBouncer, with a 10 s `connection_timeout`).
-//!
 //! **`connection_timeout` does not bound PgBouncer's own waits.** It bounds check-outs and
 //! logins: a login PgBouncer holds (no server connection free, its server down, the database
 //! paused) is given up at the pool's timeout, as a timeout that does not say why. But a query
@@ -134,36 +125,33 @@
 //! `query_wait_timeout` (120 s by default) ends the client connection. PgBouncer's
 //! `server_connect_timeout` (15 s) bounds its own login to the server, and after a failed one
 //! it refuses or holds clients for `server_login_retry` (15 s), also after a `RECONNECT` that
-//! closes a server connection still logging in (seen under load). Set them on PgBouncer:
+//! closes a server connection still logging in (seen under load). Set on PgBouncer a
 //! `query_wait_timeout` of the order of the pool's `connection_timeout` (a few seconds), so
 //! that a held query ends, with a reason, about when a caller would have given up;
-//! `server_connect_timeout` and `server_login_retry` of a few seconds; and a
-//! `statement_timeout` per role on the server for slow queries.
+//! `server_connect_timeout` and `server_login_retry` of a few seconds; and on the server a
+//! `statement_timeout` per role for slow queries.
 //!
 //! **Sizing.** In transaction mode, what reaches the server is PgBouncer's `default_pool_size`
-//! (per database and user); each instance's sluicegate pool is on the client side, so the sum
-//! of all instances' `max_size` must stay below `max_client_conn`, and beyond a small multiple
-//! of `default_pool_size` only moves the queue into PgBouncer, where `connection_timeout` no
-//! longer applies. In session mode each pooled connection keeps a server connection from its
-//! first query to its close, so the sum of all instances' `max_size` must fit
-//! `default_pool_size` (plus `reserve_pool_size`) for that database and user: the connections
-//! beyond it get no server connection until another client leaves, and their queries fail at
-//! `query_wait_timeout` (checked: two pools of 3 against a PgBouncer pool of 4 serve 4).
-//! Session state does stick within a pooled connection there, and PgBouncer resets a server
-//! connection only when its client disconnects, which a pooled connection rarely does: turn
-//! recycling on if borrowers leave session state behind. Either way keep `max_lifetime` below
-//! PgBouncer's `client_idle_timeout` (if set).
+//! (per database and user); the sum of all instances' `max_size` must stay below
+//! `max_client_conn`, and beyond a small multiple of `default_pool_size` only moves the queue
+//! into PgBouncer, where `connection_timeout` no longer applies. In session mode each pooled
+//! connection keeps a server connection from its first query to its close, so the sum of all
+//! instances' `max_size` must fit `default_pool_size` (plus `reserve_pool_size`) for that
+//! database and user: the connections beyond it get no server connection until another client
+//! leaves, and their queries fail at `query_wait_timeout` (checked: two pools of 3 against a
+//! PgBouncer pool of 4 serve 4). Session state does stick within a pooled connection there,
+//! and PgBouncer resets a server connection only when its client disconnects, which a pooled
+//! connection rarely does: turn recycling on if borrowers leave session state behind. Either
+//! way keep `max_lifetime` below PgBouncer's `client_idle_timeout` (if set).
 //!
 //! # TLS
 //!
 //! The manager hands its `MakeTlsConnect` to the driver unchanged. The look at the socket
 //! works beneath TLS: a hang-up shows the same, and only an error message sent to an idle
 //! connection is hidden by the encryption (the hang-up that follows it then retires the
-//! connection). Connectors that work:
-//!
-//! - `tokio-postgres-rustls` (0.14, rustls 0.23, with its `ring` or `aws-lc-rs` feature): no
-//!   OpenSSL. sluicegate's own TLS tests use it.
-//! - `postgres-native-tls` (OpenSSL on Linux) or `postgres-openssl`, by the driver's author.
+//! connection). Connectors that work: `tokio-postgres-rustls` (0.14, rustls 0.23, with its
+//! `ring` or `aws-lc-rs` feature; no OpenSSL; sluicegate's own TLS tests use it), and
+//! `postgres-native-tls` (OpenSSL on Linux) or `postgres-openssl`, by the driver's author.
 //!
 //! Ask for `sslmode=require`: the default, `prefer`, goes on unencrypted when the server offers
 //! no TLS. Once TLS is on, rustls checks the server's certificate and host name (libpq's
@@ -217,7 +205,6 @@ const SILENT_FOR: Duration = Duration::from_secs(30);
 ///
 /// ```no_run
 /// use sluicegate::postgres::PostgresConnectionManager;
-///
 /// let config = "host=127.0.0.1 user=postgres dbname=test".parse()?;
 /// let manager = PostgresConnectionManager::new(config, postgres::NoTls);
 /// let pool = sluicegate::Pool::new(manager)?;
@@ -248,10 +235,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::postgres::PostgresConnectionManager;
-    ///
     /// let config = "host=db.internal user=app password=secret dbname=orders".parse()?;
-    /// let manager = PostgresConnectionManager::new(config, postgres::NoTls);
+    /// let manager = sluicegate::postgres::PostgresConnectionManager::new(config, postgres::NoTls);
     /// assert!(!format!("{manager:?}").contains("secret"));
     /// # Ok::<(), postgres::Error>(())
     /// ```
@@ -276,7 +261,6 @@ where
     ///
     /// ```
     /// use sluicegate::postgres::PostgresConnectionManager;
-    ///
     /// let config = "host=127.0.0.1 user=postgres".parse()?;
     /// let manager = PostgresConnectionManager::new(config, postgres::NoTls).with_recycling(true);
     /// # Ok::<(), postgres::Error>(())
@@ -745,13 +729,10 @@ fn proxy_refuses_login(db: &DbError) -> bool {
 /// # Examples
 ///
 /// ```
-/// use std::time::Duration;
 /// use sluicegate::postgres::PostgresConnectionManager;
-///
-/// // Nothing listens on port 1.
-/// let config = "host=127.0.0.1 port=1 user=postgres".parse()?;
+/// let config = "host=127.0.0.1 port=1 user=postgres".parse()?; // nothing listens on port 1
 /// let err = sluicegate::Pool::builder()
-///     .connection_timeout(Duration::from_secs(1))
+///     .connection_timeout(std::time::Duration::from_secs(1))
 ///     .error_handler(Box::new(sluicegate::NopErrorHandler))
 ///     .build(PostgresConnectionManager::new(config, postgres::NoTls))
 ///     .unwrap_err();

@@ -1,27 +1,13 @@
 //! Pooling an r2d2 manager with sluicegate (feature `r2d2`): [`R2d2Manager`] wraps any
 //! [`r2d2::ManageConnection`] — r2d2_postgres's, r2d2_sqlite's, diesel's `ConnectionManager` —
-//! so that it can be pooled by sluicegate unchanged.
+//! so that it can be pooled by sluicegate unchanged; [`R2d2Customizer`] does the same for an
+//! r2d2 customizer. The crate guide's "Moving from r2d2" says what else changes.
 //!
 //! The wrapper forwards `connect`, `is_valid` and `has_broken` to the inner manager, and the
-//! connection and error types are the inner manager's. What r2d2 has no word for, sluicegate
-//! adds:
-//!
-//! - **Permanent errors.** r2d2 retries a wrong password until `connection_timeout` runs out.
-//!   sluicegate fails `build` and check-outs at once when a connect error will not heal (see
-//!   [`ManageConnection::is_permanent`](crate::ManageConnection::is_permanent)). An r2d2 manager
-//!   cannot say which errors those are, so [`R2d2Manager`] asks [`refuses_login`] by default,
-//!   which knows the errors of the drivers compiled into sluicegate: diesel's (feature
-//!   `diesel`: r2d2 adapters of every diesel backend), the `postgres` crate's (feature
-//!   `postgres`: r2d2_postgres) and the `mysql` crate's (feature `mysql`: r2d2_mysql, when it
-//!   uses the same `mysql` release). [`R2d2Manager::permanent_if`] sets your own rule.
-//! - **r2d2 customizers.** A customizer you wrote for r2d2 becomes sluicegate's by the same
-//!   change of path as the rest (`impl sluicegate::CustomizeConnection<..>`: the same
-//!   methods). One from another crate, or a `Box<dyn r2d2::CustomizeConnection<..>>`, goes
-//!   through [`R2d2Customizer`]. diesel's `TestCustomizer` (feature `diesel`) and r2d2's
-//!   `NopConnectionCustomizer` are sluicegate customizers as they are:
-//!   `Builder::connection_customizer(Box::new(TestCustomizer))` compiles unchanged.
-//! - **`Builder::thread_pool`** is accepted, and not used: see
-//!   [`Builder::thread_pool`](crate::Builder::thread_pool).
+//! connection and error types are the inner manager's. An r2d2 manager cannot say which
+//! connect errors will not heal (a wrong password, which r2d2 retries until
+//! `connection_timeout` runs out), so [`R2d2Manager`] asks [`refuses_login`] by default, and
+//! [`R2d2Manager::permanent_if`] sets your own rule.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -32,20 +18,12 @@ use std::sync::Arc;
 /// # Examples
 ///
 /// ```
-/// // A manager written for r2d2 (from an adapter crate, in real code).
-/// struct Counter;
-///
-/// impl r2d2::ManageConnection for Counter {
-///     type Connection = u32;
-///     type Error = std::io::Error;
-///     fn connect(&self) -> Result<u32, std::io::Error> { Ok(0) }
-///     fn is_valid(&self, _: &mut u32) -> Result<(), std::io::Error> { Ok(()) }
-///     fn has_broken(&self, _: &mut u32) -> bool { false }
-/// }
+/// // A manager written for r2d2 (an adapter crate's, in real code).
+/// use sluicegate::doc_fixture::R2d2Counter;
 ///
 /// let pool = sluicegate::Pool::builder()
 ///     .max_size(2)
-///     .build(sluicegate::r2d2::R2d2Manager::new(Counter))?;
+///     .build(sluicegate::r2d2::R2d2Manager::new(R2d2Counter))?;
 /// *pool.get()? += 1;
 /// # Ok::<(), sluicegate::Error>(())
 /// ```
@@ -70,15 +48,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Counter;
-    /// # impl r2d2::ManageConnection for Counter {
-    /// #     type Connection = u32;
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<u32, std::io::Error> { Ok(0) }
-    /// #     fn is_valid(&self, _: &mut u32) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut u32) -> bool { false }
-    /// # }
-    /// let manager = sluicegate::r2d2::R2d2Manager::new(Counter);
+    /// # use sluicegate::doc_fixture::R2d2Counter;
+    /// let manager = sluicegate::r2d2::R2d2Manager::new(R2d2Counter);
     /// ```
     pub fn new(manager: M) -> R2d2Manager<M> {
         R2d2Manager {
@@ -87,23 +58,16 @@ where
         }
     }
 
-    /// Tells the pool which connect errors will not go away by waiting (a wrong password, an
-    /// unknown database): `is_permanent(&error)` returns `true` for those. While the last
-    /// connect failed with one and no connection could come back, `build` and check-outs fail
-    /// at once ([`Error::is_permanent`](crate::Error::is_permanent)) instead of waiting out
-    /// `connection_timeout`; the pool keeps retrying in the background, so it recovers once the
-    /// settings or the server are fixed.
-    ///
-    /// It replaces the default, [`refuses_login`], which knows the errors of the drivers
-    /// compiled into sluicegate; call it from your rule to keep them. Errors that can heal
-    /// (connection refused, too many connections, the server starting up) must give `false`.
-    /// A rule that panics counts as `false`.
+    /// Tells the pool which connect errors will not go away by waiting: `is_permanent(&error)`
+    /// returns `true` for those, as
+    /// [`ManageConnection::is_permanent`](crate::ManageConnection::is_permanent) does for a
+    /// manager of sluicegate's. It replaces the default, [`refuses_login`]; call that from your
+    /// rule to keep it. A rule that panics counts as `false`.
     ///
     /// # Examples
     ///
     /// ```
     /// use std::io;
-    /// use std::time::{Duration, Instant};
     ///
     /// // An r2d2 manager whose server refuses the login.
     /// struct Refused;
@@ -111,24 +75,19 @@ where
     /// impl r2d2::ManageConnection for Refused {
     ///     type Connection = ();
     ///     type Error = io::Error;
-    ///     fn connect(&self) -> Result<(), io::Error> {
+    ///     fn connect(&self) -> io::Result<()> {
     ///         Err(io::Error::new(io::ErrorKind::PermissionDenied, "authentication failed"))
     ///     }
-    ///     fn is_valid(&self, _: &mut ()) -> Result<(), io::Error> { Ok(()) }
+    ///     fn is_valid(&self, _: &mut ()) -> io::Result<()> { Ok(()) }
     ///     fn has_broken(&self, _: &mut ()) -> bool { false }
     /// }
     ///
     /// let manager = sluicegate::r2d2::R2d2Manager::new(Refused).permanent_if(|err: &io::Error| {
     ///     err.kind() == io::ErrorKind::PermissionDenied || sluicegate::r2d2::refuses_login(err)
     /// });
-    /// let started = Instant::now();
-    /// let err = sluicegate::Pool::builder()
-    ///     .connection_timeout(Duration::from_secs(30))
-    ///     .error_handler(Box::new(sluicegate::NopErrorHandler))
-    ///     .build(manager)
-    ///     .unwrap_err();
-    /// assert!(err.is_permanent());
-    /// assert!(started.elapsed() < Duration::from_secs(10));
+    /// let builder = sluicegate::Pool::builder();
+    /// let err = builder.error_handler(Box::new(sluicegate::NopErrorHandler)).build(manager);
+    /// assert!(err.unwrap_err().is_permanent()); // at once, not after 30 s
     /// ```
     pub fn permanent_if<F>(mut self, is_permanent: F) -> R2d2Manager<M>
     where
@@ -143,16 +102,9 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Counter;
-    /// # impl r2d2::ManageConnection for Counter {
-    /// #     type Connection = u32;
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<u32, std::io::Error> { Ok(0) }
-    /// #     fn is_valid(&self, _: &mut u32) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut u32) -> bool { false }
-    /// # }
-    /// let manager = sluicegate::r2d2::R2d2Manager::new(Counter);
-    /// let _inner: &Counter = manager.get_ref();
+    /// # use sluicegate::doc_fixture::R2d2Counter;
+    /// let manager = sluicegate::r2d2::R2d2Manager::new(R2d2Counter);
+    /// let _inner: &R2d2Counter = manager.get_ref();
     /// ```
     #[must_use]
     pub fn get_ref(&self) -> &M {
@@ -164,16 +116,9 @@ where
     /// # Examples
     ///
     /// ```
-    /// # struct Counter;
-    /// # impl r2d2::ManageConnection for Counter {
-    /// #     type Connection = u32;
-    /// #     type Error = std::io::Error;
-    /// #     fn connect(&self) -> Result<u32, std::io::Error> { Ok(0) }
-    /// #     fn is_valid(&self, _: &mut u32) -> Result<(), std::io::Error> { Ok(()) }
-    /// #     fn has_broken(&self, _: &mut u32) -> bool { false }
-    /// # }
-    /// let manager = sluicegate::r2d2::R2d2Manager::new(Counter);
-    /// let _inner: Counter = manager.into_inner();
+    /// # use sluicegate::doc_fixture::R2d2Counter;
+    /// let manager = sluicegate::r2d2::R2d2Manager::new(R2d2Counter);
+    /// let _inner: R2d2Counter = manager.into_inner();
     /// ```
     #[must_use]
     pub fn into_inner(self) -> M {
@@ -241,10 +186,8 @@ where
 /// Whether `error`, or an error in its `source()` chain, is a driver's report that the server
 /// refused the login for a reason waiting will not fix: a wrong password, an unknown user or
 /// database. It is what [`R2d2Manager`] calls a permanent error unless told otherwise
-/// ([`R2d2Manager::permanent_if`]).
-///
-/// It recognizes the errors of the drivers compiled into sluicegate, and says `false` of any
-/// other:
+/// ([`R2d2Manager::permanent_if`]). It recognizes the errors of the drivers compiled into
+/// sluicegate, and says `false` of any other:
 ///
 /// - feature `diesel`: `diesel::r2d2::Error` and `diesel::ConnectionError` (the managers of
 ///   `diesel::r2d2`, whichever backend): an invalid database URL, and a login refused with
@@ -308,26 +251,20 @@ impl<C, E> crate::CustomizeConnection<C, E> for ::r2d2::NopConnectionCustomizer 
 
 /// An r2d2 customizer as a sluicegate one: `Box::new(R2d2Customizer::new(customizer))` where
 /// `customizer` is a `Box<dyn r2d2::CustomizeConnection<C, E>>` or a box of any type that
-/// implements r2d2's [`CustomizeConnection`](::r2d2::CustomizeConnection).
+/// implements r2d2's [`CustomizeConnection`](::r2d2::CustomizeConnection): for customizers
+/// from other crates, and ones already boxed as r2d2 trait objects.
 ///
 /// Customizers you write yourself need no wrapper: implement sluicegate's
 /// [`CustomizeConnection`](crate::CustomizeConnection) instead of r2d2's (the same methods,
-/// only the path changes). This is for customizers from other crates, and for ones already
-/// boxed as r2d2 trait objects. diesel's `TestCustomizer` and r2d2's `NopConnectionCustomizer`
-/// are sluicegate customizers already.
+/// only the path changes). diesel's `TestCustomizer` (feature `diesel`) and r2d2's
+/// `NopConnectionCustomizer` are sluicegate customizers already:
+/// `Builder::connection_customizer(Box::new(TestCustomizer))` compiles unchanged.
 ///
 /// # Examples
 ///
 /// ```
 /// use sluicegate::r2d2::{R2d2Customizer, R2d2Manager};
-/// # struct Counter;
-/// # impl r2d2::ManageConnection for Counter {
-/// #     type Connection = u32;
-/// #     type Error = std::io::Error;
-/// #     fn connect(&self) -> Result<u32, std::io::Error> { Ok(0) }
-/// #     fn is_valid(&self, _: &mut u32) -> Result<(), std::io::Error> { Ok(()) }
-/// #     fn has_broken(&self, _: &mut u32) -> bool { false }
-/// # }
+/// # use sluicegate::doc_fixture::R2d2Counter;
 ///
 /// // A customizer from a crate written for r2d2.
 /// #[derive(Debug)]
@@ -345,7 +282,7 @@ impl<C, E> crate::CustomizeConnection<C, E> for ::r2d2::NopConnectionCustomizer 
 /// let pool = sluicegate::Pool::builder()
 ///     .max_size(1)
 ///     .connection_customizer(Box::new(R2d2Customizer::new(customizer)))
-///     .build(R2d2Manager::new(Counter))?;
+///     .build(R2d2Manager::new(R2d2Counter))?;
 /// assert_eq!(*pool.get()?, 7);
 /// # Ok::<(), sluicegate::Error>(())
 /// ```

@@ -2,10 +2,9 @@
 //! [`SqliteConnectionManager`], with the constructors of r2d2_sqlite (`file`, `memory`,
 //! `with_flags`, `with_init`), so moving from it is a change of path.
 //!
-//! Differences from r2d2_sqlite: `memory()` is one in-memory database shared by every pooled
-//! connection and kept as long as the manager lives (r2d2_sqlite gives each connection a
-//! private, empty one), and every connection waits up to a busy timeout (5 s by default) for a
-//! lock held by another connection instead of failing at once with `SQLITE_BUSY`.
+//! Differences from r2d2_sqlite: [`memory`](SqliteConnectionManager::memory) is one database
+//! shared by every pooled connection, and every connection waits up to a
+//! [busy timeout](SqliteConnectionManager::with_busy_timeout) for another's lock.
 //!
 //! # One SQLite per build
 //!
@@ -54,13 +53,8 @@ enum Source {
 /// ```
 /// use sluicegate::sqlite::SqliteConnectionManager;
 ///
-/// let pool = sluicegate::Pool::builder()
-///     .max_size(4)
-///     .build(SqliteConnectionManager::memory())?;
-/// pool.get()?.execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (42);")?;
-/// // Another connection sees the same database.
-/// let (a, b) = (pool.get()?, pool.get()?);
-/// let x: i64 = b.query_row("SELECT x FROM t", [], |row| row.get(0))?;
+/// let pool = sluicegate::Pool::new(SqliteConnectionManager::memory())?;
+/// let x: i64 = pool.get()?.query_row("SELECT 41 + 1", [], |row| row.get(0))?;
 /// assert_eq!(x, 42);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -83,8 +77,7 @@ impl SqliteConnectionManager {
     /// let path = std::env::temp_dir().join(format!("sluicegate-doc-{}.db", std::process::id()));
     /// let pool = sluicegate::Pool::new(SqliteConnectionManager::file(&path))?;
     /// pool.get()?.execute_batch("CREATE TABLE IF NOT EXISTS t (x INTEGER)")?;
-    /// drop(pool);
-    /// std::fs::remove_file(&path)?;
+    /// # std::fs::remove_file(&path)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn file(path: impl AsRef<Path>) -> SqliteConnectionManager {
@@ -92,7 +85,8 @@ impl SqliteConnectionManager {
     }
 
     /// Connections to one in-memory database of their own, shared by every connection this
-    /// manager opens and kept as long as the manager lives.
+    /// manager opens and kept as long as the manager lives (r2d2_sqlite gives each connection a
+    /// private, empty one).
     ///
     /// The connections share SQLite's cache, whose locks are per table and are not waited
     /// for: a statement that meets one fails with "database table is locked". That suits
@@ -102,15 +96,11 @@ impl SqliteConnectionManager {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::sqlite::SqliteConnectionManager;
-    ///
-    /// let pool = sluicegate::Pool::builder()
-    ///     .max_size(2)
-    ///     .build(SqliteConnectionManager::memory())?;
-    /// pool.get()?.execute_batch("CREATE TABLE t (x INTEGER)")?;
+    /// let pool = sluicegate::Pool::new(sluicegate::sqlite::SqliteConnectionManager::memory())?;
+    /// pool.get()?.execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (42);")?;
     /// pool.evict_all(); // every pooled connection is replaced; the data stays
-    /// let n: i64 = pool.get()?.query_row("SELECT count(*) FROM t", [], |row| row.get(0))?;
-    /// assert_eq!(n, 0);
+    /// let x: i64 = pool.get()?.query_row("SELECT x FROM t", [], |row| row.get(0))?;
+    /// assert_eq!(x, 42);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn memory() -> SqliteConnectionManager {
@@ -142,9 +132,7 @@ impl SqliteConnectionManager {
     ///
     /// ```
     /// use rusqlite::OpenFlags;
-    /// use sluicegate::sqlite::SqliteConnectionManager;
-    ///
-    /// let manager = SqliteConnectionManager::file("app.db")
+    /// let manager = sluicegate::sqlite::SqliteConnectionManager::file("app.db")
     ///     .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX);
     /// ```
     #[must_use]
@@ -159,14 +147,8 @@ impl SqliteConnectionManager {
     /// # Examples
     ///
     /// ```
-    /// use sluicegate::sqlite::SqliteConnectionManager;
-    ///
-    /// let manager = SqliteConnectionManager::memory()
+    /// let manager = sluicegate::sqlite::SqliteConnectionManager::memory()
     ///     .with_init(|conn| conn.execute_batch("PRAGMA foreign_keys = ON"));
-    /// let pool = sluicegate::Pool::builder().max_size(1).build(manager)?;
-    /// let on: bool = pool.get()?.query_row("PRAGMA foreign_keys", [], |row| row.get(0))?;
-    /// assert!(on);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
     pub fn with_init<F>(mut self, init: F) -> SqliteConnectionManager
@@ -184,13 +166,8 @@ impl SqliteConnectionManager {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use sluicegate::sqlite::SqliteConnectionManager;
-    ///
-    /// let manager = SqliteConnectionManager::memory().with_busy_timeout(Duration::from_secs(1));
-    /// let pool = sluicegate::Pool::builder().max_size(1).build(manager)?;
-    /// let ms: i64 = pool.get()?.query_row("PRAGMA busy_timeout", [], |row| row.get(0))?;
-    /// assert_eq!(ms, 1000);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// let manager = sluicegate::sqlite::SqliteConnectionManager::memory()
+    ///     .with_busy_timeout(Duration::from_secs(1));
     /// ```
     #[must_use]
     pub fn with_busy_timeout(mut self, timeout: Duration) -> SqliteConnectionManager {

@@ -1,11 +1,5 @@
-//! Publishing a pool's numbers through the [`metrics`](https://docs.rs/metrics) facade
-//! (feature `metrics`), to whatever recorder the application installed: Prometheus, StatsD,
-//! OpenTelemetry.
-//!
-//! The series and their names are listed in the crate guide ("Exporting metrics"). Gauges and
-//! counters are copied from the pool's own [`Metrics`] snapshot (counters with `absolute`), so
-//! they agree with `Pool::metrics` and cost the check-out path nothing; only the histograms
-//! are recorded as things happen.
+//! Publishing a pool's numbers through the [`metrics`](https://docs.rs/metrics) facade (feature
+//! `metrics`): the series, and how they are published, are documented on [`Metrics`].
 
 use std::time::Duration;
 
