@@ -72,7 +72,6 @@ impl Clock {
         }
     }
 
-    /// The current time.
     #[inline]
     pub(crate) fn now(self) -> Stamp {
         match self {

@@ -32,7 +32,7 @@ static POOL_NUMBER: AtomicU64 = AtomicU64::new(1);
 /// | [`keepalive`](Builder::keepalive) | `None` |
 /// | [`leak_detection_threshold`](Builder::leak_detection_threshold) | `None` (off) |
 /// | [`reaper_rate`](Builder::reaper_rate) | 30 s |
-/// | [`pool_name`](Builder::pool_name) | `pool-N` |
+/// | [`pool_name`](Builder::pool_name) | `pool-N`, numbered in the order pools are built |
 /// | [`error_handler`](Builder::error_handler) | [`LoggingErrorHandler`] |
 /// | [`event_handler`](Builder::event_handler) | none |
 /// | [`connection_customizer`](Builder::connection_customizer) | [`NopConnectionCustomizer`] |
@@ -40,8 +40,7 @@ static POOL_NUMBER: AtomicU64 = AtomicU64::new(1);
 /// # Examples
 ///
 /// ```
-/// use std::time::Duration;
-/// # use sluicegate::doc_fixture::Manager;
+/// # use {sluicegate::doc_fixture::Manager, std::time::Duration};
 /// let pool = sluicegate::Pool::builder()
 ///     .pool_name("orders")
 ///     .max_size(16)
@@ -99,7 +98,7 @@ where
     }
 
     /// The most connections the pool keeps open at once, counting those being opened and
-    /// closed. Default 10; must be at least 1.
+    /// closed. Must be at least 1.
     ///
     /// # Examples
     ///
@@ -113,10 +112,9 @@ where
         self
     }
 
-    /// How many idle connections the pool keeps ready, replacing closed ones up to it. `None`
-    /// (the default) means `max_size`: the pool stays full. A smaller value lets a quiet
-    /// service hold fewer connections (see `idle_timeout`), opened again on demand. Must not
-    /// exceed `max_size`.
+    /// How many idle connections the pool keeps ready, replacing closed ones up to it. `None` means
+    /// `max_size`: the pool stays full. A smaller value lets a quiet service hold fewer connections
+    /// (see `idle_timeout`), opened again on demand. Must not exceed `max_size`.
     ///
     /// # Examples
     ///
@@ -131,9 +129,8 @@ where
         self
     }
 
-    /// Whether a check-out checks the connection with
-    /// [`is_valid`](ManageConnection::is_valid) first (default `true`). See
-    /// [`validation_skip_window`](Builder::validation_skip_window) for when it is skipped.
+    /// Whether a check-out checks the connection with [`is_valid`](ManageConnection::is_valid)
+    /// first, unless within the [`validation_skip_window`](Builder::validation_skip_window).
     ///
     /// # Examples
     ///
@@ -150,15 +147,14 @@ where
 
     /// With `test_on_check_out(true)`, a connection checked in (or validated by
     /// [`keepalive`](Builder::keepalive)) less than this long ago is handed out without
-    /// [`is_valid`](ManageConnection::is_valid): it just proved itself. Default 500 ms;
-    /// `Duration::ZERO` validates every check-out. Windows of 100 ms and more are measured with
-    /// the kernel's coarse clock (a few milliseconds of resolution, much cheaper to read).
+    /// [`is_valid`](ManageConnection::is_valid): it just proved itself. `Duration::ZERO`
+    /// validates every check-out. Windows of 100 ms and more are measured with the kernel's
+    /// coarse clock (a few milliseconds of resolution, much cheaper to read).
     ///
     /// # Examples
     ///
     /// ```
-    /// use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
+    /// # use {sluicegate::doc_fixture::Manager, std::time::Duration};
     /// // Behind a proxy that may drop connections at any moment: check every time.
     /// let builder = sluicegate::Pool::<Manager>::builder().validation_skip_window(Duration::ZERO);
     /// ```
@@ -167,26 +163,25 @@ where
         self
     }
 
-    /// Connections older than this are closed, `min_idle` ones included (and then replaced):
-    /// idle ones by the reaper thread at their deadline, checked-out ones when they come back,
-    /// and none is handed out past it. Default 30 minutes; `None` keeps connections forever;
-    /// zero is invalid. Each connection's own lifetime is this minus a random 0 to 2.5%, so that
-    /// connections opened together (all of them, at start-up) are not reopened at once.
+    /// Connections older than this are closed, `min_idle` ones included (and then replaced): idle
+    /// ones by the reaper thread at their deadline, checked-out ones when they come back, and none
+    /// is handed out past it. `None` keeps connections forever; zero is invalid. Each connection's
+    /// own lifetime is this minus a random 0 to 2.5%, so that connections opened together (all of
+    /// them, at start-up) are not reopened at once.
     ///
-    /// Something between the pool and the database usually limits how long a session may live
-    /// or sit idle: MySQL's `wait_timeout` (8 hours by default, often lowered), PgBouncer's
-    /// `server_lifetime` and `server_idle_timeout`, a load balancer's idle timeout (AWS NLB:
-    /// 350 s), a NAT or firewall. Pick this at least 30 seconds below the smallest such limit,
-    /// more if it is short (the jitter, and a reaper waking late on a busy machine). For a limit
-    /// on idle time only, [`keepalive`](Builder::keepalive) at a third of it also does, and this
-    /// can stay long. Without any limit, keep the default: recycling connections every half
-    /// hour bounds the memory a session can accumulate on the server.
+    /// Something between the pool and the database usually limits how long a session may live or
+    /// sit idle: MySQL's `wait_timeout` (8 hours by default, often lowered), PgBouncer's
+    /// `server_lifetime` and `server_idle_timeout`, a load balancer's idle timeout (AWS NLB: 350
+    /// s), a NAT or firewall. Pick this at least 30 seconds below the smallest such limit, more if
+    /// it is short (the jitter, a late reaper). For a limit on idle time only,
+    /// [`keepalive`](Builder::keepalive) at a third of it also does. Without any limit, keep the
+    /// default: recycling connections every half hour bounds the memory a session can accumulate on
+    /// the server.
     ///
     /// # Examples
     ///
     /// ```
-    /// use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
+    /// # use {sluicegate::doc_fixture::Manager, std::time::Duration};
     /// let builder = sluicegate::Pool::<Manager>::builder()
     ///     .max_lifetime(Some(Duration::from_secs(900)));
     /// ```
@@ -196,9 +191,9 @@ where
     }
 
     /// Idle connections beyond `min_idle` that have not been used for this long are closed by
-    /// the reaper thread, the longest-unused first. Default 10 minutes; `None` keeps them; zero
-    /// is invalid. It never takes the pool below `min_idle`, so with `min_idle` unset (which
-    /// means `max_size`) it closes nothing: closing only to reopen for `min_idle` would churn.
+    /// the reaper thread, the longest-unused first. `None` keeps them; zero is invalid. It never
+    /// takes the pool below `min_idle`, so with `min_idle` unset it closes nothing: closing only
+    /// to reopen for `min_idle` would churn.
     ///
     /// # Examples
     ///
@@ -214,7 +209,7 @@ where
     }
 
     /// How long [`Pool::get`](crate::Pool::get) waits for a connection, and `build` for its
-    /// first `min_idle` connections. Default 30 seconds; zero is invalid.
+    /// first `min_idle` connections. Zero is invalid.
     ///
     /// It bounds everything a check-out does, whatever the database does: waiting in line,
     /// and validating with what is left of it ([`is_valid_within`]; a validation gets at least
@@ -232,8 +227,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
+    /// # use {sluicegate::doc_fixture::Manager, std::time::Duration};
     /// let builder = sluicegate::Pool::<Manager>::builder()
     ///     .connection_timeout(Duration::from_secs(5));
     /// ```
@@ -242,23 +236,20 @@ where
         self
     }
 
-    /// Validates idle connections in the background: each is checked with
-    /// [`is_valid`](ManageConnection::is_valid) at least this often (at most every 100 ms,
-    /// whatever this says), off the pool's lock, one at a time, on a thread of the pool's own
-    /// (`sluice-keep-<name>`), each bounded by `connection_timeout`. A connection being validated
-    /// is not handed out meanwhile; one that fails is closed (counted in `closed_invalid`) and
-    /// replaced as `min_idle` requires. Default `None`; zero is invalid.
-    ///
-    /// It keeps idle sessions, the `min_idle` ones that may sit idle for hours, from being cut
-    /// by a firewall, a proxy or the database's own idle timeout, and finds dead ones before a
-    /// check-out does; one it validated skips the check-out's validation within the
+    /// Validates idle connections in the background, on a thread of the pool's own: each is checked
+    /// with [`is_valid`](ManageConnection::is_valid) at least this often (at most every 100 ms,
+    /// whatever this says), one at a time, each bounded by `connection_timeout`. A connection being
+    /// validated is not handed out meanwhile; one that fails is closed (counted in
+    /// `closed_invalid`) and replaced as `min_idle` requires. Zero is invalid. It keeps idle
+    /// sessions (the `min_idle` ones may sit idle for hours) from being cut by a firewall, a proxy
+    /// or the database's own idle timeout, and finds dead ones before a check-out does; one it
+    /// validated skips the check-out's validation within the
     /// [`validation_skip_window`](Builder::validation_skip_window).
     ///
     /// # Examples
     ///
     /// ```
-    /// use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
+    /// # use {sluicegate::doc_fixture::Manager, std::time::Duration};
     /// let builder = sluicegate::Pool::<Manager>::builder()
     ///     .keepalive(Some(Duration::from_secs(60)));
     /// ```
@@ -267,16 +258,15 @@ where
         self
     }
 
-    /// Reports connections checked out for longer than this. Default `None`: off, and then a
-    /// check-out records nothing. In a service, set it well above the longest legitimate use of
-    /// a connection (a minute, say), and alert on
-    /// [`Metrics::leaks_detected`](crate::Metrics::leaks_detected), which counts the reports.
+    /// Reports connections checked out for longer than this; when `None`, a check-out records
+    /// nothing. In a service, set it well above the longest legitimate use of a connection (a
+    /// minute, say), and alert on [`Metrics::leaks_detected`](crate::Metrics::leaks_detected).
     ///
-    /// With a threshold, each check-out records when it happened, the thread, the caller's
-    /// source location and the stack (raw return addresses, a few microseconds; symbols are
-    /// resolved only for a report). The pool's reaper thread logs each connection held longer
-    /// than the threshold once, at `warn`, with where it was borrowed; if it comes back later,
-    /// an `info` line says after how long. [`Pool::leaks`](crate::Pool::leaks) lists them.
+    /// With a threshold, each check-out records when it happened, the thread, the caller's source
+    /// location and the stack (raw return addresses, a few microseconds; symbols are resolved only
+    /// for a report). The reaper thread logs each connection held longer than the threshold once,
+    /// at `warn`, with where it was borrowed; if it comes back later, an `info` line says after how
+    /// long.
     ///
     /// `Some(Duration::ZERO)` is the test-suite mode: every connection still checked out is a
     /// leak when [`Pool::leaks`](crate::Pool::leaks) or
@@ -290,8 +280,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
+    /// # use {sluicegate::doc_fixture::Manager, std::time::Duration};
     /// let builder = sluicegate::Pool::<Manager>::builder()
     ///     .leak_detection_threshold(Some(Duration::from_secs(60)));
     /// ```
@@ -300,16 +289,15 @@ where
         self
     }
 
-    /// How often, at the least, the pool's reaper thread wakes up. It also wakes for the
-    /// earliest deadline it knows (a connection's lifetime or idle timeout, a check-out
-    /// crossing the leak threshold), so this bounds how late it notices anything it was not
-    /// told of. Default 30 seconds; zero is invalid. Rounds never come closer than 10 ms apart.
+    /// How often, at the least, the pool's reaper thread wakes up. It also wakes for the earliest
+    /// deadline it knows (a connection's lifetime or idle timeout, a check-out crossing the leak
+    /// threshold), so this bounds how late it notices anything it was not told of. Zero is invalid.
+    /// Rounds never come closer than 10 ms apart.
     ///
     /// # Examples
     ///
     /// ```
-    /// use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
+    /// # use {sluicegate::doc_fixture::Manager, std::time::Duration};
     /// let builder = sluicegate::Pool::<Manager>::builder()
     ///     .reaper_rate(Duration::from_millis(100));
     /// ```
@@ -318,8 +306,7 @@ where
         self
     }
 
-    /// The pool's name, used in its thread's name (`sluice-<name>`), its log lines and its
-    /// errors. Default `pool-N`, numbered in the order pools are built.
+    /// The pool's name, used in its threads' names, its log lines and its errors.
     ///
     /// # Examples
     ///
@@ -335,8 +322,8 @@ where
     }
 
     /// Receives every error of `connect`, `is_valid`, `recycle` and the customizer's
-    /// `on_acquire`, as in r2d2, whatever the pool logs itself. Default
-    /// [`LoggingErrorHandler`] (which says what the pool logs).
+    /// `on_acquire`, as in r2d2, whatever the pool logs itself ([`LoggingErrorHandler`] says
+    /// what that is).
     ///
     /// # Examples
     ///
@@ -350,8 +337,8 @@ where
         self
     }
 
-    /// Receives the pool's [events](crate::event). None by default, and then the pool does not
-    /// read the clock to time check-outs and check-ins.
+    /// Receives the pool's [events](crate::event). Without one, the pool does not read the
+    /// clock to time check-outs and check-ins.
     ///
     /// # Examples
     ///
@@ -365,7 +352,7 @@ where
         self
     }
 
-    /// Adjusts connections as they are opened and closed. Default [`NopConnectionCustomizer`].
+    /// Adjusts connections as they are opened and closed.
     ///
     /// # Examples
     ///
@@ -386,8 +373,8 @@ where
     /// used: the thread pool you pass is dropped here (its threads end when its last handle is
     /// dropped, as with r2d2). r2d2 runs connects and its reaper as jobs on a shared
     /// `ScheduledThreadPool`; sluicegate gives each pool threads of its own ([`Pool`](crate::Pool)
-    /// names them), so a connect that hangs delays no other pool, and a pool's timing never
-    /// waits for another's jobs. They sleep when there is nothing to do: sharing saves nothing.
+    /// names them), so a connect that hangs delays no other pool, and a pool's timing never waits
+    /// for another's jobs. They sleep when there is nothing to do: sharing saves nothing.
     ///
     /// # Examples
     ///

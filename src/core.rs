@@ -332,13 +332,11 @@ where
         }
     }
 
-    /// Wakes the opener thread to look at the pool again.
     pub(crate) fn wake_opener(&self) {
         // A full channel already holds a wake-up the thread has not seen.
         let _ = self.wake.try_send(());
     }
 
-    /// Wakes the reaper thread to look at the pool again and replan.
     pub(crate) fn wake_reaper(&self) {
         let _ = self.reap.try_send(());
     }
@@ -447,7 +445,6 @@ where
         Ok(())
     }
 
-    /// Sets `min_idle`: see [`PoolState::set_min_idle`].
     pub(crate) fn set_min_idle(&self, min_idle: Option<u32>) -> Result<(), Error> {
         let mut state = self.state.lock();
         state.set_min_idle(min_idle)?;
@@ -465,11 +462,8 @@ where
         self.wake_opener();
     }
 
-    /// Checks a connection out: an idle one at once, or (with [`Queue`]) one handed over
-    /// after waiting in line. Every connection is then checked off-lock; one past its
-    /// lifetime or failing validation is closed and the check-out goes on with the next idle
-    /// connection or at the head of the queue, within its original deadline. `caller` is where
-    /// the user asked for the connection, for leak reports.
+    /// Checks a connection out: an idle one at once, or (with [`Queue`]) one handed over after
+    /// waiting in line; the rest is [`Core::check_out_slow`]. `caller` is for leak reports.
     #[inline]
     pub(crate) fn check_out<W: Wait>(
         &self,
@@ -561,11 +555,10 @@ where
         }
     }
 
-    /// Everything else about a check-out: waiting, checking, and going on after a rejected
-    /// connection. `taken` is a connection the fast path already took.
-    ///
-    /// Every step is bounded by the check-out's deadline: the [`Wait`]'s timeout, or for one
-    /// that waits in no line `connection_timeout`, so that its checks are bounded too.
+    /// Everything else about a check-out: waiting, checking (off-lock), and going on after a
+    /// rejected connection with the next idle one or at the head of the queue. `taken` is a
+    /// connection the fast path already took. Every step is bounded by the check-out's deadline:
+    /// the [`Wait`]'s timeout, or `connection_timeout` for one that waits in no line.
     #[inline(never)]
     fn check_out_slow<W: Wait>(
         &self,
@@ -1013,9 +1006,8 @@ where
         self.unlock_and_refill(state);
     }
 
-    /// Runs user code (a handler, a customizer, a driver's drop) where a panic must not escape:
-    /// on one of the pool's threads, or before the pool has finished its own bookkeeping. The panic is
-    /// logged with what was being done.
+    /// Runs user code (a handler, a customizer, a driver's drop) where a panic must not escape
+    /// (a pool's thread, or unfinished bookkeeping), logging the panic with what was being done.
     pub(crate) fn shielded(&self, doing: &str, f: impl FnOnce()) {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
             log_shielded!(

@@ -1,8 +1,5 @@
 //! [`Error`]: why a check-out or a build failed, with what the pool looked like at that moment.
-//!
-//! A driver's error type need not be `Send` or `Sync`, so the pool keeps the last connect or
-//! validation error as a [`Cause`]: its message and its whole `source()` chain, captured as text.
-//! Every waiter that times out sees it, not only the first.
+//! The last database error is kept as a [`Cause`], so that every waiter that times out sees it.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -204,8 +201,7 @@ impl Error {
     /// # Examples
     ///
     /// ```
-    /// # use sluicegate::doc_fixture::RefusingManager as Manager;
-    /// // A manager whose every connect fails with "refused".
+    /// # use sluicegate::doc_fixture::RefusingManager as Manager; // every connect: "refused"
     /// let err = sluicegate::Pool::builder()
     ///     .connection_timeout(std::time::Duration::from_millis(100))
     ///     .error_handler(Box::new(sluicegate::NopErrorHandler))
@@ -223,10 +219,8 @@ impl Error {
     }
 }
 
-// By hand: this is what `fn main() -> Result<(), Box<dyn Error>>` prints when it fails, and what
-// `unwrap` and `expect` print, so it says what `Display` says (the database's error and the
-// pool's numbers, in words) instead of dumping the internal structs. `{:#?}` adds which kind of
-// error it is, for code that logs errors with `{:#?}`.
+// By hand, as `Error`'s doc says: what `main` and `unwrap` print should be the message, not the
+// internal structs.
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if f.alternate() {

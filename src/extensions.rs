@@ -6,24 +6,17 @@ use std::fmt;
 
 /// A map from types to one value of each type, kept with a pooled connection: reach it through
 /// [`PooledConnection::extensions`](crate::PooledConnection::extensions) and
-/// [`PooledConnection::extensions_mut`](crate::PooledConnection::extensions_mut). The map
-/// belongs to the connection, not to a check-out: what one borrower stores (a prepared
-/// statement cache, a session flag) the next borrower of the same connection finds. It is
-/// dropped with the connection.
+/// [`PooledConnection::extensions_mut`](crate::PooledConnection::extensions_mut). It belongs
+/// to the connection, not to a check-out: what one borrower stores (a prepared statement cache,
+/// a session flag) the next borrower of the same connection finds.
 ///
 /// # Examples
 ///
 /// ```
-/// use sluicegate::Extensions;
-///
 /// struct StatementCache(Vec<String>);
-///
-/// let mut ext = Extensions::new();
-/// assert!(ext.insert(StatementCache(vec!["SELECT 1".into()])).is_none());
+/// let mut ext = sluicegate::Extensions::new();
+/// ext.insert(StatementCache(vec!["SELECT 1".into()]));
 /// assert_eq!(ext.get::<StatementCache>().map(|c| c.0.len()), Some(1));
-/// ext.get_mut::<StatementCache>().unwrap().0.clear();
-/// assert!(ext.remove::<StatementCache>().unwrap().0.is_empty());
-/// assert!(ext.get::<StatementCache>().is_none());
 /// ```
 #[derive(Default)]
 pub struct Extensions(HashMap<TypeId, Box<dyn Any + Send + Sync>>);

@@ -43,60 +43,46 @@
 //! signatures. With the feature `r2d2`:
 //!
 //! - **A manager from an r2d2 adapter crate** (r2d2_postgres, r2d2_sqlite, r2d2_mysql, ...)
-//!   goes into `sluicegate::r2d2::R2d2Manager`: `Pool::builder().build(R2d2Manager::new(manager))`, and
-//!   `Pool<R2d2Manager<PostgresConnectionManager<NoTls>>>` where r2d2 code names the type. Or
-//!   use sluicegate's own driver for that database (features `postgres`, `mysql`, `sqlite`:
-//!   the same names as the adapter crates), which also bounds connects and validations and
-//!   notices dead sessions without a round trip.
-//! - **`Builder::thread_pool`** is accepted and not used (each pool has threads of its own:
-//!   see `Builder::thread_pool`).
+//!   goes into `sluicegate::r2d2::R2d2Manager`:
+//!   `Pool<R2d2Manager<PostgresConnectionManager<NoTls>>>` where r2d2 code names the type. Or use
+//!   sluicegate's own driver for that database (features `postgres`, `mysql`, `sqlite`: the
+//!   adapter crates' names), which also bounds connects and validations and notices dead sessions
+//!   without a round trip.
+//! - **`Builder::thread_pool`** is accepted and not used.
 //! - **A customizer you wrote** implements sluicegate's `CustomizeConnection` (the same path
 //!   change); one from another crate, or boxed as `Box<dyn r2d2::CustomizeConnection<..>>`,
-//!   goes through `sluicegate::r2d2::R2d2Customizer`. r2d2's `NopConnectionCustomizer` and diesel's
-//!   `TestCustomizer` need nothing.
-//! - **A wrong password fails at once.** r2d2 retries it until `connection_timeout`;
-//!   `R2d2Manager` asks `sluicegate::r2d2::refuses_login`, which knows the errors of diesel's,
-//!   `postgres`'s and `mysql`'s managers when sluicegate's feature of that name is on, and
-//!   `R2d2Manager::permanent_if` sets a rule of your own.
+//!   goes through `sluicegate::r2d2::R2d2Customizer`.
+//! - **A wrong password fails at once** (r2d2 retries it until `connection_timeout`): see
+//!   `sluicegate::r2d2::refuses_login`.
 //!
-//! **diesel** (feature `diesel`): use `sluicegate::diesel` where the code says `diesel::r2d2`
-//! (`ConnectionManager`, `Pool`, `PooledConnection`, `PoolError`, `TestCustomizer`). Pooled
-//! connections take diesel queries as `&mut conn`, and `conn.transaction(..)` and
-//! `conn.begin_test_transaction()` work on them, as with r2d2. See the `sluicegate::diesel` module (it
-//! is documented with the feature on) for the diesel versions it takes.
+//! **diesel** (feature `diesel`): use `sluicegate::diesel` where the code says `diesel::r2d2`;
+//! pooled connections work as with r2d2. See the `sluicegate::diesel` module (documented with the
+//! feature on) for the diesel versions it takes.
 //!
-//! `Error`'s `Debug`, which `fn main() -> Result<(), Box<dyn Error>>` prints, is its message.
-//!
-//! What behaves differently:
+//! What behaves differently (each item's doc says more):
 //!
 //! - A returning thread cannot take its connection back ahead of a waiting one (r2d2 lets it
 //!   barge), so waits under load stay close to their mean.
-//! - Connections are validated on check-out only when they have been idle for
-//!   `validation_skip_window` (r2d2 validates every check-out, a round trip each time).
-//! - The pool has threads of its own instead of r2d2's shared thread pool ([`Pool`] names
-//!   them); its opener opens connections one at a time, retrying failures with capped
-//!   exponential back-off.
-//! - Every timed-out caller gets the last database error (r2d2 gives some `Error(None)`).
-//! - A manager can call a connect error permanent ([`ManageConnection::is_permanent`]): a wrong
-//!   password then fails `build` and check-outs at once ([`Error::is_permanent`]).
-//! - Every check-out is bounded by its timeout, validation included, and a manager can bound
-//!   its connects and validations ([`ManageConnection::connect_within`],
-//!   [`ManageConnection::is_valid_within`]). The new trait methods have default bodies, so r2d2
-//!   managers compile unchanged.
-//! - A panic in `connect`, in a customizer or in a handler costs one attempt, not a pool slot;
-//!   a connection dropped during a panic is closed, not reused; `max_lifetime` is also checked
-//!   when connections are checked out and come back; dropping the last `Pool` handle stops the
-//!   pool's threads and closes its idle connections.
+//! - Check-out validates only connections idle for `validation_skip_window` (r2d2: every one).
+//! - Each pool has threads of its own ([`Pool`]); they open connections one at a time, with
+//!   capped exponential back-off after failures.
+//! - Every timed-out caller gets the last database error (r2d2 gives some `Error(None)`), and a
+//!   [permanent](ManageConnection::is_permanent) one (a wrong password) fails at once.
+//! - Every check-out keeps its deadline, validation included; a manager can bound its connects
+//!   and validations ([`ManageConnection::connect_within`],
+//!   [`ManageConnection::is_valid_within`]; default bodies, so r2d2 managers compile unchanged).
+//! - A panic costs one attempt, not a pool slot (see below), and a connection dropped during one
+//!   is closed, not reused.
+//! - `max_lifetime`, less a random 0–2.5% per connection, is also checked at check-out and
+//!   check-in, and idle connections close at their deadline rather than at the next sweep.
 //! - `idle_timeout` never takes the pool below `min_idle` (r2d2 closes idle connections and then
-//!   opens new ones to meet `min_idle`); with the default `min_idle` it closes nothing.
+//!   opens new ones to meet `min_idle`).
 //! - Connections being closed count toward `max_size` until they are gone.
-//! - `max_lifetime` is shortened by a random 0–2.5% per connection, and idle connections close
-//!   at their deadline rather than at the next sweep.
-//! - Leak detection, keepalive and metrics are new; nothing changes unless you turn them on.
+//! - Dropping the last `Pool` handle stops the pool's threads and closes its idle connections.
 //! - [`LoggingErrorHandler`], the default, logs each error at `debug` (r2d2's at `error`): the
 //!   pool logs outages and failed validations itself.
-//! - The size can change at run time ([`Pool::set_max_size`], [`Pool::set_min_idle`]), and
-//!   [`Pool::close_within`] drains the pool before a shutdown.
+//! - New, and off unless turned on: leak detection, keepalive, metrics. The size can change at
+//!   run time, and [`Pool::close_within`] drains the pool.
 //! - Invalid settings make `build` return an error naming the setting instead of panicking in
 //!   the setter.
 //!
@@ -109,9 +95,7 @@
 //! within [`validation_skip_window`](Builder::validation_skip_window). When it comes back it is
 //! closed instead of reused if [`has_broken`](ManageConnection::has_broken) says so, if it was
 //! [marked broken](PooledConnection::mark_broken), is past its
-//! [`max_lifetime`](Builder::max_lifetime), or was dropped while its thread panicked. The
-//! pool's lock is held only to move connections and change counts: no driver call, handler, log
-//! line or connection drop ever happens under it.
+//! [`max_lifetime`](Builder::max_lifetime), or was dropped while its thread panicked.
 //!
 //! # When the database is sick
 //!
@@ -130,37 +114,31 @@
 //!
 //! # Operating a pool
 //!
-//! [`Pool::set_max_size`] and [`Pool::set_min_idle`] resize a running pool;
-//! [`Pool::evict_all`] replaces every connection (after a failover or a credential rotation);
-//! [`Pool::close`] shuts the pool down, and [`Pool::close_within`] also waits for the
-//! connections still out. Behind PgBouncer, see "Behind PgBouncer" in the `postgres` module
-//! (feature `postgres`): what works in transaction and session mode, and which PgBouncer
-//! settings bound its waits.
+//! [`Pool::set_max_size`] and [`Pool::set_min_idle`] resize a running pool; [`Pool::evict_all`]
+//! replaces every connection; [`Pool::close_within`] drains it before a shutdown. Behind
+//! PgBouncer, see "Behind PgBouncer" in the `postgres` module (feature `postgres`).
 //!
 //! # Choosing settings
 //!
 //! [`Builder`] lists every setting and its default; [`sizing`] turns the server's
-//! `max_connections`, the number of instances and the workload into a size. How long a
-//! connection lives and how it is kept healthy is up to [`max_lifetime`](Builder::max_lifetime)
-//! (which also says how to pick it), [`idle_timeout`](Builder::idle_timeout),
-//! [`keepalive`](Builder::keepalive) and [`min_idle`](Builder::min_idle), the floor the other
-//! three respect; whatever they miss, check-out validation catches.
+//! `max_connections`, the number of instances and the workload into a size. A connection's
+//! health is up to [`max_lifetime`](Builder::max_lifetime) (which says how to pick it),
+//! [`idle_timeout`](Builder::idle_timeout), [`keepalive`](Builder::keepalive) and
+//! [`min_idle`](Builder::min_idle); whatever they miss, check-out validation catches.
 //!
 //! # Leak detection
 //!
-//! A leaked connection (a guard kept in a cache, a struct, a forgotten thread) slowly starves
-//! the pool, and the timeouts it causes happen far from the bug.
-//! [`leak_detection_threshold`](Builder::leak_detection_threshold) makes the pool report each
-//! connection held too long, with the function that borrowed it and a backtrace ([`Leak`]);
-//! in a test suite, [`Pool::assert_no_leaks`] fails a test that leaves one out.
+//! A leaked connection slowly starves the pool, and the timeouts it causes happen far from the
+//! bug. [`leak_detection_threshold`](Builder::leak_detection_threshold) makes the pool report
+//! each connection held too long, with where it was borrowed ([`Leak`]); in a test suite,
+//! [`Pool::assert_no_leaks`] fails a test that leaves one out.
 //!
 //! # Error handling
 //!
-//! A check-out fails with an [`Error`] whose message names the pool, how long the caller
-//! waited, the pool's counts and the database's last error; [`Error::is_timeout`],
-//! [`Error::is_permanent`] and [`Error::is_closed`] tell the cases apart, and say what to do
-//! about each. Errors of queries are the driver's own; when one leaves the session unusable,
-//! call [`PooledConnection::mark_broken`].
+//! A check-out fails with an [`Error`]; [`Error::is_timeout`], [`Error::is_permanent`] and
+//! [`Error::is_closed`] tell the cases apart, and say what to do about each. Errors of queries
+//! are the driver's own; when one leaves the session unusable, call
+//! [`PooledConnection::mark_broken`].
 //!
 //! # Exporting metrics
 //!

@@ -60,14 +60,13 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// Opens a new connection, giving up after `timeout`: what the pool calls, one attempt at
     /// a time. Default: [`connect`], which knows no deadline.
     ///
-    /// `timeout` is a little less than the pool's `connection_timeout` (see
-    /// [`Builder::connection_timeout`](crate::Builder::connection_timeout)). A connect that never
-    /// ends (a server that accepts and never answers, a proxy holding the login) would keep the
-    /// pool from opening any other connection, so a manager that can bound the whole attempt
-    /// (TCP connect, TLS, authentication) should: the built-in drivers do, trying the next host
-    /// where the configuration names several. The pool logs once if an attempt overruns.
-    /// What the manager puts in `extensions` stays with the new connection, under types of its
-    /// own (see [`is_closed`](ManageConnection::is_closed)).
+    /// `timeout` is a little less than [`connection_timeout`](crate::Builder::connection_timeout).
+    /// A connect that never ends (a server that accepts and never answers, a proxy holding the
+    /// login) would keep the pool from opening any other connection, so a manager that can bound
+    /// the whole attempt (TCP connect, TLS, authentication) should: the built-in drivers do, trying
+    /// the next host where the configuration names several. The pool logs once if an attempt
+    /// overruns. What the manager puts in `extensions` stays with the new connection, under types
+    /// of its own (see [`is_closed`](ManageConnection::is_closed)).
     ///
     /// # Errors
     ///
@@ -76,31 +75,20 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// # Examples
     ///
     /// ```
-    /// use std::net::{SocketAddr, TcpStream};
-    /// use std::time::Duration;
-    ///
-    /// struct Manager(SocketAddr);
-    ///
-    /// impl sluicegate::ManageConnection for Manager {
-    ///     type Connection = TcpStream;
-    ///     type Error = std::io::Error;
-    ///     fn connect(&self) -> std::io::Result<TcpStream> { TcpStream::connect(self.0) }
-    ///     fn connect_within(
-    ///         &self,
-    ///         timeout: Duration,
-    ///         _: &mut sluicegate::Extensions,
-    ///     ) -> std::io::Result<TcpStream> {
-    ///         let stream = TcpStream::connect_timeout(&self.0, timeout)?;
-    ///         stream.set_read_timeout(Some(timeout))?; // for a handshake
-    ///         Ok(stream)
-    ///     }
-    ///     fn is_valid(&self, _: &mut TcpStream) -> std::io::Result<()> { Ok(()) }
-    ///     fn has_broken(&self, _: &mut TcpStream) -> bool { false }
+    /// use std::{io, net::{SocketAddr, TcpStream}, time::Duration};
+    /// # struct Manager(SocketAddr);
+    /// # impl sluicegate::ManageConnection for Manager { type Error = io::Error;
+    /// # fn connect(&self) -> io::Result<TcpStream> { TcpStream::connect(self.0) }
+    /// # fn is_valid(&self, _: &mut TcpStream) -> io::Result<()> { Ok(()) }
+    /// # fn has_broken(&self, _: &mut TcpStream) -> bool { false }
+    /// type Connection = TcpStream;
+    /// fn connect_within(&self, timeout: Duration, _: &mut sluicegate::Extensions)
+    ///     -> io::Result<TcpStream> {
+    ///     let stream = TcpStream::connect_timeout(&self.0, timeout)?;
+    ///     stream.set_read_timeout(Some(timeout))?; // for the handshake
+    ///     Ok(stream)
     /// }
-    ///
-    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager(listener.local_addr()?))?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }
     /// ```
     ///
     /// [`connect`]: ManageConnection::connect
@@ -131,9 +119,8 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///
     /// On a check-out, `timeout` is what is left of the caller's own, so that a database that
     /// stopped answering cannot hold a caller past its deadline; for keepalive it is
-    /// `connection_timeout`. A manager that cannot bound the round trip keeps the default; the
-    /// pool then logs once, with how long the validation overran, when one takes longer than
-    /// its `timeout`. The built-in drivers all honour it. `extensions` are the connection's.
+    /// `connection_timeout`. A validation that overruns it (a manager that keeps the default) is
+    /// logged once. The built-in drivers all honour it. `extensions` are the connection's.
     ///
     /// # Errors
     ///
@@ -145,42 +132,23 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// # Examples
     ///
     /// ```
-    /// use std::io::{Error, ErrorKind};
-    /// use std::time::{Duration, Instant};
-    ///
-    /// struct Manager; // its connections answer a ping after 3 s
-    ///
-    /// impl sluicegate::ManageConnection for Manager {
-    ///     type Connection = ();
-    ///     type Error = Error;
-    ///     fn connect(&self) -> Result<(), Error> { Ok(()) }
-    ///     fn is_valid(&self, _: &mut ()) -> Result<(), Error> {
-    ///         Ok(std::thread::sleep(Duration::from_secs(3)))
-    ///     }
-    ///     fn is_valid_within(
-    ///         &self,
-    ///         conn: &mut (),
-    ///         timeout: Duration,
-    ///         _: &sluicegate::Extensions,
-    ///     ) -> Result<(), Error> {
-    ///         if timeout >= Duration::from_secs(3) {
-    ///             return self.is_valid(conn);
-    ///         }
-    ///         std::thread::sleep(timeout);
-    ///         Err(Error::new(ErrorKind::TimedOut, "no answer"))
-    ///     }
-    ///     fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// use std::{io, time::Duration};
+    /// # struct Manager;
+    /// # impl sluicegate::ManageConnection for Manager { type Error = io::Error;
+    /// # type Connection = (); fn connect(&self) -> io::Result<()> { Ok(()) }
+    /// # fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// fn is_valid(&self, _: &mut ()) -> io::Result<()> {
+    ///     Ok(std::thread::sleep(Duration::from_secs(3))) // a ping answered after 3 s
     /// }
-    ///
-    /// let pool = sluicegate::Pool::builder()
-    ///     .max_size(1)
-    ///     .validation_skip_window(Duration::ZERO)
-    ///     .error_handler(Box::new(sluicegate::NopErrorHandler))
-    ///     .build(Manager)?;
-    /// let started = Instant::now();
-    /// assert!(pool.get_timeout(Duration::from_millis(200)).unwrap_err().is_timeout());
-    /// assert!(started.elapsed() < Duration::from_secs(2));
-    /// # Ok::<(), sluicegate::Error>(())
+    /// fn is_valid_within(&self, conn: &mut (), timeout: Duration, _: &sluicegate::Extensions)
+    ///     -> io::Result<()> {
+    ///     if timeout >= Duration::from_secs(3) {
+    ///         return self.is_valid(conn);
+    ///     }
+    ///     std::thread::sleep(timeout);
+    ///     Err(io::Error::new(io::ErrorKind::TimedOut, "no answer"))
+    /// }
+    /// # }
     /// ```
     ///
     /// [`is_valid`]: ManageConnection::is_valid
@@ -204,47 +172,31 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// error is retried). Errors that can heal (connection refused or reset, too many
     /// connections, the server starting up) must stay `false`.
     ///
-    /// While the last connect failed with a permanent error and the pool has no connection
-    /// that could come back, `build` and check-outs fail at once with it
-    /// ([`Error::is_permanent`](crate::Error::is_permanent)) instead of waiting out
-    /// `connection_timeout`.
+    /// A permanent error can make `build` and check-outs fail at once, as
+    /// [`Error::is_permanent`](crate::Error::is_permanent) says.
     ///
     /// # Examples
     ///
     /// ```
-    /// use std::io;
-    ///
-    /// struct Manager;
-    ///
-    /// impl sluicegate::ManageConnection for Manager {
-    ///     type Connection = ();
-    ///     type Error = io::Error;
-    ///     fn connect(&self) -> io::Result<()> {
-    ///         Err(io::Error::new(io::ErrorKind::PermissionDenied, "authentication failed"))
-    ///     }
-    ///     fn is_valid(&self, _: &mut ()) -> io::Result<()> { Ok(()) }
-    ///     fn has_broken(&self, _: &mut ()) -> bool { false }
-    ///     fn is_permanent(&self, error: &io::Error) -> bool {
-    ///         error.kind() == io::ErrorKind::PermissionDenied
-    ///     }
+    /// # use std::io; struct Manager;
+    /// # impl sluicegate::ManageConnection for Manager { type Error = io::Error;
+    /// # type Connection = (); fn connect(&self) -> io::Result<()> { Ok(()) }
+    /// # fn is_valid(&self, _: &mut ()) -> io::Result<()> { Ok(()) }
+    /// # fn has_broken(&self, _: &mut ()) -> bool { false }
+    /// fn is_permanent(&self, error: &io::Error) -> bool {
+    ///     error.kind() == io::ErrorKind::PermissionDenied // authentication failed
     /// }
-    ///
-    /// let started = std::time::Instant::now();
-    /// let builder = sluicegate::Pool::builder();
-    /// let err = builder.error_handler(Box::new(sluicegate::NopErrorHandler)).build(Manager);
-    /// assert!(err.err().unwrap().is_permanent());
-    /// assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    /// # }
     /// ```
     #[allow(unused_variables)]
     fn is_permanent(&self, error: &Self::Error) -> bool {
         false
     }
 
-    /// Returns a connection to a clean session before the next borrower gets it: resets
-    /// settings, temporary tables, prepared statements, locks. Default: does nothing (the
-    /// next borrower sees whatever the last one left). Runs on every check-in of a connection
-    /// that is not broken, on the returning thread; drivers make it opt-in, as it costs a
-    /// round trip per check-in.
+    /// Returns a connection to a clean session before the next borrower gets it: resets settings,
+    /// temporary tables, prepared statements, locks. Default: does nothing. Runs on every check-in
+    /// of a connection that is not broken, on the returning thread; drivers make it opt-in, as it
+    /// costs a round trip per check-in.
     ///
     /// # Errors
     ///
@@ -254,23 +206,16 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// # Examples
     ///
     /// ```
-    /// struct Manager; // its sessions hold settings a borrower may change
-    ///
-    /// impl sluicegate::ManageConnection for Manager {
-    ///     type Connection = Vec<String>;
-    ///     type Error = std::io::Error;
-    ///     fn connect(&self) -> std::io::Result<Vec<String>> { Ok(Vec::new()) }
-    ///     fn is_valid(&self, _: &mut Vec<String>) -> std::io::Result<()> { Ok(()) }
-    ///     fn has_broken(&self, _: &mut Vec<String>) -> bool { false }
-    ///     fn recycle(&self, settings: &mut Vec<String>) -> std::io::Result<()> {
-    ///         Ok(settings.clear())
-    ///     }
+    /// # use std::io; struct Manager;
+    /// # impl sluicegate::ManageConnection for Manager { type Error = io::Error;
+    /// # fn connect(&self) -> io::Result<Vec<String>> { Ok(Vec::new()) }
+    /// # fn is_valid(&self, _: &mut Vec<String>) -> io::Result<()> { Ok(()) }
+    /// # fn has_broken(&self, _: &mut Vec<String>) -> bool { false }
+    /// type Connection = Vec<String>; // session settings a borrower may change
+    /// fn recycle(&self, settings: &mut Vec<String>) -> io::Result<()> {
+    ///     Ok(settings.clear())
     /// }
-    ///
-    /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
-    /// pool.get()?.push("search_path = tenant_7".into());
-    /// assert!(pool.get()?.is_empty()); // the next borrower starts clean
-    /// # Ok::<(), sluicegate::Error>(())
+    /// # }
     /// ```
     #[allow(unused_variables)]
     fn recycle(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
@@ -281,46 +226,32 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// session: its error packet or end-of-stream is waiting on the socket. Default: `false`.
     ///
     /// Runs on every check-out, on the checking-out thread, skip window or not and with
-    /// `test_on_check_out` off too: it keeps a session the server ended (an idle timeout on
-    /// the server, an administrator's kill, a restart) from reaching a borrower, whether it
-    /// ended while idle or during the previous borrower's last query. `true` closes the
+    /// `test_on_check_out` off too: it keeps a session the server ended (an idle timeout on the
+    /// server, an administrator's kill, a restart) from reaching a borrower. `true` closes the
     /// connection (counted in `closed_broken`) and the check-out goes on with another one.
-    /// `extensions` are the connection's, holding what
-    /// [`connect_within`](ManageConnection::connect_within) put there.
+    /// `extensions` hold what [`connect_within`](ManageConnection::connect_within) put there.
     ///
-    /// It must cost about as much as a system call, never a round trip (a zero-timeout poll of
-    /// the connection's socket, or a flag the driver keeps), and must not consume anything the
-    /// connection's user could still read (a `LISTEN` notification). Drivers that hide their
-    /// socket leave the default; for them a dead idle session surfaces as one failed query,
-    /// after which [`has_broken`](ManageConnection::has_broken) retires it. The pool never calls
-    /// this method unless the manager overrides it.
+    /// It must cost about as much as a system call, never a round trip (a zero-timeout poll of the
+    /// connection's socket, or a flag the driver keeps), and must not consume anything the
+    /// connection's user could still read (a `LISTEN` notification). Drivers that hide their socket
+    /// leave the default; for them a dead idle session surfaces as one failed query, after which
+    /// [`has_broken`](ManageConnection::has_broken) retires it. The pool never calls this method
+    /// unless the manager overrides it.
     ///
     /// # Examples
     ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-    /// use std::sync::Arc;
-    ///
-    /// struct Manager; // its connections' transport sets a flag when the server hangs up
-    ///
-    /// impl sluicegate::ManageConnection for Manager {
-    ///     type Connection = Arc<AtomicBool>;
-    ///     type Error = std::io::Error;
-    ///     fn connect(&self) -> std::io::Result<Arc<AtomicBool>> { Ok(Arc::default()) }
-    ///     fn is_valid(&self, _: &mut Arc<AtomicBool>) -> std::io::Result<()> { Ok(()) }
-    ///     fn has_broken(&self, hung_up: &mut Arc<AtomicBool>) -> bool { hung_up.load(Relaxed) }
-    ///     fn is_closed(&self, hung_up: &mut Arc<AtomicBool>, _: &sluicegate::Extensions) -> bool {
-    ///         hung_up.load(Relaxed)
-    ///     }
+    /// # use std::{io, sync::Arc}; struct Manager;
+    /// # impl sluicegate::ManageConnection for Manager { type Error = io::Error;
+    /// # fn connect(&self) -> io::Result<Arc<AtomicBool>> { Ok(Arc::default()) }
+    /// # fn is_valid(&self, _: &mut Arc<AtomicBool>) -> io::Result<()> { Ok(()) }
+    /// # fn has_broken(&self, hung_up: &mut Arc<AtomicBool>) -> bool { hung_up.load(Relaxed) }
+    /// type Connection = std::sync::Arc<AtomicBool>; // set when the server hangs up
+    /// fn is_closed(&self, hung_up: &mut Self::Connection, _: &sluicegate::Extensions) -> bool {
+    ///     hung_up.load(Relaxed)
     /// }
-    ///
-    /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
-    /// let flag = Arc::clone(&*pool.get()?); // to play the server; the connection goes back
-    /// flag.store(true, Relaxed); // the server hangs up, well inside the skip window
-    /// let conn = pool.get()?; // a new connection, not the dead one
-    /// assert!(!conn.load(Relaxed));
-    /// assert_eq!(pool.metrics().closed_broken, 1);
-    /// # Ok::<(), sluicegate::Error>(())
+    /// # }
     /// ```
     #[allow(unused_variables)]
     fn is_closed(&self, conn: &mut Self::Connection, extensions: &Extensions) -> bool {
@@ -334,15 +265,11 @@ pub trait ManageConnection: Send + Sync + 'static {
 /// # Examples
 ///
 /// ```
-/// use std::sync::atomic::{AtomicUsize, Ordering};
-/// use sluicegate::HandleError;
+/// #[derive(Debug)]
+/// struct PrintingHandler;
 ///
-/// #[derive(Debug, Default)]
-/// struct CountingHandler(AtomicUsize);
-///
-/// impl<E: std::error::Error> HandleError<E> for CountingHandler {
+/// impl<E: std::error::Error> sluicegate::HandleError<E> for PrintingHandler {
 ///     fn handle_error(&self, error: E) {
-///         self.0.fetch_add(1, Ordering::Relaxed);
 ///         eprintln!("database error: {error}");
 ///     }
 /// }
@@ -374,17 +301,15 @@ impl<E> HandleError<E> for NopErrorHandler {
 ///
 /// # Differences from r2d2
 ///
-/// r2d2's `LoggingErrorHandler` logs every error at `error`: a database that is down for an hour
-/// fills the log with a line per connect attempt (about 1,800 an hour with a 2 s timeout), none
-/// of which names the pool. A sluicegate pool tells the log about trouble itself, naming
-/// itself: a failed connect at `error` when an outage starts, then at most one line a minute
-/// while it lasts (with the failures since the last line and the last error), one `info` line
-/// when it connects again (how long it was down, how many connects failed), a `warn` line for a
-/// connection that fails a validation or a reset (with the cause; at most five a minute, the
-/// next line counting those held back), and a `debug` line, with the reason, for every
-/// connection opened or closed. So that the default configuration says each thing once, this
-/// handler only adds the individual errors at `debug`. Handlers of your own still receive every
-/// error, as in r2d2.
+/// r2d2's `LoggingErrorHandler` logs every error at `error`: a database down for an hour fills the
+/// log with a line per connect attempt (about 1,800 an hour with a 2 s timeout), none naming the
+/// pool. A sluicegate pool logs trouble itself, under its name: a failed connect at `error` when an
+/// outage starts, then at most one line a minute while it lasts (the failures since the last line,
+/// the last error), one `info` line when it connects again (how long it was down, how many connects
+/// failed), a `warn` line for a connection that fails a validation or a reset (with the cause; at
+/// most five a minute, the next line counting those held back), and a `debug` line, with the
+/// reason, for every connection opened or closed. So this handler only adds each error at `debug`;
+/// handlers of your own still receive every error, as in r2d2.
 ///
 /// # Examples
 ///
@@ -411,13 +336,11 @@ where
 /// # Examples
 ///
 /// ```
-/// use sluicegate::CustomizeConnection;
-///
 /// #[derive(Debug)]
 /// struct SessionSetup;
 /// struct Session { timezone: &'static str }
 ///
-/// impl CustomizeConnection<Session, std::io::Error> for SessionSetup {
+/// impl sluicegate::CustomizeConnection<Session, std::io::Error> for SessionSetup {
 ///     fn on_acquire(&self, conn: &mut Session) -> Result<(), std::io::Error> {
 ///         conn.timezone = "UTC";
 ///         Ok(())

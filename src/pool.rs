@@ -35,22 +35,20 @@ use crate::worker::{keepalive, opener, reaper};
 ///
 /// # Closing
 ///
-/// The pool closes on [`Pool::close`] or when the last `Pool` handle is dropped: its threads
-/// exit, idle connections close at once, checked-out ones when they come back, and every
-/// check-out fails.
+/// The pool closes, as [`Pool::close`] says, on that call or when the last `Pool` handle is
+/// dropped.
 ///
 /// # Threads
 ///
 /// Each pool runs two threads, three with keepalive, which hold only a weak reference to it:
 /// `sluice-<name>` opens connections, one at a time, when callers outnumber the connections
 /// being opened or `min_idle` asks (callers never open connections themselves);
-/// `sluice-reap-<name>` closes expired and idle ones, reports leaks and publishes metrics,
-/// with no round trip to the database; `sluice-keep-<name>` validates idle connections for
-/// keepalive. Apart, so that a connect or a validation hanging on a sick database never delays
-/// the others' work. If a round of the reaper's comes more than 1.5 times its planned interval
-/// late (the process was starved of CPU or stopped, or a call on its thread blocked), it says
-/// so once at `warn`, as timeouts and lifetimes will look odd until it catches up, and at
-/// `info` when it has.
+/// `sluice-reap-<name>` closes expired and idle ones, reports leaks and publishes metrics;
+/// `sluice-keep-<name>` validates idle connections for keepalive. Apart, so that a connect or a
+/// validation hanging on a sick database never delays the others' work. If a reaper round comes
+/// more than 1.5 times its planned interval late (the process was starved of CPU or stopped, or
+/// a call on its thread blocked), it says so once at `warn`, as timeouts and lifetimes will look
+/// odd until it catches up, and at `info` when it has.
 ///
 /// # Examples
 ///
@@ -254,8 +252,7 @@ where
     /// # Examples
     ///
     /// ```
-    /// use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
+    /// # use {sluicegate::doc_fixture::Manager, std::time::Duration};
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// let conn = pool.get_timeout(Duration::from_millis(100))?;
     /// assert!(pool.get_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
@@ -295,9 +292,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// # use sluicegate::doc_fixture::Manager;
-    /// assert_eq!(sluicegate::Pool::new(Manager)?.state().idle_connections, 10);
-    /// # Ok::<(), sluicegate::Error>(())
+    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
+    /// assert_eq!(pool.state().idle_connections, 10);
     /// ```
     #[must_use]
     pub fn state(&self) -> State {
@@ -322,9 +318,8 @@ where
     }
 
     /// The connections checked out for at least the
-    /// [`leak_detection_threshold`](Builder::leak_detection_threshold), longest first: with
-    /// `Some(Duration::ZERO)`, every connection checked out now. Empty when leak detection is
-    /// off. Asking does not count them in `leaks_detected` (reporting does).
+    /// [`leak_detection_threshold`](Builder::leak_detection_threshold), longest first (empty when
+    /// it is off). Asking does not count them in `leaks_detected` (reporting does).
     ///
     /// # Examples
     ///
@@ -344,8 +339,8 @@ where
             .map_or_else(Vec::new, |tracker| tracker.leaks())
     }
 
-    /// For test suites: with `leak_detection_threshold(Some(Duration::ZERO))`, call this where
-    /// every connection should be back, at the end of a test.
+    /// For test suites (with `leak_detection_threshold(Some(Duration::ZERO))`): call this where
+    /// every connection should be back.
     ///
     /// # Panics
     ///
@@ -356,19 +351,13 @@ where
     /// # Examples
     ///
     /// ```
-    /// use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
-    /// let pool = sluicegate::Pool::builder()
-    ///     .leak_detection_threshold(Some(Duration::ZERO))
-    ///     .build(Manager)?;
+    /// use std::panic::{AssertUnwindSafe, catch_unwind};
+    /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?; // leak threshold zero
     /// drop(pool.get()?);
     /// pool.assert_no_leaks(); // passes: the connection came back
-    ///
     /// let forgotten = pool.get()?;
-    /// let check = std::panic::AssertUnwindSafe(|| pool.assert_no_leaks());
-    /// let panic = std::panic::catch_unwind(check).unwrap_err();
-    /// let message = panic.downcast_ref::<String>().unwrap();
-    /// assert!(message.contains("1 connection leaked"));
+    /// let panic = catch_unwind(AssertUnwindSafe(|| pool.assert_no_leaks())).unwrap_err();
+    /// assert!(panic.downcast_ref::<String>().unwrap().contains("1 connection leaked"));
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     #[track_caller]
@@ -405,9 +394,8 @@ where
         panic!("{message}");
     }
 
-    /// Closes the pool. Idempotent. Waiting check-outs fail at once, later ones fail too, idle
-    /// connections close now (on this thread), checked-out ones when they come back, and the
-    /// pool's threads exit.
+    /// Closes the pool (idempotent): waiting and later check-outs fail, idle connections close
+    /// now (on this thread), checked-out ones when they come back, and the pool's threads exit.
     ///
     /// # Examples
     ///
@@ -416,7 +404,6 @@ where
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// let conn = pool.get()?;
     /// pool.close();
-    /// assert!(pool.is_closed());
     /// assert_eq!(pool.state().connections, 1); // the one still out
     /// drop(conn);
     /// assert_eq!(pool.state().connections, 0);
@@ -426,28 +413,20 @@ where
         self.core().close();
     }
 
-    /// A graceful shutdown: closes the pool, as [`close`](Pool::close) does (check-outs fail
-    /// from the first moment), then waits up to `timeout` for the checked-out connections to
-    /// come back (each is closed by the thread returning it) and for a connect under way to
-    /// end. It returns as soon as every connection is closed, or after `timeout`, saying which
-    /// ([`Drained`]); connections still out then close when they come back. Any number of
-    /// threads may call it at once, and calling it on a closed pool only waits.
+    /// A graceful shutdown: closes the pool, as [`close`](Pool::close) does, then waits up to
+    /// `timeout` for the checked-out connections to come back (each is closed by the thread
+    /// returning it) and for a connect under way to end, and says how that went ([`Drained`]).
+    /// Any number of threads may call it at once, and calling it on a closed pool only waits.
     ///
     /// # Examples
     ///
     /// ```
-    /// use std::time::Duration;
-    /// # use sluicegate::doc_fixture::Manager;
+    /// # use {sluicegate::doc_fixture::Manager, std::time::Duration};
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;
     /// let conn = pool.get()?;
-    /// let worker = std::thread::spawn(move || {
-    ///     std::thread::sleep(Duration::from_millis(20)); // finishing its work
-    ///     drop(conn);
-    /// });
+    /// std::thread::spawn(move || drop(conn)); // a request in flight, finishing
     /// // On SIGTERM: refuse new work, give the requests in flight 10 s.
-    /// let drained = pool.close_within(Duration::from_secs(10));
-    /// assert!(drained.is_complete());
-    /// worker.join().unwrap();
+    /// assert!(pool.close_within(Duration::from_secs(10)).is_complete());
     /// # Ok::<(), sluicegate::Error>(())
     /// ```
     pub fn close_within(&self, timeout: Duration) -> Drained {
@@ -474,9 +453,8 @@ where
         self.core().state.lock().is_shut_down()
     }
 
-    /// Retires every current connection and refills the pool with new ones: idle connections
-    /// close now, checked-out ones when they come back, and connections being opened when they
-    /// arrive. For after a failover or a credential rotation.
+    /// Retires every current connection (idle ones now, the others when they come back or
+    /// arrive) and refills the pool: for after a failover or a credential rotation.
     ///
     /// # Examples
     ///
@@ -498,9 +476,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// # use sluicegate::doc_fixture::Manager;
-    /// assert!(sluicegate::Pool::new(Manager)?.name().starts_with("pool-"));
-    /// # Ok::<(), sluicegate::Error>(())
+    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
+    /// assert!(pool.name().starts_with("pool-"));
     /// ```
     #[must_use]
     pub fn name(&self) -> &str {
@@ -513,9 +490,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// # use sluicegate::doc_fixture::Manager;
-    /// assert_eq!(sluicegate::Pool::new(Manager)?.max_size(), 10);
-    /// # Ok::<(), sluicegate::Error>(())
+    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
+    /// assert_eq!(pool.max_size(), 10);
     /// ```
     #[must_use]
     pub fn max_size(&self) -> u32 {
@@ -580,9 +556,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// # use sluicegate::doc_fixture::Manager;
-    /// assert_eq!(sluicegate::Pool::new(Manager)?.min_idle(), None);
-    /// # Ok::<(), sluicegate::Error>(())
+    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
+    /// assert_eq!(pool.min_idle(), None);
     /// ```
     #[must_use]
     pub fn min_idle(&self) -> Option<u32> {
@@ -594,9 +569,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// # use sluicegate::doc_fixture::Manager;
-    /// assert!(sluicegate::Pool::new(Manager)?.test_on_check_out());
-    /// # Ok::<(), sluicegate::Error>(())
+    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
+    /// assert!(pool.test_on_check_out());
     /// ```
     #[must_use]
     pub fn test_on_check_out(&self) -> bool {
@@ -608,9 +582,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// # use sluicegate::doc_fixture::Manager;
-    /// let window = sluicegate::Pool::new(Manager)?.validation_skip_window();
-    /// # Ok::<(), sluicegate::Error>(())
+    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
+    /// let window = pool.validation_skip_window();
     /// ```
     #[must_use]
     pub fn validation_skip_window(&self) -> Duration {
@@ -622,9 +595,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// # use sluicegate::doc_fixture::Manager;
-    /// let lifetime = sluicegate::Pool::new(Manager)?.max_lifetime();
-    /// # Ok::<(), sluicegate::Error>(())
+    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
+    /// let lifetime = pool.max_lifetime();
     /// ```
     #[must_use]
     pub fn max_lifetime(&self) -> Option<Duration> {
@@ -636,9 +608,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// # use sluicegate::doc_fixture::Manager;
-    /// let timeout = sluicegate::Pool::new(Manager)?.idle_timeout();
-    /// # Ok::<(), sluicegate::Error>(())
+    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
+    /// let timeout = pool.idle_timeout();
     /// ```
     #[must_use]
     pub fn idle_timeout(&self) -> Option<Duration> {
@@ -650,9 +621,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// # use sluicegate::doc_fixture::Manager;
-    /// let timeout = sluicegate::Pool::new(Manager)?.connection_timeout();
-    /// # Ok::<(), sluicegate::Error>(())
+    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
+    /// let timeout = pool.connection_timeout();
     /// ```
     #[must_use]
     pub fn connection_timeout(&self) -> Duration {
@@ -664,9 +634,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// # use sluicegate::doc_fixture::Manager;
-    /// let rate = sluicegate::Pool::new(Manager)?.reaper_rate();
-    /// # Ok::<(), sluicegate::Error>(())
+    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
+    /// let rate = pool.reaper_rate();
     /// ```
     #[must_use]
     pub fn reaper_rate(&self) -> Duration {
@@ -678,9 +647,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// # use sluicegate::doc_fixture::Manager;
-    /// assert_eq!(sluicegate::Pool::new(Manager)?.keepalive(), None);
-    /// # Ok::<(), sluicegate::Error>(())
+    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
+    /// assert_eq!(pool.keepalive(), None);
     /// ```
     #[must_use]
     pub fn keepalive(&self) -> Option<Duration> {
@@ -692,9 +660,8 @@ where
     /// # Examples
     ///
     /// ```
-    /// # use sluicegate::doc_fixture::Manager;
-    /// assert_eq!(sluicegate::Pool::new(Manager)?.leak_detection_threshold(), None);
-    /// # Ok::<(), sluicegate::Error>(())
+    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
+    /// assert_eq!(pool.leak_detection_threshold(), None);
     /// ```
     #[must_use]
     pub fn leak_detection_threshold(&self) -> Option<Duration> {
@@ -730,9 +697,8 @@ where
         Ok(pool)
     }
 
-    /// Builds the pool without waiting for any connection to open. Invalid settings do not
-    /// panic: the pool comes back closed, and every check-out returns the error that names the
-    /// setting (it is also logged).
+    /// Builds the pool without waiting for any connection to open. With invalid settings the
+    /// pool comes back closed, every check-out returning (and the log showing) the error.
     ///
     /// # Examples
     ///
@@ -759,8 +725,7 @@ where
     }
 }
 
-/// What [`Pool::close_within`] found when it stopped waiting: whether every connection was
-/// closed, or how many were still out.
+/// What [`Pool::close_within`] found when it stopped waiting.
 ///
 /// # Examples
 ///
@@ -782,8 +747,7 @@ pub struct Drained {
 }
 
 impl Drained {
-    /// Whether every connection came back and was closed in time (none checked out, being
-    /// opened or being closed).
+    /// Whether every connection came back and was closed in time (none out, opening or closing).
     ///
     /// # Examples
     ///
@@ -894,7 +858,6 @@ where
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
     /// use sluicegate::PooledConnection;
-    ///
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
     /// PooledConnection::extensions_mut(&mut pool.get()?).insert(42u32);
     /// assert_eq!(PooledConnection::extensions(&pool.get()?).get::<u32>(), Some(&42));
@@ -934,9 +897,8 @@ where
         this.inner().id
     }
 
-    /// Takes the connection out of the pool for good. Its place in the pool frees at once (the
-    /// pool may open a replacement); the pool never sees the connection again and does not call
-    /// the customizer's `on_release` for it.
+    /// Takes the connection out of the pool for good: it no longer counts toward `max_size` (the
+    /// pool may open a replacement), and the customizer's `on_release` is not called for it.
     ///
     /// # Examples
     ///

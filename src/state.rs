@@ -250,10 +250,8 @@ impl<C, H> PoolState<C, H> {
         self.take_idle_preferring(u64::MAX)
     }
 
-    /// Like [`take_idle`](PoolState::take_idle), but takes connection `preferred` (the one the
-    /// calling thread used last) if it is among the most recently returned: a thread that keeps
-    /// its connection keeps its server session's caches and the scheduler's pairing of the
-    /// thread with the server process, as a dedicated connection would.
+    /// Like [`take_idle`](PoolState::take_idle), but takes connection `preferred` (the calling
+    /// thread's last) if it is among the most recently returned (why: `Pool`'s "Fairness").
     #[inline]
     pub(crate) fn take_idle_preferring(&mut self, preferred: u64) -> Option<Box<Conn<C, H>>> {
         debug_assert!(self.idle.is_empty() || self.waiters.is_empty());
@@ -318,10 +316,8 @@ impl<C, H> PoolState<C, H> {
     }
 
     /// A connection just taken (idle or handed over) failed the taker's checks: it is not a
-    /// check-out after all, and it closes for `reason`. A new connection that never worked
-    /// (it fails its first validation, or the driver finds it closed before its first use)
-    /// counts as a failed connect, for back-off: a database that accepts connections and
-    /// then drops or refuses them must not be hammered.
+    /// check-out after all, and it closes for `reason`. One that never worked counts as a failed
+    /// connect, for back-off (invariant 6).
     pub(crate) fn reject(&mut self, reason: Retire, cause: Option<Arc<Cause>>, proven: bool) {
         self.checkouts -= 1;
         if let Some(cause) = cause {
@@ -334,14 +330,12 @@ impl<C, H> PoolState<C, H> {
         self.check();
     }
 
-    /// Records a wait that ended with a connection.
     pub(crate) fn record_wait(&mut self, waited: Duration) {
         self.counters.waited += 1;
         self.counters.wait_time += waited;
         self.check();
     }
 
-    /// Records a wait that timed out.
     pub(crate) fn record_timeout(&mut self) {
         self.counters.timeouts += 1;
         self.check();
@@ -505,13 +499,9 @@ impl<C, H> PoolState<C, H> {
         self.min_idle.unwrap_or(self.max_size)
     }
 
-    /// Sets `max_size` at run time. Growing makes room at once (the caller wakes the opener,
-    /// whose connections go to the waiting threads in order). Shrinking retires idle
-    /// connections, least recently used first, until the connections open and being opened
-    /// fit, and returns them for the caller to close after unlocking; the others are retired as
-    /// they come back (invariant 2b).
-    ///
-    /// Rejected, naming the setting, when zero or below a `min_idle` set explicitly.
+    /// Sets `max_size` at run time, as `Pool::set_max_size` says (the caller wakes the opener);
+    /// returns the idle connections it retires, for the caller to close after unlocking
+    /// (invariant 2b).
     pub(crate) fn set_max_size(&mut self, max_size: u32) -> Result<Vec<Box<Conn<C, H>>>, Error> {
         if max_size == 0 {
             return Err(Error::config("max_size", "must be at least 1, got 0"));
@@ -535,11 +525,7 @@ impl<C, H> PoolState<C, H> {
         Ok(out)
     }
 
-    /// Sets `min_idle` at run time (`None`: follow `max_size`). Raising it asks for connections
-    /// (the caller wakes the opener); lowering it closes nothing now: the idle connections
-    /// beyond it become subject to `idle_timeout`.
-    ///
-    /// Rejected, naming the setting, when above `max_size`.
+    /// Sets `min_idle` at run time, as `Pool::set_min_idle` says (the caller wakes the opener).
     pub(crate) fn set_min_idle(&mut self, min_idle: Option<u32>) -> Result<(), Error> {
         if let Some(min_idle) = min_idle.filter(|m| *m > self.max_size) {
             return Err(Error::config(
@@ -620,8 +606,7 @@ impl<C, H> PoolState<C, H> {
         self.opening -= 1;
         self.open += 1;
         self.counters.created += 1;
-        // The run of failures goes on until the connection proves itself (a database that
-        // accepts connects but fails every validation must still be backed off from).
+        // The run of failures goes on until the connection proves itself (invariant 6).
         self.permanent = false;
         self.retry_at = None;
         if self
@@ -830,7 +815,7 @@ impl<C, H> PoolState<C, H> {
     }
 
     /// Plans the reaper's next wake-up: the earliest deadline among the idle connections, or
-    /// `latest`, whichever comes first. A check-in that brings an earlier deadline wakes the reaper to replan.
+    /// `latest`, whichever comes first (invariant 5).
     pub(crate) fn plan_reap(&mut self, latest: Stamp) -> Stamp {
         let mut next = latest;
         for conn in &self.idle {

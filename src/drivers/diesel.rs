@@ -1,23 +1,17 @@
 //! diesel on sluicegate (feature `diesel`): a connection checked out of a sluicegate pool of
 //! diesel connections is used as diesel users use r2d2's.
 //!
-//! A program written for `diesel::r2d2` moves over by changing where the pool's names come
-//! from: this module has the names of `diesel::r2d2` ([`ConnectionManager`], [`Pool`],
+//! A program written for `diesel::r2d2` moves over by changing where the pool's names come from:
+//! this module has the names of `diesel::r2d2` ([`ConnectionManager`], [`Pool`],
 //! [`PooledConnection`], [`Builder`], [`PoolError`], [`TestCustomizer`], [`CustomizeConnection`],
-//! ...). Everything else stays: `&mut conn` goes wherever diesel wants a connection
-//! (`query.load(&mut conn)`), and `conn.transaction(|conn| ..)`, `conn.test_transaction(..)` and
-//! `conn.begin_test_transaction()` work on the pooled connection itself: diesel's
-//! [`Connection`], [`LoadConnection`], [`SimpleConnection`], `MigrationConnection` and
-//! `UpdateAndFetchResults` are implemented for [`crate::PooledConnection`] of any manager whose
-//! connections are diesel connections, whatever the backend. It derefs to diesel's own
-//! connection: backend-specific methods (`PgConnection::build_transaction`) are reached through
-//! `conn.build_transaction()`, as with r2d2. A customizer of your own implements
-//! [`CustomizeConnection`] (this module's, sluicegate's) instead of `diesel::r2d2`'s: the same
-//! methods.
-//!
-//! A wrong password, an unknown user or database, or an invalid URL fails `build` and
-//! check-outs at once ([`crate::Error::is_permanent`]) instead of after the whole
-//! `connection_timeout` (see [`crate::r2d2::refuses_login`] for what counts).
+//! ...). Everything else stays: `&mut conn` goes wherever diesel wants a connection, and
+//! `conn.transaction(|conn| ..)`, `conn.test_transaction(..)` and `conn.begin_test_transaction()`
+//! work on the pooled connection itself: diesel's [`Connection`], [`LoadConnection`],
+//! [`SimpleConnection`], `MigrationConnection` and `UpdateAndFetchResults` are implemented for
+//! [`crate::PooledConnection`] of any manager whose connections are diesel connections. It derefs
+//! to diesel's own connection, for backend-specific methods (`conn.build_transaction()`). A
+//! customizer of your own implements this module's [`CustomizeConnection`] instead of
+//! `diesel::r2d2`'s: the same methods.
 //!
 //! ```toml
 //! [dependencies]
@@ -84,9 +78,10 @@ use crate::r2d2::R2d2Manager;
 /// change of path.
 ///
 /// `connect`, `is_valid` (`SELECT 1`) and `has_broken` (a connection left inside a
-/// transaction, or dropped during a panic) are diesel's. A refused login is a permanent error
-/// (see the [module](self)). Its `Debug` prints the connection type, never the URL, which can
-/// hold a password.
+/// transaction, or dropped during a panic) are diesel's. A wrong password, an unknown user or
+/// database, or an invalid URL fails `build` and check-outs at once
+/// ([`crate::Error::is_permanent`]; [`crate::r2d2::refuses_login`] says what counts). Its
+/// `Debug` prints the connection type, never the URL, which can hold a password.
 ///
 /// # Examples
 ///
@@ -375,11 +370,9 @@ where
 /// ```no_run
 /// # #[cfg(feature = "diesel-postgres")] {
 /// use diesel::prelude::*;
-/// use sluicegate::diesel::{ConnectionManager, Pool};
-/// let pool = Pool::new(ConnectionManager::<PgConnection>::new("postgres://127.0.0.1/test"))?;
-/// let mut conn = pool.get()?;
-/// // Runs on this type, with the `AnsiTransactionManager` of the `PgConnection` inside.
-/// conn.transaction(|conn| diesel::sql_query("SELECT 1").execute(conn))?;
+/// # let manager = sluicegate::diesel::ConnectionManager::<PgConnection>::new("postgres://db");
+/// let mut conn = sluicegate::diesel::Pool::new(manager)?.get()?;
+/// conn.transaction(|conn| diesel::sql_query("SELECT 1").execute(conn))?; // runs on this type
 /// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

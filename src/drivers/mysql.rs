@@ -16,16 +16,12 @@
 //!
 //! # TLS
 //!
-//! The `mysql` crate takes one TLS backend, chosen by its features; sluicegate passes whichever is
-//! on straight through, and the socket check above looks beneath the TLS layer, so it works
-//! the same with TLS on.
-//!
-//! - Feature `mysql-rustls`: rustls with the ring provider, no OpenSSL needed.
-//! - native-tls (OpenSSL on Linux): leave `mysql-rustls` off and turn on the `mysql` crate's
-//!   own feature in your Cargo.toml, `mysql = { version = "28", default-features = false,
-//!   features = ["minimal-rust", "native-tls"] }`; Cargo builds one `mysql` for both.
-//!
-//! Then ask for TLS in the options, as without a pool:
+//! The `mysql` crate takes one TLS backend, chosen by its features, and sluicegate passes it
+//! through (the socket check above looks beneath TLS): feature `mysql-rustls` for rustls with
+//! the ring provider, no OpenSSL; for native-tls (OpenSSL on Linux), leave it off and put
+//! `mysql = { version = "28", default-features = false, features = ["minimal-rust",
+//! "native-tls"] }` in your Cargo.toml (Cargo builds one `mysql` for both). Then ask for TLS in
+//! the options, as without a pool:
 //!
 //! ```no_run
 //! use mysql::{OptsBuilder, SslOpts};
@@ -57,7 +53,6 @@ const PERMANENT_CODES: [u16; 3] = [1045, 1044, 1049];
 /// ```no_run
 /// use mysql::prelude::Queryable;
 /// use sluicegate::mysql::MysqlConnectionManager;
-///
 /// let opts = mysql::OptsBuilder::new().ip_or_hostname(Some("127.0.0.1")).user(Some("root"));
 /// let pool = sluicegate::Pool::new(MysqlConnectionManager::new(opts))?;
 /// let one: Option<i32> = pool.get()?.query_first("SELECT 1")?;

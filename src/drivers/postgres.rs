@@ -4,38 +4,34 @@
 //!
 //! # A sick server
 //!
-//! - **Connecting** is bounded as a whole (TCP, TLS and the login, not only the TCP connect
-//!   that the driver's `connect_timeout` covers): each attempt gets the pool's
-//!   `connection_timeout`, split between the hosts where the configuration names several, so
-//!   a host that accepts and never answers (a stopped server, a proxy holding the login) is
-//!   given up on and the next one tried (and tried last for a while). A `connect_timeout` you
-//!   set caps each host's share. Connect errors name the host and port tried. sluicegate tries
-//!   the hosts itself, each through a configuration of its own built from yours; a
-//!   `notice_callback` set on yours is not carried over (notices are then logged, the
-//!   driver's default).
-//! - **Validation** (an empty query) gives up when the check-out's time runs out, and then
-//!   shuts the session's socket down, so that closing the connection does not wait for the
-//!   server either.
-//! - **A session the server ended** is never handed out again, and costs no round trip to
-//!   find: on Linux the pool keeps a duplicate of each connection's socket (the client does
-//!   not show its own) and, on every check-out, looks at it without reading anything from it.
-//!   A hang-up, or an error message the server sent while the connection was idle (always a
-//!   `FATAL` one: it is ending the session), retires the connection; `LISTEN` notifications
-//!   stay where they are. So a session killed while idle costs no error, and one killed
-//!   during a query costs that query. One gap is left: the server sends its `FATAL` error and
-//!   hangs up only once its process has exited, some milliseconds later (about 10 ms on
-//!   PostgreSQL 15), and the client has read the error by then; under load the connection
-//!   may be handed on inside that window, and its next query fails too. Elsewhere than on
-//!   Linux, and when two connections to the same server opened at the same instant from
-//!   different threads, the pool asks the client, which learns of the end only at its next
-//!   query. To close the gap, retire a connection yourself when a query fails with class
-//!   `08` or `57`, or with no SQLSTATE on a client that says it is closed (the example under
-//!   "Behind PgBouncer").
+//! - **Connecting** is bounded as a whole (TCP, TLS and the login, not only the TCP connect that
+//!   the driver's `connect_timeout` covers): each attempt gets the pool's `connection_timeout`,
+//!   split between the hosts where the configuration names several, so a host that accepts and
+//!   never answers is given up on and the next one tried (and tried last for a while). A
+//!   `connect_timeout` you set caps each host's share. Connect errors name the host and port tried.
+//!   sluicegate tries the hosts itself, each through a configuration of its own built from yours,
+//!   so a `notice_callback` set on yours is not carried over (notices are then logged, the driver's
+//!   default).
+//! - **Validation** (an empty query) gives up when the check-out's time runs out, and then shuts
+//!   the session's socket down, so that closing the connection does not wait for the server either.
+//! - **A session the server ended** is never handed out again, and costs no round trip to find: on
+//!   Linux the pool keeps a duplicate of each connection's socket (the client does not show its
+//!   own) and, on every check-out, looks at it without reading from it. A hang-up, or an error
+//!   message the server sent while the connection was idle (always a `FATAL` one), retires the
+//!   connection; `LISTEN` notifications stay where they are. So a session killed while idle costs
+//!   no error, and one killed during a query costs that query. One gap is left: the server hangs up
+//!   only once its process has exited, some milliseconds after its `FATAL` error (about 10 ms on
+//!   PostgreSQL 15), and the client has read the error by then; under load the connection may be
+//!   handed on inside that window, and its next query fails too. Elsewhere than on Linux, and when
+//!   two connections to the same server opened at the same instant from different threads, the pool
+//!   asks the client, which learns of the end only at its next query. To close the gap, retire a
+//!   connection yourself when a query fails with class `08` or `57`, or with no SQLSTATE on a
+//!   client that says it is closed (the example under "Behind PgBouncer").
 //! - Failed authentication, an unknown database, and the same reported by a proxy (PgBouncer
-//!   answers with SQLSTATE `08P01` and a `FATAL` message: `SASL authentication failed`,
-//!   `password authentication failed`, `no such database`, `no such user`) are permanent
-//!   errors: `build` and check-outs fail at once with the server's reason (measured: 1 to
-//!   40 ms through PgBouncer, with a 10 s `connection_timeout`).
+//!   answers with SQLSTATE `08P01` and a `FATAL` message: `SASL authentication failed`, `password
+//!   authentication failed`, `no such database`, `no such user`) are permanent errors: `build` and
+//!   check-outs fail at once with the server's reason (measured: 1 to 40 ms through PgBouncer, with
+//!   a 10 s `connection_timeout`).
 //!
 //! # Behind PgBouncer
 //!
@@ -86,63 +82,52 @@
 //!
 //! [`with_recycling`]: PostgresConnectionManager::with_recycling
 //!
-//! **PgBouncer's own errors end the client connection**: `query_wait_timeout`, `server login
-//! has been failing, try again later (server_login_retry)`, `database removed` (an admin
-//! `KILL`), all `FATAL` with SQLSTATE `08P01`. PgBouncer closes the connection right after,
-//! and the driver often reports only `connection closed`, with no SQLSTATE. The pool retires
-//! such a connection itself (on check-in, or at the next check-out, which sees the hang-up);
-//! to leave no window, retire it yourself:
+//! **PgBouncer's own errors end the client connection**: `query_wait_timeout`, `server login has
+//! been failing, try again later (server_login_retry)`, `database removed` (an admin `KILL`), all
+//! `FATAL` with SQLSTATE `08P01`. PgBouncer closes the connection right after, and the driver often
+//! reports only `connection closed`, with no SQLSTATE. The pool retires such a connection itself
+//! (see "A sick server"); to leave no window, retire it yourself:
 //!
 //! ```no_run
-//! use postgres::types::Type;
-//! use sluicegate::PooledConnection;
-//! use sluicegate::postgres::PostgresConnectionManager;
-//!
-//! let config = "host=127.0.0.1 port=6432 user=app dbname=orders".parse()?;
-//! let pool = sluicegate::Pool::new(PostgresConnectionManager::new(config, postgres::NoTls))?;
+//! # let config = "host=127.0.0.1 port=6432 user=app dbname=orders".parse()?;
+//! # let manager = sluicegate::postgres::PostgresConnectionManager::new(config, postgres::NoTls);
+//! # let pool = sluicegate::Pool::new(manager)?;
 //! let mut conn = pool.get()?;
-//! let sql = "SELECT name FROM customers WHERE id = $1";
-//! match conn.query_typed_one(sql, &[(&42_i64, Type::INT8)]) {
-//!     Ok(row) => println!("{}", row.get::<_, String>(0)),
-//!     Err(err) => {
-//!         // Class 08 (PgBouncer's 08P01 among them) or 57, or a closed client: the session
-//!         // is over, so it must not go to the next borrower.
-//!         let class = err.code().map(|code| &code.code()[..2]);
-//!         if matches!(class, Some("08" | "57")) || (class.is_none() && conn.is_closed()) {
-//!             PooledConnection::mark_broken(&mut conn);
-//!         }
-//!         return Err(err.into());
+//! if let Err(err) = conn.batch_execute("UPDATE orders SET state = 'sent' WHERE id = 42") {
+//!     // Class 08 (PgBouncer's 08P01 among them) or 57, or a closed client: the session is
+//!     // over, so it must not go to the next borrower.
+//!     let class = err.code().map(|code| &code.code()[..2]);
+//!     if matches!(class, Some("08" | "57")) || (class.is_none() && conn.is_closed()) {
+//!         sluicegate::PooledConnection::mark_broken(&mut conn);
 //!     }
+//!     return Err(err.into());
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! **`connection_timeout` does not bound PgBouncer's own waits.** It bounds check-outs and
-//! logins: a login PgBouncer holds (no server connection free, its server down, the database
-//! paused) is given up at the pool's timeout, as a timeout that does not say why. But a query
-//! on a connection already checked out waits inside PgBouncer: under `PAUSE`, after a `KILL`
-//! (which leaves the database paused until `RESUME`), or while its pool is exhausted, until
-//! `query_wait_timeout` (120 s by default) ends the client connection. PgBouncer's
-//! `server_connect_timeout` (15 s) bounds its own login to the server, and after a failed one
-//! it refuses or holds clients for `server_login_retry` (15 s), also after a `RECONNECT` that
-//! closes a server connection still logging in (seen under load). Set on PgBouncer a
-//! `query_wait_timeout` of the order of the pool's `connection_timeout` (a few seconds), so
-//! that a held query ends, with a reason, about when a caller would have given up;
-//! `server_connect_timeout` and `server_login_retry` of a few seconds; and on the server a
-//! `statement_timeout` per role for slow queries.
+//! **`connection_timeout` does not bound PgBouncer's own waits.** It bounds check-outs and logins:
+//! a login PgBouncer holds (no server connection free, its server down, the database paused) is
+//! given up at the pool's timeout, as a timeout that does not say why. But a query on a connection
+//! already checked out waits inside PgBouncer (under `PAUSE`, after a `KILL`, which leaves the
+//! database paused until `RESUME`, or while its pool is exhausted) until `query_wait_timeout` (120
+//! s by default) ends the client connection. PgBouncer's `server_connect_timeout` (15 s) bounds its
+//! own login to the server, and after a failed one it refuses or holds clients for
+//! `server_login_retry` (15 s), also after a `RECONNECT` that closes a server connection still
+//! logging in (seen under load). So set on PgBouncer a `query_wait_timeout` of the order of the
+//! pool's `connection_timeout` (a few seconds), `server_connect_timeout` and `server_login_retry`
+//! of a few seconds, and on the server a `statement_timeout` per role for slow queries.
 //!
-//! **Sizing.** In transaction mode, what reaches the server is PgBouncer's `default_pool_size`
-//! (per database and user); the sum of all instances' `max_size` must stay below
-//! `max_client_conn`, and beyond a small multiple of `default_pool_size` only moves the queue
-//! into PgBouncer, where `connection_timeout` no longer applies. In session mode each pooled
-//! connection keeps a server connection from its first query to its close, so the sum of all
-//! instances' `max_size` must fit `default_pool_size` (plus `reserve_pool_size`) for that
-//! database and user: the connections beyond it get no server connection until another client
-//! leaves, and their queries fail at `query_wait_timeout` (checked: two pools of 3 against a
-//! PgBouncer pool of 4 serve 4). Session state does stick within a pooled connection there,
+//! **Sizing.** In transaction mode, what reaches the server is PgBouncer's `default_pool_size` (per
+//! database and user); the sum of all instances' `max_size` must stay below `max_client_conn`, and
+//! beyond a small multiple of `default_pool_size` only moves the queue into PgBouncer, where
+//! `connection_timeout` no longer applies. In session mode each pooled connection keeps a server
+//! connection from its first query to its close, so the sum of all instances' `max_size` must fit
+//! `default_pool_size` (plus `reserve_pool_size`) for that database and user: the others get no
+//! server connection until another client leaves, and their queries fail at `query_wait_timeout`
+//! (checked: two pools of 3 against a PgBouncer pool of 4 serve 4). Session state does stick there,
 //! and PgBouncer resets a server connection only when its client disconnects, which a pooled
-//! connection rarely does: turn recycling on if borrowers leave session state behind. Either
-//! way keep `max_lifetime` below PgBouncer's `client_idle_timeout` (if set).
+//! connection rarely does: turn recycling on if borrowers leave session state behind. Either way
+//! keep `max_lifetime` below PgBouncer's `client_idle_timeout` (if set).
 //!
 //! # TLS
 //!

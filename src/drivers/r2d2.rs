@@ -2,28 +2,21 @@
 //! [`r2d2::ManageConnection`] — r2d2_postgres's, r2d2_sqlite's, diesel's `ConnectionManager` —
 //! so that it can be pooled by sluicegate unchanged; [`R2d2Customizer`] does the same for an
 //! r2d2 customizer. The crate guide's "Moving from r2d2" says what else changes.
-//!
-//! The wrapper forwards `connect`, `is_valid` and `has_broken` to the inner manager, and the
-//! connection and error types are the inner manager's. An r2d2 manager cannot say which
-//! connect errors will not heal (a wrong password, which r2d2 retries until
-//! `connection_timeout` runs out), so [`R2d2Manager`] asks [`refuses_login`] by default, and
-//! [`R2d2Manager::permanent_if`] sets your own rule.
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
-/// Any r2d2 manager, as a sluicegate manager.
+/// Any r2d2 manager, as a sluicegate manager: `connect`, `is_valid` and `has_broken` are the
+/// inner manager's, and so are the connection and error types. An r2d2 manager cannot say which
+/// connect errors will not heal (a wrong password, which r2d2 retries until
+/// `connection_timeout` runs out), so this one asks [`refuses_login`] by default.
 ///
 /// # Examples
 ///
 /// ```
-/// // A manager written for r2d2 (an adapter crate's, in real code).
-/// use sluicegate::doc_fixture::R2d2Counter;
-///
-/// let pool = sluicegate::Pool::builder()
-///     .max_size(2)
-///     .build(sluicegate::r2d2::R2d2Manager::new(R2d2Counter))?;
+/// # use sluicegate::doc_fixture::R2d2Counter; // an r2d2 manager, an adapter crate's in real code
+/// let pool = sluicegate::Pool::new(sluicegate::r2d2::R2d2Manager::new(R2d2Counter))?;
 /// *pool.get()? += 1;
 /// # Ok::<(), sluicegate::Error>(())
 /// ```
@@ -68,26 +61,10 @@ where
     ///
     /// ```
     /// use std::io;
-    ///
-    /// // An r2d2 manager whose server refuses the login.
-    /// struct Refused;
-    ///
-    /// impl r2d2::ManageConnection for Refused {
-    ///     type Connection = ();
-    ///     type Error = io::Error;
-    ///     fn connect(&self) -> io::Result<()> {
-    ///         Err(io::Error::new(io::ErrorKind::PermissionDenied, "authentication failed"))
-    ///     }
-    ///     fn is_valid(&self, _: &mut ()) -> io::Result<()> { Ok(()) }
-    ///     fn has_broken(&self, _: &mut ()) -> bool { false }
-    /// }
-    ///
-    /// let manager = sluicegate::r2d2::R2d2Manager::new(Refused).permanent_if(|err: &io::Error| {
+    /// # let inner = sluicegate::doc_fixture::R2d2Counter; // an r2d2 manager with io::Error
+    /// let manager = sluicegate::r2d2::R2d2Manager::new(inner).permanent_if(|err: &io::Error| {
     ///     err.kind() == io::ErrorKind::PermissionDenied || sluicegate::r2d2::refuses_login(err)
     /// });
-    /// let builder = sluicegate::Pool::builder();
-    /// let err = builder.error_handler(Box::new(sluicegate::NopErrorHandler)).build(manager);
-    /// assert!(err.unwrap_err().is_permanent()); // at once, not after 30 s
     /// ```
     pub fn permanent_if<F>(mut self, is_permanent: F) -> R2d2Manager<M>
     where
@@ -255,20 +232,16 @@ impl<C, E> crate::CustomizeConnection<C, E> for ::r2d2::NopConnectionCustomizer 
 /// from other crates, and ones already boxed as r2d2 trait objects.
 ///
 /// Customizers you write yourself need no wrapper: implement sluicegate's
-/// [`CustomizeConnection`](crate::CustomizeConnection) instead of r2d2's (the same methods,
-/// only the path changes). diesel's `TestCustomizer` (feature `diesel`) and r2d2's
-/// `NopConnectionCustomizer` are sluicegate customizers already:
-/// `Builder::connection_customizer(Box::new(TestCustomizer))` compiles unchanged.
+/// [`CustomizeConnection`](crate::CustomizeConnection) instead of r2d2's (the same methods).
+/// diesel's `TestCustomizer` and r2d2's `NopConnectionCustomizer` are sluicegate's already.
 ///
 /// # Examples
 ///
 /// ```
 /// use sluicegate::r2d2::{R2d2Customizer, R2d2Manager};
 /// # use sluicegate::doc_fixture::R2d2Counter;
-///
-/// // A customizer from a crate written for r2d2.
 /// #[derive(Debug)]
-/// struct StartAt(u32);
+/// struct StartAt(u32); // a customizer from a crate written for r2d2
 ///
 /// impl r2d2::CustomizeConnection<u32, std::io::Error> for StartAt {
 ///     fn on_acquire(&self, conn: &mut u32) -> Result<(), std::io::Error> {
@@ -277,10 +250,8 @@ impl<C, E> crate::CustomizeConnection<C, E> for ::r2d2::NopConnectionCustomizer 
 ///     }
 /// }
 ///
-/// // Chosen at run time, as r2d2 code may do.
 /// let customizer: Box<dyn r2d2::CustomizeConnection<u32, std::io::Error>> = Box::new(StartAt(7));
 /// let pool = sluicegate::Pool::builder()
-///     .max_size(1)
 ///     .connection_customizer(Box::new(R2d2Customizer::new(customizer)))
 ///     .build(R2d2Manager::new(R2d2Counter))?;
 /// assert_eq!(*pool.get()?, 7);

@@ -1,22 +1,19 @@
 //! SQLite through `rusqlite`, with SQLite compiled in (feature `sqlite`):
 //! [`SqliteConnectionManager`], with the constructors of r2d2_sqlite (`file`, `memory`,
-//! `with_flags`, `with_init`), so moving from it is a change of path.
-//!
-//! Differences from r2d2_sqlite: [`memory`](SqliteConnectionManager::memory) is one database
-//! shared by every pooled connection, and every connection waits up to a
-//! [busy timeout](SqliteConnectionManager::with_busy_timeout) for another's lock.
+//! `with_flags`, `with_init`), so moving from it is a change of path (but see
+//! [`memory`](SqliteConnectionManager::memory) and
+//! [`with_busy_timeout`](SqliteConnectionManager::with_busy_timeout)).
 //!
 //! # One SQLite per build
 //!
-//! rusqlite's `libsqlite3-sys` declares `links = "sqlite3"`, and Cargo allows only one crate
-//! with that key in a build: two different versions of it do not resolve ("package
-//! `libsqlite3-sys` links to the native library `sqlite3`, but it conflicts with a previous
-//! package"). This feature uses rusqlite 0.40 (libsqlite3-sys 0.38), the version r2d2_sqlite
-//! 0.35 uses and within the range diesel 2.3's `sqlite` backend accepts, so a project may use
-//! all three. If your project depends on another rusqlite, leave the `sqlite` feature off:
-//! pool your own manager, or r2d2_sqlite's through [`R2d2Manager`](crate::r2d2::R2d2Manager)
-//! (feature `r2d2`). Nothing else in sluicegate links SQLite; the default features build the
-//! pool alone.
+//! Cargo allows only one crate with rusqlite's `links = "sqlite3"` in a build: two versions of
+//! `libsqlite3-sys` do not resolve ("package `libsqlite3-sys` links to the native library
+//! `sqlite3`, but it conflicts with a previous package"). This feature uses rusqlite 0.40
+//! (libsqlite3-sys 0.38), the version r2d2_sqlite 0.35 uses and within the range diesel 2.3's
+//! `sqlite` backend accepts, so a project may use all three. With another rusqlite, leave the
+//! `sqlite` feature off and pool your own manager, or r2d2_sqlite's through
+//! [`R2d2Manager`](crate::r2d2::R2d2Manager) (feature `r2d2`). Nothing else in sluicegate links
+//! SQLite; the default features build the pool alone.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -52,7 +49,6 @@ enum Source {
 ///
 /// ```
 /// use sluicegate::sqlite::SqliteConnectionManager;
-///
 /// let pool = sluicegate::Pool::new(SqliteConnectionManager::memory())?;
 /// let x: i64 = pool.get()?.query_row("SELECT 41 + 1", [], |row| row.get(0))?;
 /// assert_eq!(x, 42);
@@ -73,7 +69,6 @@ impl SqliteConnectionManager {
     ///
     /// ```
     /// use sluicegate::sqlite::SqliteConnectionManager;
-    ///
     /// let path = std::env::temp_dir().join(format!("sluicegate-doc-{}.db", std::process::id()));
     /// let pool = sluicegate::Pool::new(SqliteConnectionManager::file(&path))?;
     /// pool.get()?.execute_batch("CREATE TABLE IF NOT EXISTS t (x INTEGER)")?;
@@ -216,8 +211,7 @@ impl crate::ManageConnection for SqliteConnectionManager {
         Ok(conn)
     }
 
-    /// Runs an empty statement, which takes no lock and so never waits: it is within any
-    /// deadline (the default `is_valid_within` calls this).
+    /// Runs an empty statement, which takes no lock and so never waits, whatever the deadline.
     fn is_valid(&self, conn: &mut Connection) -> Result<(), rusqlite::Error> {
         conn.execute_batch("")
     }

@@ -1,14 +1,11 @@
-//! The pool's keepalive thread, `sluice-keep-<pool name>`, started only with
-//! [`keepalive`](crate::Builder::keepalive) set: it validates idle connections that have gone
-//! `keepalive` without being verified, one at a time, off the pool's lock.
+//! The pool's keepalive thread, started only with [`keepalive`](crate::Builder::keepalive) set:
+//! it validates idle connections that have gone `keepalive` without being verified.
 //!
 //! A thread of its own, because validations are round trips: on a database that stopped
 //! answering each one takes up to `connection_timeout`, and that must never delay the reaper's
-//! leak reports and sweeps. Each pass validates every connection due when it started at most
-//! once, passes never start closer than [`MIN_ROUND_GAP`] apart, and no connection is validated
-//! more often than every [`KEEPALIVE_FLOOR`]: a tiny `keepalive` cannot make the pool hammer
-//! its database. Like the other threads it holds only a weak reference to the pool between
-//! passes and exits when the pool closes or is dropped.
+//! leak reports and sweeps. Passes never start closer than [`MIN_ROUND_GAP`] apart, and no
+//! connection is validated more often than every [`KEEPALIVE_FLOOR`]: a tiny `keepalive` cannot
+//! make the pool hammer its database.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -32,7 +29,6 @@ pub(crate) fn keepalive_due(keepalive: Duration) -> Duration {
     every - every / 10
 }
 
-/// The thread's body.
 pub(crate) fn run<M>(pool: Weak<Core<M>>, woken: Receiver<()>)
 where
     M: ManageConnection,

@@ -1,18 +1,6 @@
-//! The pool's opener thread, `sluice-<pool name>`: it opens connections when they are wanted
-//! (one at a time, each attempt given `connection_timeout`, with capped exponential back-off
-//! after failures) and gives each its lifetime deadline.
-//!
-//! It also tells the log about connects, as an operator wants to read it through an outage: the
-//! first failure of a run at `error`, then at most one line every [`OUTAGE_REPEAT`] while the
-//! run goes on (with the failures since the last line and the last error), and one `info` line
-//! when a connect works again (how long the pool was down, how many connects failed); each
-//! connection opened is a `debug` line. See [`Outage`].
-//!
-//! Between jobs it holds only a weak reference to the pool, so it never keeps a pool alive; it
-//! exits when the pool closes or its state is dropped (the wake-up channel disconnects). It
-//! never holds the pool's lock while connecting, closing a connection, logging or calling a
-//! handler, and a panic in any of those costs one attempt, never the thread nor the count of
-//! connections being opened.
+//! The pool's opener thread: it opens connections when they are wanted (one at a time, with
+//! capped exponential back-off after failures), gives each its lifetime deadline, and tells the
+//! log about an outage as [`LoggingErrorHandler`](crate::LoggingErrorHandler) says ([`Outage`]).
 
 use std::hash::{BuildHasher, RandomState};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -146,7 +134,6 @@ impl Outage {
     }
 }
 
-/// The thread's body.
 pub(crate) fn run<M>(pool: Weak<Core<M>>, woken: Receiver<()>)
 where
     M: ManageConnection,
@@ -191,9 +178,8 @@ fn next_job<M: ManageConnection>(core: &Core<M>) -> Job {
     Job::Sleep(None)
 }
 
-/// Opens one connection (already counted as opening) and adds it to the pool. However
-/// this ends, even by a panic, the connection stops counting as being opened. `outage`
-/// decides what the log hears of it.
+/// Opens one connection (already counted as opening) and adds it to the pool; however this
+/// ends, even by a panic, it stops counting as being opened. `outage` decides what is logged.
 fn open<M: ManageConnection>(core: &Arc<Core<M>>, generation: u64, outage: &mut Outage) {
     let mut attempt = Attempt {
         core,
@@ -293,8 +279,7 @@ fn open<M: ManageConnection>(core: &Arc<Core<M>>, generation: u64, outage: &mut 
     }
 }
 
-/// Tells the log about a connect that failed at `now`, as `outage` decides (off the
-/// pool's lock).
+/// Logs a connect that failed at `now`, as `outage` decides (off the pool's lock).
 fn log_failure<M: ManageConnection>(
     core: &Core<M>,
     outage: &mut Outage,

@@ -1,17 +1,10 @@
-//! The pool's reaper thread, `sluice-reap-<pool name>`: it closes idle connections past their
-//! lifetime or idle timeout, reports check-outs held past the leak threshold, publishes
-//! metrics, and warns when it runs late because the process is starved. It makes no round
-//! trip to the database (keepalive has a thread of its own), so nothing the database does can
-//! delay a leak report or a sweep.
+//! The pool's reaper thread: it closes idle connections past their lifetime or idle timeout,
+//! reports leaks, publishes metrics, and warns when it runs late ([`Schedule`]). It makes no
+//! round trip to the database (keepalive has a thread of its own), so nothing the database does
+//! can delay a leak report or a sweep.
 //!
-//! It wakes for the earliest deadline it knows (a connection's lifetime or idle timeout, a
-//! check-out crossing the leak threshold) and at least every `reaper_rate`; a check-in or
-//! check-out that brings an earlier deadline wakes it to replan. Rounds never start closer
-//! than [`MIN_ROUND_GAP`] apart, whatever the settings. Each part of a round is shielded from
-//! panics (a user's logger or metrics recorder), and a round that fails to plan still has a
-//! next deadline. Like the opener it holds only a weak reference to the pool between rounds
-//! and exits when the pool closes or is dropped, and it never holds the pool's lock while
-//! closing, logging or calling a handler.
+//! When it wakes: [`Builder::reaper_rate`](crate::Builder::reaper_rate), and invariant 5 of
+//! [`crate::state`].
 
 use std::sync::Weak;
 use std::time::{Duration, Instant};
@@ -33,7 +26,6 @@ fn period(reaper_rate: Duration) -> Duration {
     reaper_rate
 }
 
-/// The thread's body.
 pub(crate) fn run<M>(pool: Weak<Core<M>>, woken: Receiver<()>)
 where
     M: ManageConnection,
@@ -75,11 +67,10 @@ where
     }
 }
 
-/// One round, started at `start`: closes what expired, reports leaks, publishes metrics,
-/// and plans the next round (no later than `periodic`). Every deadline it plans for is
-/// fixed before the round's work (a connection's, or `periodic`), so time lost in the round
-/// shows as lateness. Each part is shielded on its own, so a panic in one (a logger, a
-/// recorder) stops none of the others. `Err` when the pool is closed.
+/// One round, started at `start`: closes what expired, reports leaks, publishes metrics, and
+/// plans the next round (no later than `periodic`), its deadlines fixed before the round's work
+/// so that time lost in the round shows as lateness. Each part is shielded on its own: a panic
+/// in one (a logger, a recorder) stops none of the others. `Err` when the pool is closed.
 fn reap<M: ManageConnection>(
     core: &Core<M>,
     start: Instant,
@@ -148,11 +139,9 @@ const SHORTEST_PERIOD: Duration = Duration::from_millis(100);
 /// starvation usually comes and goes, and one lucky round does not end it.
 const ON_TIME_TO_CATCH_UP: u32 = 3;
 
-/// Whether the reaper keeps its schedule. A round is late when more than 1.5 times the
-/// interval it planned passed since the previous round started: the process was not scheduled
-/// (CPU starvation, a stopped process) or a call on the reaper's thread (a logger, a
-/// connection's drop) blocked. A run of late rounds, up to `ON_TIME_TO_CATCH_UP` on-time rounds in a
-/// row, is one episode, warned about once.
+/// Whether the reaper keeps its schedule (what lateness means and what is logged: `Pool`'s
+/// "Threads"). A run of late rounds, up to [`ON_TIME_TO_CATCH_UP`] on-time rounds in a row, is
+/// one episode, warned about once.
 #[derive(Default)]
 struct Schedule {
     late: bool,
