@@ -1,9 +1,5 @@
-//! The stack a check-out records for leak reports: raw return addresses, captured on every
-//! check-out while leak detection is on, and resolved to functions, files and lines only when
-//! a leak is printed (resolution is slow, capture must not be).
-//!
-//! Invariant: a [`Backtrace`]'s frames are resolved at most once, and never on the check-out
-//! path.
+//! The stack a check-out records for leak reports ([`Backtrace`]). Invariant: its frames are
+//! resolved at most once (resolution is slow), and never on the check-out path.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

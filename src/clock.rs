@@ -1,12 +1,10 @@
 //! Timestamps for the check-out and check-in paths.
 //!
-//! Every check-out compares a connection's check-in time against `validation_skip_window`, and
-//! every check-in compares the time against the connection's lifetime deadline. Reading
-//! `Instant::now` costs about as much as a whole lock/unlock cycle, so the pool stamps connections
-//! with the kernel's coarse monotonic clock instead (a few nanoseconds, a few milliseconds of
-//! resolution), and falls back to the precise clock when a configured duration is short enough
-//! for that resolution to matter. Both read the same monotonic time base, so a [`Stamp`] from
-//! either can be compared with one from the other; waiters' deadlines still use `Instant`.
+//! Reading `Instant::now` on every check-out and check-in costs about as much as a whole
+//! lock/unlock cycle, so the pool stamps connections with the kernel's coarse monotonic clock
+//! instead (a few nanoseconds, a few milliseconds of resolution), and falls back to the precise
+//! clock when a configured duration is short enough for that resolution to matter. Both read the
+//! same time base, so [`Stamp`]s from either compare; waiters' deadlines still use `Instant`.
 
 use std::time::{Duration, Instant};
 

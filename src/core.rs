@@ -374,10 +374,9 @@ where
         });
     }
 
-    /// Closes the pool, then waits until `deadline` (`None`: none) for every connection to be
-    /// gone: the checked-out ones come back and are closed by their returning threads, a
-    /// connect under way ends. Returns what was still out when it stopped waiting: connections
-    /// (checked out, or being validated), and connections being opened or closed.
+    /// [`Pool::close_within`](crate::Pool::close_within) until `deadline` (`None`: none).
+    /// Returns connections still out (checked out, or being validated), and being opened or
+    /// closed.
     pub(crate) fn close_within(&self, deadline: Option<Instant>) -> (u32, u32) {
         self.close();
         let mut state = self.state.lock();
@@ -414,8 +413,7 @@ where
         }
     }
 
-    /// Sets `max_size`: see [`PoolState::set_max_size`]. The idle connections it retires are
-    /// closed here, after unlocking.
+    /// Sets `max_size` ([`PoolState::set_max_size`]), closing the idle ones it retires.
     pub(crate) fn set_max_size(&self, max_size: u32) -> Result<(), Error> {
         let (was, shrunk) = {
             let mut state = self.state.lock();
@@ -453,7 +451,6 @@ where
         Ok(())
     }
 
-    /// Retires every current connection: idle ones now, the others when they come back.
     pub(crate) fn evict_all(&self) {
         let evicted = self.state.lock().evict_all();
         for conn in evicted {
@@ -485,9 +482,8 @@ where
         self.check_out_slow(None, wait, caller)
     }
 
-    /// Hands `conn` to the caller: the one place a check-out is recorded (the leak detector,
-    /// the wait histogram, the checkout event). `started`: when a check-out that waited or
-    /// checked began.
+    /// Hands `conn` to the caller: the one place a check-out is recorded (leak detector, wait
+    /// histogram, checkout event). `started`: when a check-out that waited or checked began.
     #[inline]
     fn lend(
         &self,
@@ -841,9 +837,8 @@ where
     }
 
     /// Runs the manager's `is_valid_within(timeout)` on `conn`. On failure: the cause (for the
-    /// pool's last error) and the driver's error, if it returned one (for the error handler);
-    /// a panic is logged and counts as a failure. A validation that overruns `timeout` is
-    /// logged, once per pool.
+    /// pool's last error) and the driver's error, if any (for the error handler); a panic is
+    /// logged and counts as a failure.
     pub(crate) fn validate(
         &self,
         conn: &mut Pooled<M>,
@@ -873,10 +868,9 @@ where
         }
     }
 
-    /// What happens when a connection comes back: the returning thread asks the driver whether
-    /// it broke and checks its lifetime, off-lock; then, under the lock, the connection goes to
-    /// the longest-waiting thread or the idle stack, unless it (or the pool) is done, in which
-    /// case it is closed after the lock is released.
+    /// What happens when a connection comes back: off-lock, the returning thread asks the
+    /// driver whether it broke and checks its lifetime; under the lock, the connection goes to
+    /// the longest-waiting thread or the idle stack, or is retired (and closed after unlocking).
     pub(crate) fn check_in(
         &self,
         mut conn: Pooled<M>,
@@ -1121,9 +1115,8 @@ pub(crate) enum ManagerCall {
     Validation,
 }
 
-/// Whether the pool already said that its manager overran a timeout it was given: once per
-/// pool and kind of call, so that a manager that never honours its deadline is named without
-/// flooding the log.
+/// Whether the pool already said that its manager overran a timeout: once per pool and kind
+/// of call, so that a manager that never honours its deadline does not flood the log.
 #[derive(Default)]
 pub(crate) struct Overran {
     connect: AtomicBool,

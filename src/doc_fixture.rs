@@ -1,5 +1,4 @@
-//! Not part of the API: the no-op manager the documentation's examples use; may change in any
-//! release.
+//! Not part of the API: what the documentation's examples use; may change in any release.
 
 use std::io;
 use std::time::Duration;
@@ -8,8 +7,7 @@ use crate::error::Error;
 use crate::manager::ManageConnection;
 use crate::pool::Pool;
 
-/// A manager whose connections are `()`: it always connects, and its connections are always
-/// valid and never broken.
+/// A manager whose connections are `()`, always valid and never broken.
 #[derive(Debug)]
 pub struct Manager;
 
@@ -63,8 +61,7 @@ impl ManageConnection for RefusingManager {
     }
 }
 
-/// A pool of one [`Manager`] connection with leak detection in its test-suite mode
-/// (`leak_detection_threshold(Some(Duration::ZERO))`): every connection out is a leak.
+/// A pool of one [`Manager`] connection, every connection out a leak (threshold zero).
 ///
 /// # Errors
 ///
@@ -76,8 +73,7 @@ pub fn leak_checked_pool() -> Result<Pool<Manager>, Error> {
         .build(Manager)
 }
 
-/// A manager written for r2d2 (an adapter crate's, in real code) whose connections are `u32`
-/// counters starting at 0.
+/// A manager written for r2d2 whose connections are `u32` counters starting at 0.
 #[cfg(feature = "r2d2")]
 #[derive(Debug)]
 pub struct R2d2Counter;

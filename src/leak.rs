@@ -1,6 +1,5 @@
-//! Leak detection: what a check-out records when `leak_detection_threshold` is set (see
-//! `Builder::leak_detection_threshold`), how the pool finds the check-outs held too long, and
-//! how a [`Leak`] prints. With leak detection off nothing is recorded and nothing here runs.
+//! Leak detection: what a check-out records when `leak_detection_threshold` is set, how the
+//! pool finds the check-outs held too long, and how a [`Leak`] prints.
 //!
 //! Invariants: the tracker holds one record per connection currently checked out (keyed by
 //! connection id, removed when the connection comes back or is detached), and each record is

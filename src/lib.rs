@@ -6,25 +6,17 @@
 //!
 //! ```
 //! use std::thread;
+//! # use sluicegate::doc_fixture::VecManager as Manager;
 //!
-//! // Any r2d2-style manager works; a driver crate provides one for its database.
-//! struct Manager;
-//!
-//! impl sluicegate::ManageConnection for Manager {
-//!     type Connection = Vec<String>;
-//!     type Error = std::io::Error;
-//!     fn connect(&self) -> Result<Vec<String>, std::io::Error> { Ok(Vec::new()) }
-//!     fn is_valid(&self, _: &mut Vec<String>) -> Result<(), std::io::Error> { Ok(()) }
-//!     fn has_broken(&self, _: &mut Vec<String>) -> bool { false }
-//! }
-//!
+//! // `Manager`: any r2d2-style manager (a driver's, or your own: see `ManageConnection`),
+//! // here one whose connections are `Vec<u32>`.
 //! let pool = sluicegate::Pool::builder().pool_name("app").max_size(4).build(Manager)?;
 //! let handles: Vec<_> = (0..16)
 //!     .map(|i| {
 //!         let pool = pool.clone();
 //!         thread::spawn(move || -> Result<(), sluicegate::Error> {
 //!             let mut conn = pool.get()?;
-//!             conn.push(format!("request {i}"));
+//!             conn.push(i);
 //!             Ok(())
 //!         })
 //!     })
@@ -77,8 +69,8 @@
 //!   check-in, and idle connections close at their deadline rather than at the next sweep.
 //! - `idle_timeout` never takes the pool below `min_idle` (r2d2 closes idle connections and then
 //!   opens new ones to meet `min_idle`).
-//! - Connections being closed count toward `max_size` until they are gone.
-//! - Dropping the last `Pool` handle stops the pool's threads and closes its idle connections.
+//! - Connections being closed count toward `max_size` until they are gone, and dropping the
+//!   last `Pool` handle closes the pool.
 //! - [`LoggingErrorHandler`], the default, logs each error at `debug` (r2d2's at `error`): the
 //!   pool logs outages and failed validations itself.
 //! - New, and off unless turned on: leak detection, keepalive, metrics. The size can change at
@@ -88,14 +80,12 @@
 //!
 //! # How a check-out works
 //!
-//! An idle connection is handed out at once, else the caller waits in a first-come,
-//! first-served queue ([`Pool`] says which connection it gets, and who opens new ones). Before
-//! it is handed out, [`ManageConnection::is_closed`] looks for a session the server ended, and
-//! [`test_on_check_out`](Builder::test_on_check_out) validates it unless it proved itself
-//! within [`validation_skip_window`](Builder::validation_skip_window). When it comes back it is
-//! closed instead of reused if [`has_broken`](ManageConnection::has_broken) says so, if it was
-//! [marked broken](PooledConnection::mark_broken), is past its
-//! [`max_lifetime`](Builder::max_lifetime), or was dropped while its thread panicked.
+//! An idle connection is handed out at once, else the caller waits in a first-come, first-served
+//! queue ([`Pool`]). Before it is handed out, [`ManageConnection::is_closed`] and
+//! [`test_on_check_out`](Builder::test_on_check_out) check it. When it comes back it is closed
+//! instead of reused if [`has_broken`](ManageConnection::has_broken) says so, if it was [marked
+//! broken](PooledConnection::mark_broken), is past its [`max_lifetime`](Builder::max_lifetime), or
+//! was dropped while its thread panicked.
 //!
 //! # When the database is sick
 //!

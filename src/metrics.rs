@@ -1,11 +1,5 @@
 //! Snapshots of a pool: [`State`] (r2d2's two gauges) and [`Metrics`] (every gauge and
 //! counter).
-//!
-//! Every figure but `leaks_detected` is taken under the pool's lock in one go, so those agree
-//! with each other: `connections == idle + in_use`, `connections + opening + closing <=
-//! max_size` (once connections out beyond a lowered `max_size` have come back), and
-//! `created == connections + closed() + detached`. `leaks_detected` comes from the leak
-//! detector's own counter, read just after.
 
 use std::time::Duration;
 
@@ -34,7 +28,10 @@ pub struct State {
 }
 
 /// Everything a pool counts, at one moment. Gauges say how things are now; counters only grow,
-/// from the pool's start.
+/// from the pool's start. Every figure but `leaks_detected` (the leak detector's, read just
+/// after) is taken under the pool's lock in one go, so they agree: `connections == idle +
+/// in_use`, `connections + opening + closing <= max_size` (once connections out beyond a
+/// lowered `max_size` have come back), and `created == connections + closed() + detached`.
 ///
 /// # Publishing (feature `metrics`)
 ///

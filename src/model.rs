@@ -62,10 +62,8 @@ impl<M> Opener<M>
 where
     M: ManageConnection,
 {
-    /// One round of the opener thread, run on the calling thread: if the pool wants a
-    /// connection (a thread waits that no connection being opened will serve, or fewer than
-    /// `min_idle` are idle, and there is room), opens one and adds it to the pool. Returns
-    /// whether a connection joined the pool. Unlike the thread it never waits out a back-off: the model has
+    /// One round of the opener thread, on the calling thread: opens a connection if the pool
+    /// wants one, and returns whether one joined. It never waits out a back-off: the model has
     /// no time.
     pub fn open(&self) -> bool {
         let Some(core) = self.0.upgrade() else {

@@ -1,9 +1,8 @@
 //! The lock, condition variables and yield that the pool's hand-off protocol is built on.
 //!
-//! In every real build these are parking_lot's and std's, re-exported as they are (no cost). In
-//! a build with `--cfg sluicegate_model` (tests/model.rs) they are stand-ins with the same API built
-//! on the `shuttle` crate, whose scheduler then runs the pool's threads one step at a time and
-//! explores their interleavings.
+//! In every real build these are parking_lot's and std's, re-exported as they are. With
+//! `--cfg sluicegate_model` (tests/model.rs) they are stand-ins with the same API on the
+//! `shuttle` crate, whose scheduler explores the interleavings of the pool's threads.
 //!
 //! Shuttle does not model time (its `wait_timeout` never times out), so in the model a timed
 //! wait stands for "the timer may fire at any moment": it releases the lock, lets others run,
@@ -109,8 +108,7 @@ mod model {
             guard.guard = Some(self.0.wait(held).unwrap_or_else(PoisonError::into_inner));
         }
 
-        /// The timer may fire at any moment (see the module's doc): others run while the lock
-        /// is free, then the wait ends, timed out or not as the scheduler's random source says.
+        /// The timer may fire at any moment: see the module's doc.
         pub(crate) fn wait_until<T>(
             &self,
             guard: &mut MutexGuard<'_, T>,
