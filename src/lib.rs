@@ -4,28 +4,36 @@
 //!
 //! # Quick start
 //!
-//! ```
-//! use std::thread;
-//! # use sluicegate::doc_fixture::VecManager as Manager;
+//! With a built-in driver (here SQLite, feature `sqlite`; also `postgres`, `mysql`, and any r2d2
+//! manager with `r2d2`):
 //!
-//! // `Manager`: any r2d2-style manager (a driver's, or your own: see `ManageConnection`),
-//! // here one whose connections are `Vec<u32>`.
-//! let pool = sluicegate::Pool::builder().pool_name("app").max_size(4).build(Manager)?;
-//! let handles: Vec<_> = (0..16)
+//! ```
+//! # #[cfg(feature = "sqlite")] {
+//! use std::thread;
+//! use sluicegate::sqlite::SqliteConnectionManager;
+//!
+//! let pool = sluicegate::Pool::builder()
+//!     .pool_name("app")
+//!     .max_size(4)
+//!     .build(SqliteConnectionManager::memory())?; // or ::file("app.db")
+//! pool.get()?.execute("CREATE TABLE hits (n INTEGER)", [])?;
+//! let workers: Vec<_> = (0..16)
 //!     .map(|i| {
 //!         let pool = pool.clone();
-//!         thread::spawn(move || -> Result<(), sluicegate::Error> {
-//!             let mut conn = pool.get()?;
-//!             conn.push(i);
-//!             Ok(())
+//!         thread::spawn(move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//!             let conn = pool.get()?; // waits up to connection_timeout, in line
+//!             conn.execute("INSERT INTO hits VALUES (?1)", [i])?;
+//!             Ok(()) // the connection goes back when `conn` drops
 //!         })
 //!     })
 //!     .collect();
-//! for handle in handles {
-//!     handle.join().unwrap()?;
+//! for worker in workers {
+//!     worker.join().unwrap()?;
 //! }
-//! println!("{:?}", pool.metrics());
-//! # Ok::<(), sluicegate::Error>(())
+//! let hits: i64 = pool.get()?.query_row("SELECT count(*) FROM hits", [], |row| row.get(0))?;
+//! assert_eq!(hits, 16);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
 //! ```
 //!
 //! # Moving from r2d2
