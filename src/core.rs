@@ -961,7 +961,8 @@ where
     }
 
     /// Closes a connection already counted as closing for `reason` (off-lock), then frees its
-    /// place in the pool. Every connection the pool closes passes here, so this is where its `debug` line is.
+    /// place in the pool. Every connection the pool closes passes here, so this is where its
+    /// `debug` line is.
     #[allow(
         clippy::boxed_local,
         reason = "every caller holds the connection boxed; unboxing there would copy it"
