@@ -47,7 +47,7 @@ use std::sync::{Arc, Once};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{SOON, eventually};
+use common::{SOON, eventually, linux_only};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 use sluicegate::event::{
@@ -1323,7 +1323,12 @@ fn the_pool_keeps_its_invariants_under_chaos() {
         }))
         .build(manager)
         .expect("the pool starts (no faults while it does)");
-    if cfg!(target_os = "linux") {
+    // Check 5 looks for the pool's threads by name.
+    let names = linux_only(
+        "the_pool_keeps_its_invariants_under_chaos, its check that the pool's threads stop",
+        common::THREAD_NAMES,
+    );
+    if names {
         assert!(
             eventually(SOON, || pool_threads().len() == 3),
             "the pool's three threads are not running: {:?}",
@@ -1432,15 +1437,11 @@ fn the_pool_keeps_its_invariants_under_chaos() {
             pool.metrics()
         ));
     }
-    if cfg!(target_os = "linux") {
-        if !eventually(Duration::from_secs(5), || pool_threads().is_empty()) {
-            db.violation(format!(
-                "the pool's threads still run 5 s after close(): {:?}",
-                pool_threads()
-            ));
-        }
-    } else {
-        println!("chaos: not Linux, the pool's threads are not looked for by name");
+    if names && !eventually(Duration::from_secs(5), || pool_threads().is_empty()) {
+        db.violation(format!(
+            "the pool's threads still run 5 s after close(): {:?}",
+            pool_threads()
+        ));
     }
     let _ = stop_watcher.send(());
     let watched = join(watcher);

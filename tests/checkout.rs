@@ -4,7 +4,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -67,56 +67,87 @@ fn waiters_are_served_in_the_order_they_arrived() {
 }
 
 #[test]
-fn a_returning_thread_cannot_take_its_connection_back_ahead_of_a_waiter() {
+fn nobody_takes_a_returned_connection_ahead_of_the_thread_waiting_for_it() {
+    // A return to a queued thread hands it the connection there and then: neither the returning
+    // thread, asking again at once, nor a newcomer asking all the while without queueing may
+    // get it. A pool that lets them barge in may still be lucky on one return (which thread runs
+    // first after it is the scheduler's choice, and parking_lot's mutex hands itself to the
+    // thread it wakes when it has not for a while), so there are hundreds, in quick succession.
     let (pool, _) = pool(1);
-    let held = pool.get().unwrap();
-    let id = held.id;
-    let (got_tx, got_rx) = crossbeam_channel::bounded(1);
-    let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
+    let (ask, asked) = crossbeam_channel::bounded::<()>(0);
+    let (got_tx, got) = crossbeam_channel::bounded(0);
+    let (release, released) = crossbeam_channel::bounded::<()>(0);
     let waiter = {
         let pool = pool.clone();
         thread::spawn(move || {
-            let conn = pool.get().unwrap();
-            got_tx.send(conn.id).unwrap();
-            release_rx.recv().unwrap();
+            while asked.recv().is_ok() {
+                let conn = pool.get_timeout(SOON).unwrap();
+                got_tx.send(conn.id).unwrap();
+                released.recv().unwrap();
+            }
         })
     };
-    until_waiting(&pool, 1);
-    drop(held);
-    // The connection already belongs to the waiter: neither try_get nor a short get may have it.
-    assert!(pool.try_get().is_none());
-    assert!(
-        pool.get_timeout(Duration::from_millis(20))
-            .unwrap_err()
-            .is_timeout()
-    );
-    assert_eq!(got_rx.recv().unwrap(), id);
-    release_tx.send(()).unwrap();
-    waiter.join().unwrap();
-    assert_eq!(pool.get().unwrap().id, id);
-}
-
-#[test]
-fn a_newcomer_queues_behind_waiters_even_when_a_connection_is_returned() {
-    let (pool, _) = pool(1);
-    let held = pool.get().unwrap();
-    let order = Arc::new(Mutex::new(Vec::new()));
-    let spawn = |name: &'static str| {
-        let pool = pool.clone();
-        let order = order.clone();
+    // While `armed` a thread is queued, so no connection may be idle: whatever the newcomer
+    // gets then was taken from that thread. `loops` lets the test see it has noticed a disarm.
+    let armed = Arc::new(AtomicBool::new(false));
+    let loops = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let newcomer = {
+        let (pool, armed, loops, stop) = (pool.clone(), armed.clone(), loops.clone(), stop.clone());
         thread::spawn(move || {
-            let conn = pool.get().unwrap();
-            order.lock().push(name);
-            drop(conn);
+            let mut taken = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let watched = armed.load(Ordering::SeqCst);
+                if pool.try_get().is_some() && watched {
+                    taken += 1;
+                }
+                loops.fetch_add(1, Ordering::SeqCst);
+            }
+            taken
         })
     };
-    let first = spawn("first");
-    until_waiting(&pool, 1);
-    drop(held);
-    let second = spawn("second");
-    first.join().unwrap();
-    second.join().unwrap();
-    assert_eq!(*order.lock(), vec!["first", "second"]);
+    for round in 0..300 {
+        let held = pool.get_timeout(SOON).unwrap();
+        let id = held.id;
+        ask.send(()).unwrap();
+        // Spinning, not sleeping: with a return every millisecond or more, parking_lot would
+        // always hand its lock to the waiter it wakes.
+        let asked_at = Instant::now();
+        while pool.metrics().waiting == 0 {
+            assert!(asked_at.elapsed() < SOON, "round {round}: never queued");
+            thread::yield_now();
+        }
+        armed.store(true, Ordering::SeqCst);
+        drop(held);
+        // Handed over by the return itself: the waiter need not have run yet.
+        let m = pool.metrics();
+        assert_eq!(
+            (m.waiting, m.idle),
+            (0, 0),
+            "round {round}: not handed over"
+        );
+        assert!(
+            pool.try_get().is_none(),
+            "round {round}: the returning thread took its connection back"
+        );
+        assert_eq!(got.recv_timeout(SOON).unwrap(), id, "round {round}");
+        // The newcomer goes on while the waiter returns the connection (idle then, and fair
+        // game): it must first have seen the disarm.
+        armed.store(false, Ordering::SeqCst);
+        let seen = loops.load(Ordering::SeqCst);
+        while loops.load(Ordering::SeqCst) < seen + 2 {
+            assert!(
+                asked_at.elapsed() < SOON,
+                "round {round}: the newcomer stalled"
+            );
+            thread::yield_now();
+        }
+        release.send(()).unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    assert_eq!(newcomer.join().unwrap(), 0, "a newcomer took it");
+    drop(ask);
+    waiter.join().unwrap();
 }
 
 #[test]

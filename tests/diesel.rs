@@ -1,11 +1,10 @@
 //! `sluicegate::diesel`: diesel's `PgConnection` pooled by sluicegate, used as diesel users use
 //! r2d2's pooled connections, against the local PostgreSQL server.
 //!
-//! The server is the one of tests/postgres.rs (`SLUICEGATE_PG_HOST`, `_PORT`, `_USER`,
-//! `_PASSWORD`, `_DATABASE`; by default `postgres@127.0.0.1:5432/test`, which
-//! `scripts/services.sh` sets up with the role `sluicegate_auth`, password
-//! `sluicegate-auth-secret`). Without a reachable server the tests say so loudly and pass,
-//! except under `CI=true`, where they fail.
+//! The server is the one of tests/postgres.rs (the `SLUICEGATE_PG_*` settings, read by
+//! `common::Server::postgres`), by default the local one `scripts/services.sh` sets up with the
+//! role `sluicegate_auth`, password `sluicegate-auth-secret`. Without a reachable server the
+//! tests say so loudly and pass, except under `CI=true`, where they fail.
 #![cfg(feature = "diesel-postgres")]
 
 mod common;
@@ -17,7 +16,7 @@ use diesel::result::{ConnectionError, Error as QueryError};
 use sluicegate::diesel::{ConnectionManager, Pool, PooledConnection, TestCustomizer};
 use sluicegate::r2d2::{R2d2Customizer, R2d2Manager, refuses_login};
 
-use common::{SOON, capture_logs, check_refused, check_wrong_password, env, skip, unused_port};
+use common::{SOON, Server, capture_logs, check_refused, check_wrong_password, skip, unused_port};
 
 diesel::table! {
     items (id) {
@@ -26,19 +25,14 @@ diesel::table! {
     }
 }
 
-/// A URL for the test server as `user` with `password`, or the configured user.
+/// The test server's URL, as `user` with `password` if given, else as configured.
 fn url_as(user: Option<(&str, &str)>) -> String {
-    let host = env("SLUICEGATE_PG_HOST", "127.0.0.1");
-    let port = env("SLUICEGATE_PG_PORT", "5432");
-    let database = env("SLUICEGATE_PG_DATABASE", "test");
-    let login = match user {
-        Some((user, password)) => format!("{user}:{password}"),
-        None => match std::env::var("SLUICEGATE_PG_PASSWORD") {
-            Ok(password) => format!("{}:{password}", env("SLUICEGATE_PG_USER", "postgres")),
-            Err(_) => env("SLUICEGATE_PG_USER", "postgres"),
-        },
-    };
-    format!("postgres://{login}@{host}:{port}/{database}?connect_timeout=5")
+    let mut server = Server::postgres();
+    if let Some((user, password)) = user {
+        server.user = user.to_string();
+        server.password = Some(password.to_string());
+    }
+    server.url()
 }
 
 /// The server's URL, or `None` (with a loud message) when it cannot be reached outside CI.
@@ -358,11 +352,14 @@ fn a_wrong_password_fails_build_at_once() {
 
 #[test]
 fn an_unknown_database_fails_build_at_once() {
-    let Some(url) = server("an_unknown_database_fails_build_at_once") else {
+    if server("an_unknown_database_fails_build_at_once").is_none() {
         return;
-    };
-    let database = env("SLUICEGATE_PG_DATABASE", "test");
-    let url = url.replace(&format!("/{database}?"), "/sluicegate_no_such_database?");
+    }
+    let url = Server {
+        database: "sluicegate_no_such_database".to_string(),
+        ..Server::postgres()
+    }
+    .url();
     let started = Instant::now();
     let err = Pool::builder()
         .connection_timeout(Duration::from_secs(30))

@@ -1,9 +1,9 @@
 //! `sluicegate::postgres` against a real PostgreSQL server on 127.0.0.1.
 //!
-//! Settings come from `SLUICEGATE_PG_HOST` (default `127.0.0.1`), `SLUICEGATE_PG_PORT` (`5432`),
-//! `SLUICEGATE_PG_USER` (`postgres`), `SLUICEGATE_PG_PASSWORD` (none) and `SLUICEGATE_PG_DATABASE`
-//! (`test`), the local service that `scripts/services.sh` sets up. Without a reachable server
-//! the tests say so loudly and pass, except under `CI=true`, where they fail.
+//! The server is the one the `SLUICEGATE_PG_HOST`, `_PORT`, `_USER`, `_PASSWORD` and `_DATABASE`
+//! settings name (`common::Server::postgres` reads them), by default the local one that
+//! `scripts/services.sh` sets up. Without a reachable server the tests say so loudly and pass,
+//! except under `CI=true`, where they fail.
 #![cfg(feature = "postgres")]
 
 mod common;

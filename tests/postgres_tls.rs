@@ -2,13 +2,11 @@
 //! ring provider (through tokio-postgres-rustls, no OpenSSL), `sslmode=require`, trusting only
 //! the CA that signed the server's certificate.
 //!
-//! Settings come from `SLUICEGATE_PG_HOST` (default `127.0.0.1`), `SLUICEGATE_PG_PORT` (`5432`),
-//! `SLUICEGATE_PG_USER` (`postgres`), `SLUICEGATE_PG_PASSWORD` (none) and `SLUICEGATE_PG_DATABASE`
-//! (`test`), as in tests/postgres.rs, and `SLUICEGATE_PG_TLS_CA`
-//! (`/etc/postgresql-common/sluicegate-tls/ca.pem`), the CA certificate to trust: the local service
-//! and CA that `scripts/services.sh` sets up. Without a server that speaks TLS with a
-//! certificate from that CA, the tests say so loudly and pass, except under `CI=true`, where
-//! they fail.
+//! The server is the one of tests/postgres.rs (the `SLUICEGATE_PG_*` settings), and
+//! `SLUICEGATE_PG_TLS_CA` (`/etc/postgresql-common/sluicegate-tls/ca.pem`) the CA certificate
+//! to trust: the local service and CA that `scripts/services.sh` sets up. Without a server that
+//! speaks TLS with a certificate from that CA, the tests say so loudly and pass, except under
+//! `CI=true`, where they fail.
 #![cfg(feature = "postgres")]
 
 mod common;

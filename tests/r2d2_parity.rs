@@ -649,22 +649,6 @@ fn connections_close_when_the_pool_is_dropped() {
     assert!(eventually(SOON, || Arc::strong_count(&script) == 1));
 }
 
-#[test]
-fn checked_out_connection_closes_on_return_after_the_pool_is_dropped() {
-    let manager = FakeManager::new();
-    let script = manager.script.clone();
-    let pool = Pool::builder().max_size(3).build(manager).unwrap();
-    let mut held = pool.get().unwrap();
-
-    drop(pool);
-    assert!(eventually(SOON, || script.live() == 1), "idle ones close");
-    held.uses += 1; // still usable
-
-    drop(held);
-    assert!(eventually(SOON, || script.live() == 0));
-    assert!(eventually(SOON, || Arc::strong_count(&script) == 1));
-}
-
 // ---------------------------------------------------------------------------------------------
 // Events and extensions
 // ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::FakeManager;
+use common::{FakeManager, linux_only};
 
 /// Set (to anything) in the child's environment: the test runs as the child.
 const CHILD_ENV: &str = "SLUICEGATE_STARVATION_CHILD";
@@ -101,13 +101,9 @@ fn starvation_test(test: &str, pool: &str, episodes: &[Starve]) {
         child(pool);
         return;
     }
-    if !cfg!(target_os = "linux") {
-        eprintln!(
-            "!!!!! SKIPPED {test}: stopping a process with SIGSTOP is only tested on Linux !!!!!"
-        );
-        return;
+    if linux_only(test, "a stopped process's state from /proc") {
+        parent(test, pool, episodes);
     }
-    parent(test, pool, episodes);
 }
 
 // ---------------------------------------------------------------------------------------------

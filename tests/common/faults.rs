@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use sluicegate::{ManageConnection, Pool};
 
-use crate::common::{SOON, chain, skip};
+use crate::common::{SOON, chain, linux_only, skip};
 
 #[path = "load.rs"]
 mod load;
@@ -383,6 +383,10 @@ pub fn stopped_under_load<M: ManageConnection>(
     query: fn(&mut M::Connection) -> Result<(), String>,
     stop: impl FnOnce() -> Result<Stopped, String>,
 ) -> Option<StopReport> {
+    // The watchdog that continues what the test stopped reads /proc, as does `stop` itself.
+    if !linux_only(test, "the processes' states from /proc") {
+        return None;
+    }
     let timeout = pool.connection_timeout();
     let load = Load::start(&pool, WORKERS, query);
     load.wait_for_each(SOON, "answered a query before the stop");

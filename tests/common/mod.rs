@@ -404,15 +404,32 @@ pub fn finishes_within<T: Send + 'static>(
     }
 }
 
-/// Names of this process's threads (Linux: /proc/self/task/*/comm; 15 characters at most).
+/// Names of this process's threads, from /proc/self/task/*/comm (15 characters at most).
+/// Linux only: a test that reads them starts with [`linux_only`]. Elsewhere this panics rather
+/// than return nothing, under which "no thread named X is left" would pass without looking.
 pub fn thread_names() -> Vec<String> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
+    let tasks = std::fs::read_dir("/proc/self/task").unwrap_or_else(|err| {
+        panic!("cannot list /proc/self/task ({err}): a test reading thread names is linux_only")
+    });
     tasks
+        // A thread may end between the listing and the read.
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
         .map(|name| name.trim_end().to_string())
         .collect()
+}
+
+/// What a test reading [`thread_names`] needs, for [`linux_only`].
+pub const THREAD_NAMES: &str = "thread names from /proc";
+
+/// Whether `test`, which needs what only Linux has (`needs`: thread names in /proc, the
+/// pool's look at a connection's socket), can run here; elsewhere says loudly that it did
+/// not. On Linux it always runs, so under `CI=true` (on Linux) nothing is skipped.
+pub fn linux_only(test: &str, needs: &str) -> bool {
+    if cfg!(target_os = "linux") {
+        return true;
+    }
+    announce_skip(test, &format!("it needs {needs}, which only Linux has"));
+    false
 }
 
 /// Log lines captured from every test in this binary (tests run in parallel, so each test
@@ -554,7 +571,11 @@ pub fn skip(test: &str, why: &str, fix: &str) {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("CI=true and {test} cannot run: {why}; {fix}");
     }
-    eprintln!("\n!!! SKIPPED {test}: {why}; {fix} !!!\n");
+    announce_skip(test, &format!("{why}; {fix}"));
+}
+
+fn announce_skip(test: &str, why: &str) {
+    eprintln!("\n!!! SKIPPED {test}: {why} !!!\n");
 }
 
 /// Whether `test`, which stops, restarts, signals or reconfigures a database server, may run:
@@ -577,42 +598,128 @@ pub fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
-/// The PostgreSQL server of tests/postgres.rs and tests/postgres_tls.rs: `SLUICEGATE_PG_HOST`
-/// (default `127.0.0.1`), `SLUICEGATE_PG_PORT` (`5432`), `SLUICEGATE_PG_USER` (`postgres`),
-/// `SLUICEGATE_PG_PASSWORD` (none) and `SLUICEGATE_PG_DATABASE` (`test`), given 5 s to connect. By
-/// default that is the local server `scripts/services.sh` sets up, [`pg_local`].
+/// A database server the tests use: where it is and whom to log in as. The one place the
+/// `SLUICEGATE_PG_*` and `SLUICEGATE_MY_*` settings are read; each driver's settings (and
+/// diesel's URL) are built from it. No `Debug`: it holds the password.
+#[derive(Clone)]
+pub struct Server {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub database: String,
+}
+
+impl Server {
+    /// The local PostgreSQL server `scripts/services.sh` sets up, the one the fault and
+    /// restart tests act on: user `postgres` (no password) at 127.0.0.1:5432, database `test`.
+    pub fn local_postgres() -> Server {
+        Server::local(5432, "postgres")
+    }
+
+    /// The local MariaDB server `scripts/services.sh` sets up, the one the fault and restart
+    /// tests act on: user `root` (empty password) at 127.0.0.1:3306, database `test`.
+    pub fn local_mysql() -> Server {
+        Server::local(3306, "root")
+    }
+
+    /// The PostgreSQL server of the driver tests: [`Server::local_postgres`] but for what
+    /// `SLUICEGATE_PG_HOST`, `_PORT`, `_USER`, `_PASSWORD` and `_DATABASE` say.
+    pub fn postgres() -> Server {
+        Server::local_postgres().but_for_env("SLUICEGATE_PG")
+    }
+
+    /// The MariaDB (or MySQL) server of the driver tests: [`Server::local_mysql`] but for what
+    /// `SLUICEGATE_MY_HOST`, `_PORT`, `_USER`, `_PASSWORD` and `_DATABASE` say.
+    pub fn mysql() -> Server {
+        Server::local_mysql().but_for_env("SLUICEGATE_MY")
+    }
+
+    fn local(port: u16, user: &str) -> Server {
+        Server {
+            host: "127.0.0.1".to_string(),
+            port,
+            user: user.to_string(),
+            password: None,
+            database: "test".to_string(),
+        }
+    }
+
+    /// This server, with each setting the environment variable `{prefix}_{SETTING}` gives.
+    fn but_for_env(self, prefix: &str) -> Server {
+        let var = |setting: &str| std::env::var(format!("{prefix}_{setting}")).ok();
+        Server {
+            host: var("HOST").unwrap_or(self.host),
+            port: var("PORT").map_or(self.port, |port| {
+                port.parse()
+                    .unwrap_or_else(|_| panic!("{prefix}_PORT={port:?} is not a port number"))
+            }),
+            user: var("USER").unwrap_or(self.user),
+            password: var("PASSWORD").or(self.password),
+            database: var("DATABASE").unwrap_or(self.database),
+        }
+    }
+
+    /// A `postgres://` URL for it (diesel's way), given 5 s to connect. It holds the password:
+    /// never print it.
+    pub fn url(&self) -> String {
+        let login = match &self.password {
+            Some(password) => format!("{}:{password}", self.user),
+            None => self.user.clone(),
+        };
+        format!(
+            "postgres://{login}@{}:{}/{}?connect_timeout=5",
+            self.host, self.port, self.database
+        )
+    }
+
+    /// Its settings for the `postgres` driver. (`host` and `port` add to a `Config`'s lists, so
+    /// change them here, not on the result.)
+    #[cfg(feature = "postgres")]
+    pub fn pg_config(&self) -> postgres::Config {
+        let mut config = postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .dbname(&self.database);
+        if let Some(password) = &self.password {
+            config.password(password);
+        }
+        config
+    }
+
+    /// Its settings for the `mysql` driver.
+    #[cfg(feature = "mysql")]
+    pub fn my_opts(&self) -> mysql::OptsBuilder {
+        mysql::OptsBuilder::new()
+            .ip_or_hostname(Some(self.host.clone()))
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(self.password.clone())
+            .db_name(Some(self.database.clone()))
+    }
+}
+
+/// The PostgreSQL server of tests/postgres.rs and tests/postgres_tls.rs ([`Server::postgres`]),
+/// given 5 s to connect.
 #[cfg(feature = "postgres")]
 pub fn pg_config() -> postgres::Config {
-    let mut config = postgres::Config::new();
-    config
-        .host(&env("SLUICEGATE_PG_HOST", "127.0.0.1"))
-        .port(
-            env("SLUICEGATE_PG_PORT", "5432")
-                .parse()
-                .expect("SLUICEGATE_PG_PORT"),
-        )
-        .user(&env("SLUICEGATE_PG_USER", "postgres"))
-        .dbname(&env("SLUICEGATE_PG_DATABASE", "test"))
-        .connect_timeout(Duration::from_secs(5));
-    if let Ok(password) = std::env::var("SLUICEGATE_PG_PASSWORD") {
-        config.password(password);
-    }
+    let mut config = Server::postgres().pg_config();
+    config.connect_timeout(Duration::from_secs(5));
     config
 }
 
-/// 127.0.0.1:`port` as the local PostgreSQL server's user `postgres`, database `test`, whatever
-/// the `SLUICEGATE_PG_*` settings say: at port 5432 the server `scripts/services.sh` sets up, the
-/// one the fault and restart tests act on. (`host` and `port` add to a `Config`'s lists, so
-/// the port is given here; the rest the caller may change.)
+/// The local PostgreSQL server ([`Server::local_postgres`]) whatever the `SLUICEGATE_PG_*`
+/// settings say, but at 127.0.0.1:`port`: at 5432 the server itself, elsewhere PgBouncer or a
+/// listener of the test's own.
 #[cfg(feature = "postgres")]
 pub fn pg_local(port: u16) -> postgres::Config {
-    let mut config = postgres::Config::new();
-    config
-        .host("127.0.0.1")
-        .port(port)
-        .user("postgres")
-        .dbname("test");
-    config
+    Server {
+        port,
+        ..Server::local_postgres()
+    }
+    .pg_config()
 }
 
 /// `SELECT 1` on `client`, which must answer 1: the query of the fault and restart tests.
@@ -626,35 +733,19 @@ pub fn pg_select_1(client: &mut postgres::Client) -> Result<(), String> {
     Ok(())
 }
 
-/// The MariaDB server of tests/mysql.rs: `SLUICEGATE_MY_HOST` (default `127.0.0.1`),
-/// `SLUICEGATE_MY_PORT` (`3306`), `SLUICEGATE_MY_USER` (`root`), `SLUICEGATE_MY_PASSWORD` (empty) and
-/// `SLUICEGATE_MY_DATABASE` (`test`), given 5 s to connect. By default that is the local server
-/// `scripts/services.sh` sets up, [`my_local`].
+/// The MariaDB server of tests/mysql.rs ([`Server::mysql`]), given 5 s to connect.
 #[cfg(feature = "mysql")]
 pub fn my_opts() -> mysql::OptsBuilder {
-    mysql::OptsBuilder::new()
-        .ip_or_hostname(Some(env("SLUICEGATE_MY_HOST", "127.0.0.1")))
-        .tcp_port(
-            env("SLUICEGATE_MY_PORT", "3306")
-                .parse()
-                .expect("SLUICEGATE_MY_PORT"),
-        )
-        .user(Some(env("SLUICEGATE_MY_USER", "root")))
-        .pass(std::env::var("SLUICEGATE_MY_PASSWORD").ok())
-        .db_name(Some(env("SLUICEGATE_MY_DATABASE", "test")))
+    Server::mysql()
+        .my_opts()
         .tcp_connect_timeout(Some(Duration::from_secs(5)))
 }
 
-/// 127.0.0.1:3306 as user `root` (empty password), database `test`, whatever the `SLUICEGATE_MY_*`
-/// settings say: the local MariaDB server `scripts/services.sh` sets up, the one the fault and
-/// restart tests act on.
+/// The local MariaDB server ([`Server::local_mysql`]) whatever the `SLUICEGATE_MY_*` settings
+/// say.
 #[cfg(feature = "mysql")]
 pub fn my_local() -> mysql::OptsBuilder {
-    mysql::OptsBuilder::new()
-        .ip_or_hostname(Some("127.0.0.1"))
-        .tcp_port(3306)
-        .user(Some("root"))
-        .db_name(Some("test"))
+    Server::local_mysql().my_opts()
 }
 
 /// `SELECT 1` on `conn`, which must answer 1: the query of the fault and restart tests.
