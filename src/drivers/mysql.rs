@@ -6,7 +6,8 @@
 //! so if its socket is readable, the server's error packet or FIN is waiting there; a
 //! zero-timeout `poll` of the socket tells in about a microsecond. The same look runs on every
 //! check-out (`is_closed`), so a session killed while it sat idle is never handed out, skip
-//! window or not.
+//! window or not. The look needs Linux; elsewhere both answer from the client alone, which
+//! learns of the end at its next round trip.
 //!
 //! On Linux every round trip the pool makes is bounded: a connect (TCP, TLS and the login)
 //! reads and writes with the attempt's deadline unless your options set timeouts of their own
