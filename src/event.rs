@@ -1,5 +1,18 @@
 //! Events a pool reports to its [`HandleEvent`] (the same events, with the same accessors, as
 //! r2d2).
+//!
+//! ```
+//! use sluicegate::event::{HandleEvent, TimeoutEvent};
+//!
+//! #[derive(Debug)]
+//! struct Alert;
+//!
+//! impl HandleEvent for Alert {
+//!     fn handle_timeout(&self, e: TimeoutEvent) {
+//!         eprintln!("no connection within {:?}", e.timeout());
+//!     }
+//! }
+//! ```
 
 use std::fmt;
 use std::time::Duration;
@@ -33,22 +46,77 @@ use std::time::Duration;
 /// ```
 pub trait HandleEvent: fmt::Debug + Sync + Send {
     /// Called when the pool has opened a new connection (see [`AcquireEvent`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[derive(Debug)] struct Log;
+    /// impl sluicegate::HandleEvent for Log {
+    ///     fn handle_acquire(&self, e: sluicegate::event::AcquireEvent) {
+    ///         println!("opened connection {}", e.connection_id());
+    ///     }
+    /// }
+    /// ```
     #[allow(unused_variables)]
     fn handle_acquire(&self, event: AcquireEvent) {}
 
     /// Called when the pool closes a connection (see [`ReleaseEvent`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[derive(Debug)] struct Log;
+    /// impl sluicegate::HandleEvent for Log {
+    ///     fn handle_release(&self, e: sluicegate::event::ReleaseEvent) {
+    ///         println!("closed {} at age {:?}", e.connection_id(), e.age());
+    ///     }
+    /// }
+    /// ```
     #[allow(unused_variables)]
     fn handle_release(&self, event: ReleaseEvent) {}
 
     /// Called when a connection is checked out (see [`CheckoutEvent`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[derive(Debug)] struct Log;
+    /// impl sluicegate::HandleEvent for Log {
+    ///     fn handle_checkout(&self, e: sluicegate::event::CheckoutEvent) {
+    ///         println!("waited {:?} for {}", e.duration(), e.connection_id());
+    ///     }
+    /// }
+    /// ```
     #[allow(unused_variables)]
     fn handle_checkout(&self, event: CheckoutEvent) {}
 
     /// Called when a check-out gives up waiting (see [`TimeoutEvent`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[derive(Debug)] struct Log;
+    /// impl sluicegate::HandleEvent for Log {
+    ///     fn handle_timeout(&self, e: sluicegate::event::TimeoutEvent) {
+    ///         eprintln!("gave up after {:?}", e.timeout());
+    ///     }
+    /// }
+    /// ```
     #[allow(unused_variables)]
     fn handle_timeout(&self, event: TimeoutEvent) {}
 
     /// Called when a connection is checked back in (see [`CheckinEvent`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[derive(Debug)] struct Log;
+    /// impl sluicegate::HandleEvent for Log {
+    ///     fn handle_checkin(&self, e: sluicegate::event::CheckinEvent) {
+    ///         println!("{} held for {:?}", e.connection_id(), e.duration());
+    ///     }
+    /// }
+    /// ```
     #[allow(unused_variables)]
     fn handle_checkin(&self, event: CheckinEvent) {}
 }
@@ -72,11 +140,8 @@ impl HandleEvent for NopEventHandler {}
 /// # Examples
 ///
 /// ```
-/// # #[derive(Debug)] struct Opened;
-/// impl sluicegate::HandleEvent for Opened {
-///     fn handle_acquire(&self, event: sluicegate::event::AcquireEvent) {
-///         println!("opened connection {}", event.connection_id());
-///     }
+/// fn log(e: &sluicegate::event::AcquireEvent) {
+///     println!("opened connection {}", e.connection_id());
 /// }
 /// ```
 #[derive(Debug)]
@@ -104,11 +169,8 @@ impl AcquireEvent {
 /// # Examples
 ///
 /// ```
-/// # #[derive(Debug)] struct Closed;
-/// impl sluicegate::HandleEvent for Closed {
-///     fn handle_release(&self, event: sluicegate::event::ReleaseEvent) {
-///         println!("closed connection {} after {:?}", event.connection_id(), event.age());
-///     }
+/// fn log(e: &sluicegate::event::ReleaseEvent) {
+///     println!("closed connection {} after {:?}", e.connection_id(), e.age());
 /// }
 /// ```
 #[derive(Debug)]
@@ -150,11 +212,8 @@ impl ReleaseEvent {
 /// # Examples
 ///
 /// ```
-/// # #[derive(Debug)] struct Waits;
-/// impl sluicegate::HandleEvent for Waits {
-///     fn handle_checkout(&self, event: sluicegate::event::CheckoutEvent) {
-///         println!("got {} after {:?}", event.connection_id(), event.duration());
-///     }
+/// fn log(e: &sluicegate::event::CheckoutEvent) {
+///     println!("got {} after {:?}", e.connection_id(), e.duration());
 /// }
 /// ```
 #[derive(Debug)]
@@ -196,11 +255,8 @@ impl CheckoutEvent {
 /// # Examples
 ///
 /// ```
-/// # #[derive(Debug)] struct Timeouts;
-/// impl sluicegate::HandleEvent for Timeouts {
-///     fn handle_timeout(&self, event: sluicegate::event::TimeoutEvent) {
-///         eprintln!("gave up after {:?}", event.timeout());
-///     }
+/// fn log(e: &sluicegate::event::TimeoutEvent) {
+///     eprintln!("gave up after {:?}", e.timeout());
 /// }
 /// ```
 #[derive(Debug)]
@@ -228,11 +284,8 @@ impl TimeoutEvent {
 /// # Examples
 ///
 /// ```
-/// # #[derive(Debug)] struct Usage;
-/// impl sluicegate::HandleEvent for Usage {
-///     fn handle_checkin(&self, event: sluicegate::event::CheckinEvent) {
-///         println!("{} was held for {:?}", event.connection_id(), event.duration());
-///     }
+/// fn log(e: &sluicegate::event::CheckinEvent) {
+///     println!("{} was held for {:?}", e.connection_id(), e.duration());
 /// }
 /// ```
 #[derive(Debug)]

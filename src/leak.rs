@@ -1,6 +1,15 @@
 //! Leak detection: what a check-out records when `leak_detection_threshold` is set, how the
 //! pool finds the check-outs held too long, and how a [`Leak`] prints.
 //!
+//! ```
+//! # let pool = sluicegate::doc_fixture::leak_checked_pool()?; // threshold zero
+//! let conn = pool.get()?;
+//! for leak in pool.leaks() {
+//!     println!("{leak}"); // where `conn` was borrowed, by which thread, and the stack
+//! }
+//! # Ok::<(), sluicegate::Error>(())
+//! ```
+//!
 //! Invariants: the tracker holds one record per connection currently checked out (keyed by
 //! connection id, removed when the connection comes back or is detached), and each record is
 //! reported (logged, or put in an `assert_no_leaks` panic) and counted at most once.

@@ -42,12 +42,26 @@ use crate::extensions::Extensions;
 /// ```
 pub trait ManageConnection: Send + Sync + 'static {
     /// The connection type this manager opens.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn open<M: sluicegate::ManageConnection>(m: &M) -> Result<M::Connection, M::Error> {
+    ///     m.connect()
+    /// }
+    /// ```
     type Connection: Send + 'static;
 
     /// The error type its operations return.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn why<M: sluicegate::ManageConnection>(m: &M) -> Option<M::Error> { m.connect().err() }
+    /// ```
     type Error: error::Error + 'static;
 
-    /// Opens a new connection, on the pool's background thread (never on a thread that is
+    /// Opens a new connection, on the pool's opener thread (never on a thread that is
     /// waiting for a connection).
     ///
     /// # Errors
@@ -55,6 +69,14 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// Whatever keeps the connection from opening; the pool retries with back-off while
     /// connections are wanted, and shows the error (with its `source()` chain) to check-outs that
     /// time out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use sluicegate::{ManageConnection, doc_fixture::Manager};
+    /// let conn: () = Manager.connect()?; // what the pool's opener thread does
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     fn connect(&self) -> Result<Self::Connection, Self::Error>;
 
     /// Opens a new connection, giving up after `timeout`: what the pool calls, one attempt at
@@ -112,6 +134,15 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///
     /// An error closes the connection; the check-out goes on with another one, within its
     /// deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use sluicegate::{ManageConnection, doc_fixture::Manager};
+    /// let mut conn = Manager.connect()?;
+    /// Manager.is_valid(&mut conn)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error>;
 
     /// Checks that a connection still works, giving up after `timeout`: what the pool calls.
@@ -165,6 +196,15 @@ pub trait ManageConnection: Send + Sync + 'static {
     /// Tells, *quickly* and without I/O, whether a connection is known to be unusable.
     ///
     /// Runs on every check-in, on the returning thread. `true` closes the connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use sluicegate::{ManageConnection, doc_fixture::Manager};
+    /// let mut conn = Manager.connect()?;
+    /// assert!(!Manager.has_broken(&mut conn));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     fn has_broken(&self, conn: &mut Self::Connection) -> bool;
 
     /// Whether an error from [`connect`](ManageConnection::connect) will not go away by
@@ -277,6 +317,18 @@ pub trait ManageConnection: Send + Sync + 'static {
 pub trait HandleError<E>: fmt::Debug + Send + Sync + 'static {
     /// Handles one error. Called off the pool's lock, on the thread that met the error; a
     /// panic here is logged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[derive(Debug)]
+    /// struct Stderr;
+    /// impl sluicegate::HandleError<std::io::Error> for Stderr {
+    ///     fn handle_error(&self, error: std::io::Error) {
+    ///         eprintln!("database error: {error}");
+    ///     }
+    /// }
+    /// ```
     fn handle_error(&self, error: E);
 }
 
@@ -348,11 +400,24 @@ where
 /// }
 /// ```
 pub trait CustomizeConnection<C, E>: fmt::Debug + Send + Sync + 'static {
-    /// Called on the background thread with each connection right after `connect` opened it.
+    /// Called on the opener thread with each connection right after `connect` opened it.
     ///
     /// # Errors
     ///
     /// An error (or a panic) discards the connection and counts as a failed connect.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[derive(Debug)]
+    /// struct Tag;
+    /// impl sluicegate::CustomizeConnection<Vec<String>, std::io::Error> for Tag {
+    ///     fn on_acquire(&self, conn: &mut Vec<String>) -> std::io::Result<()> {
+    ///         conn.push("SET application_name = 'app'".into());
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
     #[allow(unused_variables)]
     fn on_acquire(&self, conn: &mut C) -> Result<(), E> {
         Ok(())
@@ -360,6 +425,18 @@ pub trait CustomizeConnection<C, E>: fmt::Debug + Send + Sync + 'static {
 
     /// Called with each connection the pool closes (broken, invalid, expired, evicted, or the
     /// pool closed); dropping `conn` closes it. A panic here is logged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[derive(Debug)]
+    /// struct Goodbye;
+    /// impl sluicegate::CustomizeConnection<Vec<String>, std::io::Error> for Goodbye {
+    ///     fn on_release(&self, conn: Vec<String>) {
+    ///         eprintln!("closing a connection that ran {} statements", conn.len());
+    ///     }
+    /// }
+    /// ```
     #[allow(unused_variables)]
     fn on_release(&self, conn: C) {}
 }

@@ -24,6 +24,13 @@
 /// The share of the server's connections [`per_instance`] hands out: 80%, the rest left for
 /// migrations, consoles, monitoring and deploys that briefly run old and new instances side by
 /// side.
+///
+/// # Examples
+///
+/// ```
+/// let budget = (100.0 * sluicegate::sizing::DEFAULT_SHARE) as u32; // of max_connections = 100
+/// assert_eq!(budget, 80);
+/// ```
 pub const DEFAULT_SHARE: f64 = 0.8;
 
 /// The largest pool each of `instances` can have so that all of them together stay within

@@ -2,6 +2,14 @@
 //! [`r2d2::ManageConnection`] — r2d2_postgres's, r2d2_sqlite's, diesel's `ConnectionManager` —
 //! so that it can be pooled by sluicegate unchanged; [`R2d2Customizer`] does the same for an
 //! r2d2 customizer. The crate guide's "Moving from r2d2" says what else changes.
+//!
+//! ```
+//! # use sluicegate::doc_fixture::R2d2Counter as AdapterManager; // any r2d2 manager
+//! use sluicegate::r2d2::R2d2Manager;
+//!
+//! let pool = sluicegate::Pool::builder().build(R2d2Manager::new(AdapterManager))?;
+//! # Ok::<(), sluicegate::Error>(())
+//! ```
 
 use std::error::Error as StdError;
 use std::fmt;

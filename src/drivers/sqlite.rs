@@ -4,6 +4,18 @@
 //! [`memory`](SqliteConnectionManager::memory) and
 //! [`with_busy_timeout`](SqliteConnectionManager::with_busy_timeout)).
 //!
+//! ```
+//! use sluicegate::sqlite::SqliteConnectionManager;
+//!
+//! # let path = std::env::temp_dir().join(format!("sluicegate-doc-{}.db", std::process::id()));
+//! let pool = sluicegate::Pool::new(SqliteConnectionManager::file(&path))?;
+//! let two: i64 = pool.get()?.query_row("SELECT 1 + 1", [], |row| row.get(0))?;
+//! # drop(pool);
+//! # std::fs::remove_file(&path).ok();
+//! assert_eq!(two, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # One SQLite per build
 //!
 //! Cargo allows only one crate with rusqlite's `links = "sqlite3"` in a build: two versions of
