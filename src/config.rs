@@ -412,16 +412,21 @@ where
     /// The pool's configuration, if the settings are valid.
     pub(crate) fn into_config(self) -> Result<Config<M::Connection, M::Error>, Error> {
         self.validate()?;
-        Ok(self.into_parts().0)
+        Ok(self.config())
     }
 
     /// The pool's configuration, and what is wrong with the settings, if anything.
     pub(crate) fn into_parts(self) -> (Config<M::Connection, M::Error>, Option<Error>) {
         let problem = self.validate().err();
+        (self.config(), problem)
+    }
+
+    /// The pool's configuration, as set (validated by the caller).
+    fn config(self) -> Config<M::Connection, M::Error> {
         let name = self
             .pool_name
             .unwrap_or_else(|| format!("pool-{}", POOL_NUMBER.fetch_add(1, Ordering::Relaxed)));
-        let config = Config {
+        Config {
             settings: self.settings,
             name: name.into(),
             error_handler: self.error_handler,
@@ -431,8 +436,7 @@ where
                 .event_handler
                 .unwrap_or_else(|| Box::new(crate::event::NopEventHandler)),
             customizer: self.connection_customizer,
-        };
-        (config, problem)
+        }
     }
 }
 
