@@ -17,8 +17,6 @@ const MAX_FRAMES: usize = 40;
 /// lines need the binary's symbols and debug info (`debug = 1` or more in the profile gives
 /// lines; a stripped binary gives addresses only).
 ///
-/// # Examples
-///
 /// ```
 /// fn print(trace: &sluicegate::leak::Backtrace) { println!("{trace}") }
 /// ```
@@ -44,8 +42,6 @@ impl Backtrace {
 
     /// Every frame recorded, innermost first, the pool's own included; an inlined call gives
     /// one frame per function. Resolved on first use (which reads the binary's debug info).
-    ///
-    /// # Examples
     ///
     /// ```
     /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
@@ -146,8 +142,6 @@ pub struct Frame {
 impl Frame {
     /// The function's demangled name, without its hash (`my_app::handlers::fetch_user`).
     ///
-    /// # Examples
-    ///
     /// ```
     /// fn function(frame: &sluicegate::leak::Frame) -> Option<&str> { frame.function() }
     /// ```
@@ -158,8 +152,6 @@ impl Frame {
 
     /// The source file, when the binary has debug info.
     ///
-    /// # Examples
-    ///
     /// ```
     /// fn file(frame: &sluicegate::leak::Frame) -> Option<&std::path::Path> { frame.file() }
     /// ```
@@ -169,8 +161,6 @@ impl Frame {
     }
 
     /// The line in [`file`](Frame::file), when the binary has debug info.
-    ///
-    /// # Examples
     ///
     /// ```
     /// fn line(frame: &sluicegate::leak::Frame) -> Option<u32> { frame.line() }

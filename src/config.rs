@@ -85,8 +85,6 @@ where
 {
     /// A builder with every setting at its default.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Builder::new().build(Manager)?;
@@ -99,8 +97,6 @@ where
 
     /// The most connections the pool keeps open at once, counting those being opened and
     /// closed. Must be at least 1.
-    ///
-    /// # Examples
     ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
@@ -116,8 +112,6 @@ where
     /// `max_size`: the pool stays full. A smaller value lets a quiet service hold fewer connections
     /// (see `idle_timeout`), opened again on demand. Must not exceed `max_size`.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(8).min_idle(Some(2)).build(Manager)?;
@@ -131,8 +125,6 @@ where
 
     /// Whether a check-out checks the connection with [`is_valid`](ManageConnection::is_valid)
     /// first, unless within the [`validation_skip_window`](Builder::validation_skip_window).
-    ///
-    /// # Examples
     ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
@@ -150,8 +142,6 @@ where
     /// [`is_valid`](ManageConnection::is_valid): it just proved itself. `Duration::ZERO`
     /// validates every check-out. Windows of 100 ms and more are measured with the kernel's
     /// coarse clock (a few milliseconds of resolution, much cheaper to read).
-    ///
-    /// # Examples
     ///
     /// ```
     /// # use {sluicegate::doc_fixture::Manager, std::time::Duration};
@@ -178,8 +168,6 @@ where
     /// default: recycling connections every half hour bounds the memory a session can accumulate on
     /// the server.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # use {sluicegate::doc_fixture::Manager, std::time::Duration};
     /// let builder = sluicegate::Pool::<Manager>::builder()
@@ -194,8 +182,6 @@ where
     /// the reaper thread, the longest-unused first. `None` keeps them; zero is invalid. It never
     /// takes the pool below `min_idle`, so with `min_idle` unset it closes nothing: closing only
     /// to reopen for `min_idle` would churn.
-    ///
-    /// # Examples
     ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
@@ -224,8 +210,6 @@ where
     /// [`is_valid_within`]: crate::ManageConnection::is_valid_within
     /// [`connect_within`]: crate::ManageConnection::connect_within
     ///
-    /// # Examples
-    ///
     /// ```
     /// # use {sluicegate::doc_fixture::Manager, std::time::Duration};
     /// let builder = sluicegate::Pool::<Manager>::builder()
@@ -245,8 +229,6 @@ where
     /// or the database's own idle timeout, and finds dead ones before a check-out does; one it
     /// validated skips the check-out's validation within the
     /// [`validation_skip_window`](Builder::validation_skip_window).
-    ///
-    /// # Examples
     ///
     /// ```
     /// # use {sluicegate::doc_fixture::Manager, std::time::Duration};
@@ -277,8 +259,6 @@ where
     /// is not a leak), and a connection used by two threads at once would mix their sessions
     /// and transactions. Only the holder can end the leak, by dropping the guard.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # use {sluicegate::doc_fixture::Manager, std::time::Duration};
     /// let builder = sluicegate::Pool::<Manager>::builder()
@@ -294,8 +274,6 @@ where
     /// threshold), so this bounds how late it notices anything it was not told of. Zero is invalid.
     /// Rounds never come closer than 10 ms apart.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # use {sluicegate::doc_fixture::Manager, std::time::Duration};
     /// let builder = sluicegate::Pool::<Manager>::builder()
@@ -307,8 +285,6 @@ where
     }
 
     /// The pool's name, used in its threads' names, its log lines and its errors.
-    ///
-    /// # Examples
     ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
@@ -325,8 +301,6 @@ where
     /// `on_acquire`, as in r2d2, whatever the pool logs itself ([`LoggingErrorHandler`] says
     /// what that is).
     ///
-    /// # Examples
-    ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
     /// let builder = sluicegate::Pool::<Manager>::builder()
@@ -340,8 +314,6 @@ where
     /// Receives the pool's [events](crate::event). Without one, the pool does not read the
     /// clock to time check-outs and check-ins.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
     /// let builder = sluicegate::Pool::<Manager>::builder()
@@ -353,8 +325,6 @@ where
     }
 
     /// Adjusts connections as they are opened and closed.
-    ///
-    /// # Examples
     ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
@@ -375,8 +345,6 @@ where
     /// `ScheduledThreadPool`; sluicegate gives each pool threads of its own ([`Pool`](crate::Pool)
     /// names them), so a connect that hangs delays no other pool, and a pool's timing never waits
     /// for another's jobs. They sleep when there is nothing to do: sharing saves nothing.
-    ///
-    /// # Examples
     ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;

@@ -158,8 +158,6 @@ impl Error {
     /// Whether the pool was closed (by [`Pool::close`](crate::Pool::close), or because every
     /// `Pool` handle was dropped).
     ///
-    /// # Examples
-    ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;

@@ -123,8 +123,6 @@ pub trait HandleEvent: fmt::Debug + Sync + Send {
 
 /// A [`HandleEvent`] that ignores every event (the default).
 ///
-/// # Examples
-///
 /// ```
 /// # use sluicegate::doc_fixture::Manager;
 /// let builder = sluicegate::Pool::<Manager>::builder()
@@ -135,189 +133,106 @@ pub struct NopEventHandler;
 
 impl HandleEvent for NopEventHandler {}
 
-/// A connection was opened.
-///
-/// # Examples
-///
-/// ```
-/// fn log(e: &sluicegate::event::AcquireEvent) {
-///     println!("opened connection {}", e.connection_id());
-/// }
-/// ```
-#[derive(Debug)]
-pub struct AcquireEvent {
-    pub(crate) id: u64,
+/// Declares an event: a struct whose fields are read through accessors (`getter(field)`: the
+/// field names are r2d2's, which its `Debug` shows), each with its line of doc and an example.
+macro_rules! event {
+    ($(#[$doc:meta])* $name:ident { $($(#[$field_doc:meta])* $getter:ident($field:ident): $ty:ty,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name {
+            $(pub(crate) $field: $ty,)*
+        }
+
+        impl $name {
+            $(
+                $(#[$field_doc])*
+                #[doc = concat!(
+                    "\n```\n# use {sluicegate::event::", stringify!($name), ", std::time::Duration};\n",
+                    "fn ", stringify!($getter), "(e: ", stringify!($name), ") -> ", stringify!($ty),
+                    " { e.", stringify!($getter), "() }\n```",
+                )]
+                #[inline]
+                #[must_use]
+                pub fn $getter(&self) -> $ty {
+                    self.$field
+                }
+            )*
+        }
+    };
 }
 
-impl AcquireEvent {
-    /// The connection's id, unique within the process.
-    ///
-    /// # Examples
+event! {
+    /// A connection was opened.
     ///
     /// ```
-    /// fn connection_id(e: sluicegate::event::AcquireEvent) -> u64 { e.connection_id() }
+    /// fn log(e: &sluicegate::event::AcquireEvent) {
+    ///     println!("opened connection {}", e.connection_id());
+    /// }
     /// ```
-    #[inline]
-    #[must_use]
-    pub fn connection_id(&self) -> u64 {
-        self.id
+    AcquireEvent {
+        /// The connection's id, unique within the process.
+        connection_id(id): u64,
     }
 }
 
-/// A connection was closed.
-///
-/// # Examples
-///
-/// ```
-/// fn log(e: &sluicegate::event::ReleaseEvent) {
-///     println!("closed connection {} after {:?}", e.connection_id(), e.age());
-/// }
-/// ```
-#[derive(Debug)]
-pub struct ReleaseEvent {
-    pub(crate) id: u64,
-    pub(crate) age: Duration,
-}
-
-impl ReleaseEvent {
-    /// The connection's id.
-    ///
-    /// # Examples
+event! {
+    /// A connection was closed.
     ///
     /// ```
-    /// fn connection_id(e: sluicegate::event::ReleaseEvent) -> u64 { e.connection_id() }
+    /// fn log(e: &sluicegate::event::ReleaseEvent) {
+    ///     println!("closed connection {} after {:?}", e.connection_id(), e.age());
+    /// }
     /// ```
-    #[inline]
-    #[must_use]
-    pub fn connection_id(&self) -> u64 {
-        self.id
-    }
-
-    /// How long the connection existed.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// fn age(e: sluicegate::event::ReleaseEvent) -> std::time::Duration { e.age() }
-    /// ```
-    #[inline]
-    #[must_use]
-    pub fn age(&self) -> Duration {
-        self.age
+    ReleaseEvent {
+        /// The connection's id.
+        connection_id(id): u64,
+        /// How long the connection existed.
+        age(age): Duration,
     }
 }
 
-/// A connection was checked out.
-///
-/// # Examples
-///
-/// ```
-/// fn log(e: &sluicegate::event::CheckoutEvent) {
-///     println!("got {} after {:?}", e.connection_id(), e.duration());
-/// }
-/// ```
-#[derive(Debug)]
-pub struct CheckoutEvent {
-    pub(crate) id: u64,
-    pub(crate) duration: Duration,
-}
-
-impl CheckoutEvent {
-    /// The connection's id.
-    ///
-    /// # Examples
+event! {
+    /// A connection was checked out.
     ///
     /// ```
-    /// fn connection_id(e: sluicegate::event::CheckoutEvent) -> u64 { e.connection_id() }
+    /// fn log(e: &sluicegate::event::CheckoutEvent) {
+    ///     println!("got {} after {:?}", e.connection_id(), e.duration());
+    /// }
     /// ```
-    #[inline]
-    #[must_use]
-    pub fn connection_id(&self) -> u64 {
-        self.id
-    }
-
-    /// How long the check-out took, waiting and validation included.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// fn duration(e: sluicegate::event::CheckoutEvent) -> std::time::Duration { e.duration() }
-    /// ```
-    #[inline]
-    #[must_use]
-    pub fn duration(&self) -> Duration {
-        self.duration
+    CheckoutEvent {
+        /// The connection's id.
+        connection_id(id): u64,
+        /// How long the check-out took, waiting and validation included.
+        duration(duration): Duration,
     }
 }
 
-/// A check-out timed out.
-///
-/// # Examples
-///
-/// ```
-/// fn log(e: &sluicegate::event::TimeoutEvent) {
-///     eprintln!("gave up after {:?}", e.timeout());
-/// }
-/// ```
-#[derive(Debug)]
-pub struct TimeoutEvent {
-    pub(crate) timeout: Duration,
-}
-
-impl TimeoutEvent {
-    /// The timeout the check-out was given.
-    ///
-    /// # Examples
+event! {
+    /// A check-out timed out.
     ///
     /// ```
-    /// fn timeout(e: sluicegate::event::TimeoutEvent) -> std::time::Duration { e.timeout() }
+    /// fn log(e: &sluicegate::event::TimeoutEvent) {
+    ///     eprintln!("gave up after {:?}", e.timeout());
+    /// }
     /// ```
-    #[inline]
-    #[must_use]
-    pub fn timeout(&self) -> Duration {
-        self.timeout
+    TimeoutEvent {
+        /// The timeout the check-out was given.
+        timeout(timeout): Duration,
     }
 }
 
-/// A connection was checked back in.
-///
-/// # Examples
-///
-/// ```
-/// fn log(e: &sluicegate::event::CheckinEvent) {
-///     println!("{} was held for {:?}", e.connection_id(), e.duration());
-/// }
-/// ```
-#[derive(Debug)]
-pub struct CheckinEvent {
-    pub(crate) id: u64,
-    pub(crate) duration: Duration,
-}
-
-impl CheckinEvent {
-    /// The connection's id.
-    ///
-    /// # Examples
+event! {
+    /// A connection was checked back in.
     ///
     /// ```
-    /// fn connection_id(e: sluicegate::event::CheckinEvent) -> u64 { e.connection_id() }
+    /// fn log(e: &sluicegate::event::CheckinEvent) {
+    ///     println!("{} was held for {:?}", e.connection_id(), e.duration());
+    /// }
     /// ```
-    #[inline]
-    #[must_use]
-    pub fn connection_id(&self) -> u64 {
-        self.id
-    }
-
-    /// How long the connection was checked out.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// fn duration(e: sluicegate::event::CheckinEvent) -> std::time::Duration { e.duration() }
-    /// ```
-    #[inline]
-    #[must_use]
-    pub fn duration(&self) -> Duration {
-        self.duration
+    CheckinEvent {
+        /// The connection's id.
+        connection_id(id): u64,
+        /// How long the connection was checked out.
+        duration(duration): Duration,
     }
 }

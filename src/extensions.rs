@@ -24,8 +24,6 @@ pub struct Extensions(HashMap<TypeId, Box<dyn Any + Send + Sync>>);
 impl Extensions {
     /// Returns an empty map.
     ///
-    /// # Examples
-    ///
     /// ```
     /// assert!(sluicegate::Extensions::new().is_empty());
     /// ```
@@ -36,8 +34,6 @@ impl Extensions {
     }
 
     /// Stores `value`, returning the value of the same type stored before, if any.
-    ///
-    /// # Examples
     ///
     /// ```
     /// let mut ext = sluicegate::Extensions::new();
@@ -56,8 +52,6 @@ impl Extensions {
 
     /// Returns the stored value of type `T`.
     ///
-    /// # Examples
-    ///
     /// ```
     /// let mut ext = sluicegate::Extensions::new();
     /// ext.insert("tenant-7");
@@ -74,8 +68,6 @@ impl Extensions {
 
     /// Returns the stored value of type `T` for changing in place.
     ///
-    /// # Examples
-    ///
     /// ```
     /// let mut ext = sluicegate::Extensions::new();
     /// ext.insert(0u64);
@@ -91,8 +83,6 @@ impl Extensions {
     }
 
     /// Removes and returns the stored value of type `T`.
-    ///
-    /// # Examples
     ///
     /// ```
     /// let mut ext = sluicegate::Extensions::new();
@@ -111,8 +101,6 @@ impl Extensions {
 
     /// Removes every value.
     ///
-    /// # Examples
-    ///
     /// ```
     /// let mut ext = sluicegate::Extensions::new();
     /// ext.clear();
@@ -124,8 +112,6 @@ impl Extensions {
 
     /// How many values are stored.
     ///
-    /// # Examples
-    ///
     /// ```
     /// assert_eq!(sluicegate::Extensions::new().len(), 0);
     /// ```
@@ -136,8 +122,6 @@ impl Extensions {
     }
 
     /// Whether nothing is stored.
-    ///
-    /// # Examples
     ///
     /// ```
     /// assert!(sluicegate::Extensions::new().is_empty());

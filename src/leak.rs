@@ -35,8 +35,6 @@ pub use crate::backtrace::{Backtrace, Frame};
 /// Its `Display` prints all of it, the backtrace of the check-out included, starting with the
 /// function that called [`Pool::get`](crate::Pool::get) (or one of its siblings).
 ///
-/// # Examples
-///
 /// ```
 /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?; // leak threshold zero
 /// let conn = pool.get()?;
@@ -55,8 +53,6 @@ pub struct Leak {
 impl Leak {
     /// The leaked connection's id (as in [`PooledConnection::id`](crate::PooledConnection::id)
     /// and the pool's events).
-    ///
-    /// # Examples
     ///
     /// ```
     /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
@@ -88,8 +84,6 @@ impl Leak {
 
     /// The name of the thread that checked the connection out, if it has one.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
@@ -105,8 +99,6 @@ impl Leak {
     /// [`Pool::get`](crate::Pool::get) or one of its siblings. Known even in a binary without
     /// symbols.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?; let line = line!();
@@ -120,8 +112,6 @@ impl Leak {
 
     /// The stack of the thread when it checked the connection out.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;
     /// let conn = pool.get()?;
@@ -134,8 +124,6 @@ impl Leak {
     }
 
     /// The name of the pool the connection belongs to.
-    ///
-    /// # Examples
     ///
     /// ```
     /// # let pool = sluicegate::doc_fixture::leak_checked_pool()?;

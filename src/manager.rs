@@ -43,8 +43,6 @@ use crate::extensions::Extensions;
 pub trait ManageConnection: Send + Sync + 'static {
     /// The connection type this manager opens.
     ///
-    /// # Examples
-    ///
     /// ```
     /// fn open<M: sluicegate::ManageConnection>(m: &M) -> Result<M::Connection, M::Error> {
     ///     m.connect()
@@ -53,8 +51,6 @@ pub trait ManageConnection: Send + Sync + 'static {
     type Connection: Send + 'static;
 
     /// The error type its operations return.
-    ///
-    /// # Examples
     ///
     /// ```
     /// fn why<M: sluicegate::ManageConnection>(m: &M) -> Option<M::Error> { m.connect().err() }
@@ -197,8 +193,6 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///
     /// Runs on every check-in, on the returning thread. `true` closes the connection.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # use sluicegate::{ManageConnection, doc_fixture::Manager};
     /// let mut conn = Manager.connect()?;
@@ -214,8 +208,6 @@ pub trait ManageConnection: Send + Sync + 'static {
     ///
     /// A permanent error can make `build` and check-outs fail at once, as
     /// [`Error::is_permanent`](crate::Error::is_permanent) says.
-    ///
-    /// # Examples
     ///
     /// ```
     /// # use std::io; struct Manager;
@@ -334,8 +326,6 @@ pub trait HandleError<E>: fmt::Debug + Send + Sync + 'static {
 
 /// A [`HandleError`] that drops errors.
 ///
-/// # Examples
-///
 /// ```
 /// # use sluicegate::doc_fixture::Manager;
 /// let builder = sluicegate::Pool::<Manager>::builder()
@@ -442,8 +432,6 @@ pub trait CustomizeConnection<C, E>: fmt::Debug + Send + Sync + 'static {
 }
 
 /// A [`CustomizeConnection`] that changes nothing (the default).
-///
-/// # Examples
 ///
 /// ```
 /// # use sluicegate::doc_fixture::Manager;

@@ -135,8 +135,6 @@ pub struct Metrics {
 impl Metrics {
     /// All connections the pool has closed, for whatever reason.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(2).build(Manager)?;

@@ -21,6 +21,22 @@ use crate::metrics::{Metrics, State};
 use crate::state::Conn;
 use crate::worker::{keepalive, opener, reaper};
 
+/// The getters of the settings that do not change while a pool runs: each returns the setting
+/// as built, under the name of the builder's setter.
+macro_rules! settings {
+    ($($name:ident: $ty:ty, $example:literal;)*) => {$(
+        #[doc = concat!("The configured [`", stringify!($name), "`](Builder::", stringify!($name), ").")]
+        #[doc = concat!(
+            "\n```\n# let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();\n",
+            $example, "\n```",
+        )]
+        #[must_use]
+        pub fn $name(&self) -> $ty {
+            self.core().config.settings.$name
+        }
+    )*};
+}
+
 /// A pool of connections, shared by cloning.
 ///
 /// # Fairness
@@ -138,8 +154,6 @@ where
     }
 
     /// A [`Builder`] with the default settings.
-    ///
-    /// # Examples
     ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
@@ -264,8 +278,6 @@ where
     /// it). Returns `None` when every connection is in use, threads are waiting, or the pool is
     /// closed.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::builder().max_size(1).build(Manager)?;
@@ -283,8 +295,6 @@ where
     }
 
     /// The pool's size now: open connections and idle ones.
-    ///
-    /// # Examples
     ///
     /// ```
     /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
@@ -435,8 +445,6 @@ where
 
     /// Whether the pool is closed.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
@@ -468,8 +476,6 @@ where
 
     /// The pool's name, as given to [`Builder::pool_name`] or `pool-N`.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
     /// assert!(pool.name().starts_with("pool-"));
@@ -481,8 +487,6 @@ where
 
     /// The pool's [`max_size`](Builder::max_size): as built, or as last
     /// [set](Pool::set_max_size).
-    ///
-    /// # Examples
     ///
     /// ```
     /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
@@ -548,8 +552,6 @@ where
     /// The pool's [`min_idle`](Builder::min_idle): as built, or as last
     /// [set](Pool::set_min_idle).
     ///
-    /// # Examples
-    ///
     /// ```
     /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
     /// assert_eq!(pool.min_idle(), None);
@@ -559,108 +561,16 @@ where
         self.core().state.lock().sizes().1
     }
 
-    /// The configured [`test_on_check_out`](Builder::test_on_check_out).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
-    /// assert!(pool.test_on_check_out());
-    /// ```
-    #[must_use]
-    pub fn test_on_check_out(&self) -> bool {
-        self.core().config.settings.test_on_check_out
-    }
-
-    /// The configured [`validation_skip_window`](Builder::validation_skip_window).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
-    /// let window = pool.validation_skip_window();
-    /// ```
-    #[must_use]
-    pub fn validation_skip_window(&self) -> Duration {
-        self.core().config.settings.validation_skip_window
-    }
-
-    /// The configured [`max_lifetime`](Builder::max_lifetime).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
-    /// let lifetime = pool.max_lifetime();
-    /// ```
-    #[must_use]
-    pub fn max_lifetime(&self) -> Option<Duration> {
-        self.core().config.settings.max_lifetime
-    }
-
-    /// The configured [`idle_timeout`](Builder::idle_timeout).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
-    /// let timeout = pool.idle_timeout();
-    /// ```
-    #[must_use]
-    pub fn idle_timeout(&self) -> Option<Duration> {
-        self.core().config.settings.idle_timeout
-    }
-
-    /// The configured [`connection_timeout`](Builder::connection_timeout).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
-    /// let timeout = pool.connection_timeout();
-    /// ```
-    #[must_use]
-    pub fn connection_timeout(&self) -> Duration {
-        self.core().config.settings.connection_timeout
-    }
-
-    /// The configured [`reaper_rate`](Builder::reaper_rate).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
-    /// let rate = pool.reaper_rate();
-    /// ```
-    #[must_use]
-    pub fn reaper_rate(&self) -> Duration {
-        self.core().config.settings.reaper_rate
-    }
-
-    /// The configured [`keepalive`](Builder::keepalive).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
-    /// assert_eq!(pool.keepalive(), None);
-    /// ```
-    #[must_use]
-    pub fn keepalive(&self) -> Option<Duration> {
-        self.core().config.settings.keepalive
-    }
-
-    /// The configured [`leak_detection_threshold`](Builder::leak_detection_threshold).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager).unwrap();
-    /// assert_eq!(pool.leak_detection_threshold(), None);
-    /// ```
-    #[must_use]
-    pub fn leak_detection_threshold(&self) -> Option<Duration> {
-        self.core().config.settings.leak_detection_threshold
+    settings! {
+        test_on_check_out: bool, "assert!(pool.test_on_check_out());";
+        validation_skip_window: Duration, "let window = pool.validation_skip_window();";
+        max_lifetime: Option<Duration>, "let lifetime = pool.max_lifetime();";
+        idle_timeout: Option<Duration>, "let timeout = pool.idle_timeout();";
+        connection_timeout: Duration, "let timeout = pool.connection_timeout();";
+        reaper_rate: Duration, "let rate = pool.reaper_rate();";
+        keepalive: Option<Duration>, "assert_eq!(pool.keepalive(), None);";
+        leak_detection_threshold: Option<Duration>,
+            "assert_eq!(pool.leak_detection_threshold(), None);";
     }
 }
 
@@ -694,8 +604,6 @@ where
 
     /// Builds the pool without waiting for any connection to open. With invalid settings the
     /// pool comes back closed, every check-out returning (and the log showing) the error.
-    ///
-    /// # Examples
     ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
@@ -744,8 +652,6 @@ pub struct Drained {
 impl Drained {
     /// Whether every connection came back and was closed in time (none out, opening or closing).
     ///
-    /// # Examples
-    ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
     /// let pool = sluicegate::Pool::new(Manager)?;
@@ -759,8 +665,6 @@ impl Drained {
 
     /// The connections still checked out (or being validated by keepalive) when
     /// [`close_within`](Pool::close_within) stopped waiting: each closes when it comes back.
-    ///
-    /// # Examples
     ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;
@@ -865,8 +769,6 @@ where
 
     /// The values kept with this physical connection, for changing.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # let pool = sluicegate::Pool::new(sluicegate::doc_fixture::Manager)?;
     /// sluicegate::PooledConnection::extensions_mut(&mut pool.get()?).insert("cached");
@@ -877,8 +779,6 @@ where
     }
 
     /// The connection's id (the one in the pool's events and logs).
-    ///
-    /// # Examples
     ///
     /// ```
     /// # use sluicegate::doc_fixture::Manager;

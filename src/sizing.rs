@@ -25,8 +25,6 @@
 /// migrations, consoles, monitoring and deploys that briefly run old and new instances side by
 /// side.
 ///
-/// # Examples
-///
 /// ```
 /// let budget = (100.0 * sluicegate::sizing::DEFAULT_SHARE) as u32; // of max_connections = 100
 /// assert_eq!(budget, 80);
@@ -128,8 +126,6 @@ pub fn for_workload(threads: u32, fraction_in_database: f64) -> u32 {
 /// HikariCP's starting point for the connections one database server uses well: its `cores`
 /// x 2 + its disks' `spindles` (0 for SSDs, or when the working set fits in memory). It is for
 /// the server's cores, not the client's, and for every client of that server together.
-///
-/// # Examples
 ///
 /// ```
 /// use sluicegate::sizing;

@@ -83,8 +83,6 @@ use crate::r2d2::R2d2Manager;
 /// ([`crate::Error::is_permanent`]; [`crate::r2d2::refuses_login`] says what counts). Its
 /// `Debug` prints the connection type, never the URL, which can hold a password.
 ///
-/// # Examples
-///
 /// ```no_run
 /// # #[cfg(feature = "diesel-postgres")] {
 /// use sluicegate::diesel::{ConnectionManager, Pool};
@@ -364,8 +362,6 @@ where
 /// connection inside, with that connection's own transaction manager `T`. It is what
 /// `Connection::transaction` and `begin_test_transaction` use on a [`PooledConnection`]; you
 /// never name it.
-///
-/// # Examples
 ///
 /// ```no_run
 /// # #[cfg(feature = "diesel-postgres")] {

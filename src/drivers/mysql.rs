@@ -67,8 +67,6 @@ pub struct MysqlConnectionManager {
 impl MysqlConnectionManager {
     /// A manager connecting with `opts`.
     ///
-    /// # Examples
-    ///
     /// ```
     /// let opts = mysql::OptsBuilder::new().user(Some("app")).pass(Some("secret"));
     /// let manager = sluicegate::mysql::MysqlConnectionManager::new(opts);
@@ -85,8 +83,6 @@ impl MysqlConnectionManager {
     /// command (session variables, user variables, temporary tables, prepared statements,
     /// locks, an open transaction), so each borrower gets a clean session, at the cost of a
     /// round trip per check-in. Default `false`.
-    ///
-    /// # Examples
     ///
     /// ```
     /// let opts = mysql::OptsBuilder::new();

@@ -217,8 +217,6 @@ where
     /// A manager connecting with `config` through `tls` (`postgres::NoTls`, or a connector
     /// from `tokio-postgres-rustls`, `postgres-native-tls` or `postgres-openssl`).
     ///
-    /// # Examples
-    ///
     /// ```
     /// let config = "host=db.internal user=app password=secret dbname=orders".parse()?;
     /// let manager = sluicegate::postgres::PostgresConnectionManager::new(config, postgres::NoTls);
@@ -241,8 +239,6 @@ where
     /// middle of a transaction cannot be reset, and is closed. Statements prepared by a
     /// borrower do not survive its check-in: prepare them again after each check-out. Default
     /// `false`.
-    ///
-    /// # Examples
     ///
     /// ```
     /// use sluicegate::postgres::PostgresConnectionManager;
@@ -776,8 +772,6 @@ impl Error {
 
     /// The SQLSTATE code of the driver's error, if the server gave one.
     ///
-    /// # Examples
-    ///
     /// ```no_run
     /// # fn f(err: sluicegate::postgres::Error) {
     /// if err.code() == Some(&postgres::error::SqlState::INVALID_CATALOG_NAME) {
@@ -791,8 +785,6 @@ impl Error {
     }
 
     /// Whether a connect failed because no host answered in time.
-    ///
-    /// # Examples
     ///
     /// ```no_run
     /// # fn f(err: sluicegate::postgres::Error) {

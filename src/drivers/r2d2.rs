@@ -20,8 +20,6 @@ use std::sync::Arc;
 /// connect errors will not heal (a wrong password, which r2d2 retries until
 /// `connection_timeout` runs out), so this one asks [`refuses_login`] by default.
 ///
-/// # Examples
-///
 /// ```
 /// # use sluicegate::doc_fixture::R2d2Counter; // an r2d2 manager, an adapter crate's in real code
 /// let pool = sluicegate::Pool::new(sluicegate::r2d2::R2d2Manager::new(R2d2Counter))?;
@@ -45,8 +43,6 @@ where
     M: ::r2d2::ManageConnection,
 {
     /// Wraps `manager`.
-    ///
-    /// # Examples
     ///
     /// ```
     /// # use sluicegate::doc_fixture::R2d2Counter;
@@ -84,8 +80,6 @@ where
 
     /// The wrapped manager.
     ///
-    /// # Examples
-    ///
     /// ```
     /// # use sluicegate::doc_fixture::R2d2Counter;
     /// let manager = sluicegate::r2d2::R2d2Manager::new(R2d2Counter);
@@ -97,8 +91,6 @@ where
     }
 
     /// Unwraps the manager.
-    ///
-    /// # Examples
     ///
     /// ```
     /// # use sluicegate::doc_fixture::R2d2Counter;
@@ -182,8 +174,6 @@ where
 ///   and PgBouncer's refusals.
 /// - feature `mysql`: `mysql::Error` (r2d2_mysql's, when it uses the same `mysql` release as
 ///   sluicegate), by the server's error code: access denied, unknown database.
-///
-/// # Examples
 ///
 /// ```
 /// // An error of a driver sluicegate does not know.
@@ -271,8 +261,6 @@ pub struct R2d2Customizer<T: ?Sized> {
 
 impl<T: ?Sized> R2d2Customizer<T> {
     /// Wraps `customizer`.
-    ///
-    /// # Examples
     ///
     /// ```
     /// let customizer: Box<dyn r2d2::CustomizeConnection<(), std::io::Error>> =

@@ -135,8 +135,6 @@ impl SqliteConnectionManager {
     /// URI file names, no mutex). An in-memory database always gets `SQLITE_OPEN_URI`, which
     /// it needs.
     ///
-    /// # Examples
-    ///
     /// ```
     /// use rusqlite::OpenFlags;
     /// let manager = sluicegate::sqlite::SqliteConnectionManager::file("app.db")
@@ -150,8 +148,6 @@ impl SqliteConnectionManager {
 
     /// Runs `init` on every new connection before the pool uses it (pragmas, functions,
     /// attached databases). An error fails that connect.
-    ///
-    /// # Examples
     ///
     /// ```
     /// let manager = sluicegate::sqlite::SqliteConnectionManager::memory()
@@ -168,8 +164,6 @@ impl SqliteConnectionManager {
 
     /// How long a connection waits for a lock another connection holds before a statement
     /// fails with `SQLITE_BUSY`. Default 5 seconds; `Duration::ZERO` fails at once.
-    ///
-    /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
